@@ -1,0 +1,156 @@
+"""Building blocks for `configs/<dataset>/<stage>.py` files.
+
+Each experiment file defines `get_config(arg=None)`; `arg` is a comma-separated
+list of `key=value` (or bare `key` for True), parsed with typed defaults the
+way big_vision does. The sections shared by every stage (mesh, axis rules,
+optimizer, checkpointing) live here; each package owns the section of its own
+model (`videogen.vq.config`, `videogen.transformer.config`,
+`videogen.text.config`, `videogen.data.config`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+# Logical axis name -> mesh axes. Modules name their axes; only this table
+# says where they go. Order matters for a name listed twice: first match wins.
+DEFAULT_LOGICAL_AXIS_RULES = (
+    ('batch', ('data', 'fsdp')),
+    ('embed', 'fsdp'),
+    ('mlp', 'tensor'),
+    ('heads', 'tensor'),
+    ('kv_heads', 'tensor'),
+    ('head_dim', None),
+    ('vocab', 'tensor'),
+    ('length', None),
+    ('kv_length', None),
+    ('text_length', None),
+    ('layers', None),
+    ('conv_in', None),
+    ('conv_out', 'fsdp'),
+    ('conv_kernel', None),
+    ('codebook', None),
+    ('time', None),
+    ('height', None),
+    ('width', None),
+    ('channels', None),
+)
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
+  """Parses `get_config`'s argument into a ConfigDict with typed defaults.
+
+  `parse_arg('size=tiny,runlocal', size='small', runlocal=False)` gives
+  `{size: 'tiny', runlocal: True}`. A key not in `defaults` is an error that
+  names it and the valid keys.
+
+  Args:
+    arg: the part of `--config=file.py:ARG` after the colon, or None.
+    **defaults: every accepted key with its default (its type is the type).
+
+  Returns:
+    A locked ConfigDict.
+  """
+  parsed = ConfigDict(dict(defaults))
+  if arg:
+    for item in arg.split(','):
+      item = item.strip()
+      if not item:
+        continue
+      key, _, value = item.partition('=')
+      if key not in defaults:
+        raise ValueError(
+            f'Unknown config argument {key!r}; valid arguments: {sorted(defaults)}'
+        )
+      default = defaults[key]
+      if not _:  # Bare `key` means True.
+        parsed[key] = True
+      elif isinstance(default, bool):
+        parsed[key] = value.lower() in ('1', 'true', 'yes', 'y')
+      elif default is None:
+        parsed[key] = value
+      else:
+        parsed[key] = type(default)(value)
+  parsed.lock()
+  return parsed
+
+
+def mesh_config() -> ConfigDict:
+  """Device mesh: ICI axis sizes, and DCN (across slices) sizes for multi-slice."""
+  mesh = ConfigDict()
+  mesh.data = 1  # Data-parallel axis size; -1 = all devices left over.
+  mesh.fsdp = -1  # Fully-sharded data-parallel axis size; -1 = all devices left over.
+  mesh.tensor = 1  # Tensor (model) parallel axis size; -1 = all devices left over.
+  mesh.dcn_data = 1  # Data-parallel size across slices (multi-slice TPU); 1 = one slice.
+  mesh.dcn_fsdp = 1  # FSDP size across slices; 1 = one slice.
+  mesh.dcn_tensor = 1  # Tensor-parallel size across slices (rarely useful); 1 = one slice.
+  return mesh
+
+
+def optimizer_config(learning_rate: float = 1e-3, warmup_steps: int = 100) -> ConfigDict:
+  """AdamW with linear warmup and cosine decay, from optax."""
+  opt = ConfigDict()
+  opt.name = 'adamw'  # 'adamw' or 'adafactor'.
+  opt.learning_rate = learning_rate  # Peak learning rate after warmup.
+  opt.warmup_steps = warmup_steps  # Linear warmup steps from 0 to the peak.
+  opt.decay = 'cosine'  # 'cosine', 'linear' or 'constant' after warmup.
+  opt.min_lr_ratio = 0.1  # Final learning rate as a fraction of the peak.
+  opt.b1 = 0.9  # Adam beta1.
+  opt.b2 = 0.99  # Adam beta2.
+  opt.eps = 1e-8  # Adam epsilon.
+  opt.weight_decay = 0.0  # Decoupled weight decay (applied to matrices only).
+  opt.grad_clip_norm = 1.0  # Clip gradients to this global norm; 0 disables.
+  opt.ema_decay = 0.0  # EMA of parameters for eval/sampling; 0 disables.
+  return opt
+
+
+def checkpoint_config() -> ConfigDict:
+  """Orbax checkpoint manager settings."""
+  ckpt = ConfigDict()
+  ckpt.max_to_keep = 3  # Keep the last K checkpoints.
+  ckpt.keep_period = 0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
+  ckpt.async_save = True  # Save in a background thread while training goes on.
+  return ckpt
+
+
+def train_config(*, seed: int = 0) -> ConfigDict:
+  """The keys every training config has (Flax-examples names)."""
+  config = ConfigDict()
+  config.stage = ''  # 'tokenizer' or 'transformer': which task trains.
+  config.seed = seed  # Seeds parameters, data order and dropout.
+  config.batch_size = 16  # Global batch size across all devices and hosts.
+  config.num_train_steps = 1000  # Total optimizer steps.
+  config.log_every_steps = 50  # Write train metrics every N steps.
+  config.eval_every_steps = 500  # Evaluate (and write samples) every N steps; 0 = only at the end.
+  config.checkpoint_every_steps = 500  # Save a checkpoint every N steps (and always at the end).
+  config.num_eval_batches = 4  # Batches of the eval split per evaluation.
+  config.nan_policy = 'stop'  # On a NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
+  config.compute_dtype = 'float32'  # Activation dtype: 'float32' or 'bfloat16' (params stay float32).
+  config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
+  config.mesh = mesh_config()
+  config.logical_axis_rules = [list(rule) for rule in DEFAULT_LOGICAL_AXIS_RULES]  # Logical axis -> mesh axes.
+  config.optimizer = optimizer_config()
+  config.checkpoint = checkpoint_config()
+  return config
+
+
+def lock(config: ConfigDict) -> ConfigDict:
+  """Locks `config` so that a misspelt key is an error, not a silent no-op."""
+  config.lock()
+  return config
+
+
+def config_to_json_dict(config: ConfigDict) -> dict[str, Any]:
+  """A JSON-friendly dict of `config` (tuples become lists)."""
+  return config.to_dict()
+
+
+def config_from_json_dict(values: dict[str, Any]) -> ConfigDict:
+  """Rebuilds a locked ConfigDict from `config_to_json_dict` output."""
+  config = ConfigDict(values)
+  config.lock()
+  return config
