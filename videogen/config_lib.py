@@ -154,3 +154,38 @@ def config_from_json_dict(values: dict[str, Any]) -> ConfigDict:
   config = ConfigDict(values)
   config.lock()
   return config
+
+
+def load_config_file(path_and_arg: str) -> ConfigDict:
+  """Loads `path.py[:arg]` the way `--config` does (calls `get_config(arg)`)."""
+  import importlib.util
+  import pathlib
+
+  path, _, arg = path_and_arg.partition(':')
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f'Cannot load config file {path}')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
+  """Explains why `dotted_key` is not in `config`, naming the valid keys.
+
+  Returns:
+    None when the key exists; otherwise a message naming the first missing
+    part of the key and the keys that are valid at that level.
+  """
+  node = config
+  walked = ['config']
+  for part in dotted_key.split('.'):
+    if not isinstance(node, ConfigDict):
+      return f'config key {".".join(walked)} is a value, not a section; it has no {part!r}.'
+    if part not in node:
+      where = '.'.join(walked)
+      valid = ', '.join(sorted(node.keys()))
+      return f'Unknown config key {where}.{part}; valid keys of {where}: {valid}'
+    node = node[part]
+    walked.append(part)
+  return None

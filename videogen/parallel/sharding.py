@@ -201,3 +201,8 @@ def bytes_per_device(tree: Any) -> dict[Any, int]:
     for shard in leaf.addressable_shards:
       totals[shard.device] = totals.get(shard.device, 0) + shard.data.nbytes
   return totals
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """A sharding that keeps a full copy on every device of `mesh`."""
+  return NamedSharding(mesh, PartitionSpec())

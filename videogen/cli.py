@@ -1,0 +1,187 @@
+"""The `videogen` command: a thin absl entry that dispatches subcommands.
+
+  videogen quickstart --workdir DIR
+  videogen train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]
+  videogen sample --workdir DIR --prompt "a red circle moving left" --out OUTDIR
+  videogen eval --workdir DIR [--split test]
+  videogen build-dataset --config configs/X.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# TensorFlow (TFDS, clu) must never take an accelerator from JAX.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+COMMANDS = ('quickstart', 'train', 'sample', 'eval', 'build-dataset')
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, e.g. configs/shapes/tokenizer.py:size=tiny.',
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (local path or gs://).')
+_PROMPT = flags.DEFINE_multi_string('prompt', [], 'Prompt to sample; may repeat.')
+_PROMPTS_FILE = flags.DEFINE_string('prompts_file', None, 'File with one prompt per line.')
+_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1, 'Samples per prompt.')
+_CFG_SCALE = flags.DEFINE_float('cfg_scale', None, 'Classifier-free guidance scale.')
+_TEMPERATURE = flags.DEFINE_float('temperature', None, 'Sampling temperature.')
+_TOP_K = flags.DEFINE_integer('top_k', None, 'Top-k filtering; 0 = off.')
+_TOP_P = flags.DEFINE_float('top_p', None, 'Nucleus (top-p) filtering; 1 = off.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+_FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'Image to start the video from.')
+_PREFIX_VIDEO = flags.DEFINE_string('prefix_video', None, 'Video to continue.')
+_NUM_FRAMES = flags.DEFINE_integer(
+    'num_frames', None, 'Frames to generate; more than training makes a long video.'
+)
+_OUT = flags.DEFINE_string('out', None, 'Output directory for samples.')
+_SPLIT = flags.DEFINE_string('split', 'test', 'Dataset split to evaluate on.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'HOST:PORT of process 0 for multi-process runs.'
+)
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
+
+
+class UsageError(app.UsageError):
+  pass
+
+
+def _require(flag_holder, command: str):
+  if flag_holder.value is None:
+    raise UsageError(f'videogen {command} needs --{flag_holder.name}.')
+  return flag_holder.value
+
+
+def _init_distributed() -> None:
+  from videogen.parallel import distributed
+
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+
+def _prompts() -> list[str]:
+  prompts = list(_PROMPT.value)
+  if _PROMPTS_FILE.value:
+    with open(_PROMPTS_FILE.value) as f:
+      prompts += [line.strip() for line in f if line.strip()]
+  return prompts
+
+
+def _train() -> None:
+  from videogen.train import loop
+
+  config = _require(_CONFIG, 'train')
+  workdir = _require(_WORKDIR, 'train')
+  _init_distributed()
+  result = loop.train_and_evaluate(config, workdir)
+  if result.preempted:
+    logging.warning('Stopped at step %d on a preemption notice; rerun to resume.', result.step)
+
+
+def _build_dataset() -> None:
+  from videogen.data import build
+
+  config = _require(_CONFIG, 'build-dataset')
+  report = build.build_dataset(config.data)
+  print(report.summary(), flush=True)
+
+
+def _sample() -> None:
+  from videogen import sample
+
+  workdir = _require(_WORKDIR, 'sample')
+  out = _require(_OUT, 'sample')
+  prompts = _prompts()
+  if not prompts:
+    raise UsageError('videogen sample needs --prompt (may repeat) or --prompts_file.')
+  _init_distributed()
+  sample.sample_to_dir(
+      workdir,
+      prompts,
+      out,
+      num_samples=_NUM_SAMPLES.value,
+      cfg_scale=_CFG_SCALE.value,
+      temperature=_TEMPERATURE.value,
+      top_k=_TOP_K.value,
+      top_p=_TOP_P.value,
+      seed=_SEED.value,
+      first_frame=_FIRST_FRAME.value,
+      prefix_video=_PREFIX_VIDEO.value,
+      num_frames=_NUM_FRAMES.value,
+  )
+
+
+def _eval() -> None:
+  from videogen.eval import run as eval_run
+
+  workdir = _require(_WORKDIR, 'eval')
+  _init_distributed()
+  results = eval_run.evaluate_workdir(workdir, split=_SPLIT.value)
+  print(results.summary(), flush=True)
+
+
+def _quickstart() -> None:
+  from videogen import quickstart
+
+  workdir = _require(_WORKDIR, 'quickstart')
+  quickstart.run(workdir)
+
+
+_HANDLERS = {
+    'quickstart': _quickstart,
+    'train': _train,
+    'sample': _sample,
+    'eval': _eval,
+    'build-dataset': _build_dataset,
+}
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) < 2 or argv[1] not in _HANDLERS:
+    given = argv[1] if len(argv) > 1 else '(none)'
+    raise UsageError(f'Unknown command {given!r}; commands: {", ".join(COMMANDS)}.')
+  if len(argv) > 2:
+    raise UsageError(f'Unexpected arguments: {" ".join(argv[2:])}')
+  _HANDLERS[argv[1]]()
+
+
+def _flags_parser(argv: list[str]) -> list[str]:
+  """absl's parser, with config errors that name the bad key and the valid ones."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.IllegalFlagValueError as error:
+    raise UsageError(_explain_config_error(error, argv)) from None
+
+
+def _explain_config_error(error: Exception, argv: list[str]) -> str:
+  from videogen import config_lib
+
+  message = str(error)
+  bad = [a.split('=')[0][2:] for a in argv if a.startswith('--config.')]
+  config_path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if config_path is None and '--config' in argv:
+    config_path = argv[argv.index('--config') + 1]
+  if not config_path:
+    return message
+  try:
+    config = config_lib.load_config_file(config_path)
+  except Exception:  # noqa: BLE001 - the original message is the better one then.
+    return message
+  for override in bad:
+    problem = config_lib.describe_missing_key(config, override.removeprefix('config.'))
+    if problem:
+      return problem
+  return message
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main, argv=sys.argv, flags_parser=_flags_parser)
+
+
+if __name__ == '__main__':
+  run()

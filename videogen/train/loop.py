@@ -1,0 +1,255 @@
+"""The one training loop both stages share.
+
+`train_and_evaluate(config, workdir)` builds the mesh and the stage's `Task`,
+creates (or restores) the train state directly sharded, and runs the task's
+pure step function, jitted once, with checkpoints, metrics, evaluation and
+preemption handling. Stage-specific logic lives in the tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any, Iterator
+
+from absl import logging
+from clu import metric_writers, periodic_actions
+from etils import epath
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+from videogen.train import checkpointing, preemption, tasks, throughput
+from videogen.train.task import Task
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """How a call of `train_and_evaluate` ended.
+
+  Attributes:
+    step: the step the state is at.
+    preempted: True when a preemption notice stopped the run early.
+    eval_metrics: the last evaluation's metrics (empty if none ran).
+    last_train_metrics: the last logged train metrics.
+  """
+
+  step: int
+  preempted: bool = False
+  eval_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+  last_train_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class _MetricsLog:
+  """TensorBoard (clu) on all hosts' terms, `metrics.jsonl` on process 0."""
+
+  def __init__(self, workdir: epath.Path):
+    self.is_main = jax.process_index() == 0
+    self.writer = metric_writers.create_default_writer(
+        str(workdir), just_logging=not self.is_main
+    )
+    self._jsonl = workdir / 'metrics.jsonl'
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    self.writer.write_scalars(step, metrics)
+    if self.is_main:
+      with self._jsonl.open('a') as f:
+        f.write(json.dumps({'step': step, **metrics}) + '\n')
+
+  def flush(self) -> None:
+    self.writer.flush()
+
+
+def _nan_guarded(task: Task, policy: str):
+  """Wraps `task.train_step` so a non-finite loss never reaches the state.
+
+  Under `skip` the update is dropped (the step counter still advances); under
+  `stop` the state is kept as well and the loop raises, naming the step.
+  """
+  if policy not in ('stop', 'skip'):
+    raise ValueError(f"Unknown nan_policy {policy!r}; valid: 'stop', 'skip'")
+
+  def step_fn(state, batch, rng):
+    new_state, metrics = task.train_step(state, batch, rng)
+    finite = jnp.isfinite(metrics['loss'])
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    kept = kept.replace(step=new_state.step)
+    metrics = dict(metrics, nonfinite=(~finite).astype(jnp.float32))
+    return kept, metrics
+
+  return step_fn
+
+
+def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
+  from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
+
+  iterator = pipeline.create_iterator(
+      config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
+  )
+  for index, batch in enumerate(iterator):
+    if index >= config.num_eval_batches:
+      break
+    yield batch
+
+
+def _log_memory(compiled) -> None:
+  try:
+    stats = compiled.memory_analysis()
+  except (NotImplementedError, AttributeError, RuntimeError):
+    stats = None
+  if stats is None:
+    logging.info('Compiled train step: no memory analysis on this backend.')
+    return
+  gib = 1 / 2**30
+  logging.info(
+      'Compiled train step memory per device: arguments %.3f GiB, outputs %.3f GiB, '
+      'temporaries %.3f GiB, generated code %.3f GiB (aliased %.3f GiB).',
+      stats.argument_size_in_bytes * gib,
+      stats.output_size_in_bytes * gib,
+      stats.temp_size_in_bytes * gib,
+      stats.generated_code_size_in_bytes * gib,
+      stats.alias_size_in_bytes * gib,
+  )
+
+
+def _is_due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+  """Trains `config.stage` in `workdir`, resuming from its latest checkpoint.
+
+  Args:
+    config: a locked experiment config (see `configs/`).
+    workdir: the run directory (local or `gs://`), laid out as DESIGN.md says.
+
+  Returns:
+    A TrainResult describing where the run stopped.
+  """
+  from videogen.data import build, pipeline  # Heavy (TFDS); the CLI imports lazily.
+
+  workdir = epath.Path(workdir)
+  is_main = jax.process_index() == 0
+  mesh = mesh_lib.create_mesh(config.mesh)
+  rules = config.logical_axis_rules
+  logging.info('Mesh: %s over %d devices, %d processes.', mesh_lib.describe(mesh),
+               mesh.size, jax.process_count())
+  batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
+  if config.batch_size % batch_shards:
+    raise ValueError(
+        f'batch_size {config.batch_size} is not divisible by the batch axes '
+        f'data*fsdp = {batch_shards}.'
+    )
+  build.ensure_built(config.data)
+  task = tasks.create_task(config, mesh, workdir)
+  if is_main:
+    checkpointing.write_config(workdir, config)
+
+  rng = jax.random.key(config.seed)
+  init_rng, train_rng = jax.random.split(rng)
+  with sharding.axis_rules(mesh, rules):
+    abstract_state = jax.eval_shape(task.init_state, init_rng)
+    state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
+    manager = checkpointing.make_manager(workdir, config.checkpoint)
+    train_iter = pipeline.create_iterator(
+        config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
+    )
+    start_step = manager.latest_step()
+    if start_step is not None:
+      logging.info('Resuming from %s', manager.directory / str(start_step))
+      state, _ = checkpointing.restore(
+          manager, start_step, abstract_state, state_shardings, train_iter
+      )
+    else:
+      start_step = 0
+      state = jax.jit(task.init_state, out_shardings=state_shardings)(init_rng)
+    logging.info('%s', task.describe(state))
+
+    step_fn = jax.jit(
+        _nan_guarded(task, config.nan_policy),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    result = _run(config, workdir, task, mesh, manager, state, step_fn, train_iter,
+                  start_step, train_rng)
+  manager.wait_until_finished()
+  manager.close()
+  return result
+
+
+def _run(config, workdir, task, mesh, manager, state, step_fn, train_iter, start_step,
+         train_rng) -> TrainResult:
+  """The step loop; see `train_and_evaluate`."""
+  rules = config.logical_axis_rules
+  is_main = jax.process_index() == 0
+  log = _MetricsLog(workdir)
+  total = config.num_train_steps
+  result = TrainResult(step=start_step)
+  if start_step >= total:
+    logging.info('Already trained to step %d of %d.', start_step, total)
+    return result
+  cost = task.step_cost(config.batch_size)
+  reference, reference_name = throughput.reference_flops(config.peak_flops)
+  progress = periodic_actions.ReportProgress(num_train_steps=total, writer=log.writer,
+                                            every_steps=config.log_every_steps)
+  watcher = preemption.PreemptionWatcher()
+  sample_dir = str(workdir / 'samples') if is_main else None
+  keys = task.batch_keys()
+  last_log_time, last_log_step = time.perf_counter(), start_step
+  pending: list[dict[str, Any]] = []
+  try:
+    for step in range(start_step + 1, total + 1):
+      batch = sharding.global_batch(next(train_iter), mesh, rules, keys)
+      if step == start_step + 1:
+        compiled = step_fn.lower(state, batch, train_rng).compile()
+        _log_memory(compiled)
+      state, metrics = step_fn(state, batch, jax.random.fold_in(train_rng, step))
+      pending.append(metrics)
+      progress(step)
+      nonfinite = float(metrics['nonfinite'])
+      if nonfinite and config.nan_policy == 'stop':
+        raise FloatingPointError(
+            f'Non-finite loss at step {step}; the update was not applied. Lower the '
+            'learning rate, or set --config.nan_policy=skip to skip such steps.'
+        )
+      if _is_due(step, config.log_every_steps, total):
+        summary = {k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]}
+        pending.clear()
+        now = time.perf_counter()
+        steps_per_s = (step - last_log_step) / max(now - last_log_time, 1e-9)
+        last_log_time, last_log_step = now, step
+        summary['steps_per_s'] = steps_per_s
+        if cost.tokens:
+          summary['tokens_per_s'] = cost.tokens * steps_per_s
+        if cost.frames:
+          summary['frames_per_s'] = cost.frames * steps_per_s
+        if cost.flops:
+          summary['mfu'] = cost.flops * steps_per_s / reference
+        log.write(step, summary)
+        result.last_train_metrics = summary
+        logging.info('step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items()))
+      if _is_due(step, config.eval_every_steps, total):
+        with progress.timed('eval'):
+          result.eval_metrics = task.evaluate(
+              state, _eval_batches(config, task), step=step, sample_dir=sample_dir
+          )
+        log.write(step, {f'eval/{k}': v for k, v in result.eval_metrics.items()})
+        logging.info('eval at step %d: %s', step, result.eval_metrics)
+      stop = watcher.should_stop(step, manager)
+      if stop or _is_due(step, config.checkpoint_every_steps, total):
+        checkpointing.save(manager, step, state, train_iter, config, force=True)
+      result.step = step
+      if stop:
+        result.preempted = True
+        logging.warning('Preempted: saved step %d; rerun the command to resume.', step)
+        break
+  finally:
+    watcher.restore_handlers()
+    log.flush()
+  if cost.flops:
+    logging.info('MFU reference: %s = %.3g FLOP/s.', reference_name, reference)
+  return result
