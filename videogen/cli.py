@@ -153,8 +153,9 @@ def _flags_parser(argv: list[str]) -> list[str]:
   """absl's parser, with config errors that name the bad key and the valid ones."""
   try:
     return flags.FLAGS(argv)
-  except flags.IllegalFlagValueError as error:
-    raise UsageError(_explain_config_error(error, argv)) from None
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as error:
+    print(f'videogen: {_explain_config_error(error, argv)}', file=sys.stderr)
+    sys.exit(2)
 
 
 def _explain_config_error(error: Exception, argv: list[str]) -> str:

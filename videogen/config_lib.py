@@ -189,3 +189,79 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
     node = node[part]
     walked.append(part)
   return None
+
+
+# Training schedule per model size: (steps, global batch, peak learning rate).
+TOKENIZER_SCHEDULES = {
+    'tiny': (1200, 16, 2e-3),
+    'small': (20000, 16, 1e-3),
+    'base': (100000, 64, 1e-4),
+}
+TRANSFORMER_SCHEDULES = {
+    'tiny': (3000, 32, 1e-3),
+    'small': (50000, 64, 3e-4),
+    'base': (100000, 128, 3e-4),
+    'large': (200000, 256, 2e-4),
+    'xl': (300000, 512, 1.5e-4),
+}
+
+
+def _schedule(config: ConfigDict, steps: int, batch: int) -> None:
+  config.batch_size = batch
+  config.num_train_steps = steps
+  config.log_every_steps = 50
+  config.eval_every_steps = steps // 4
+  config.checkpoint_every_steps = max(steps // 10, 100)
+  config.num_eval_batches = 4
+
+
+def runlocal(config: ConfigDict) -> ConfigDict:
+  """Shrinks a config to a smoke test that runs in a minute on a laptop."""
+  config.batch_size = 8
+  config.num_train_steps = 20
+  config.log_every_steps = 5
+  config.eval_every_steps = 10
+  config.checkpoint_every_steps = 10
+  config.num_eval_batches = 1
+  return config
+
+
+def tokenizer_experiment(size: str, quantizer: str, data: ConfigDict) -> ConfigDict:
+  """A video-tokenizer training config over the dataset section `data`."""
+  from videogen.vq import config as vq_config
+
+  if size not in TOKENIZER_SCHEDULES:
+    raise ValueError(f'Unknown size {size!r}; valid: {sorted(TOKENIZER_SCHEDULES)}')
+  steps, batch, lr = TOKENIZER_SCHEDULES[size]
+  config = train_config()
+  config.stage = 'tokenizer'
+  _schedule(config, steps, batch)
+  config.optimizer = optimizer_config(learning_rate=lr, warmup_steps=100)
+  config.data = data
+  config.model = vq_config.model_config(size, quantizer)
+  config.loss = vq_config.loss_config()
+  return config
+
+
+def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
+  """A text-to-video transformer training config over the dataset section `data`."""
+  from videogen.text import config as text_config
+  from videogen.transformer import config as transformer_config
+
+  if size not in TRANSFORMER_SCHEDULES:
+    raise ValueError(f'Unknown size {size!r}; valid: {sorted(TRANSFORMER_SCHEDULES)}')
+  steps, batch, lr = TRANSFORMER_SCHEDULES[size]
+  config = train_config()
+  config.stage = 'transformer'
+  _schedule(config, steps, batch)
+  config.optimizer = optimizer_config(learning_rate=lr, warmup_steps=200)
+  config.optimizer.b2 = 0.95
+  config.optimizer.weight_decay = 0.01
+  config.data = data
+  config.model = transformer_config.model_config(size)
+  config.sampling = transformer_config.sampling_config()
+  config.text = text_config.text_config()
+  config.tokenizer = ConfigDict()
+  config.tokenizer.checkpoint = ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
+  config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
+  return config

@@ -1,0 +1,36 @@
+"""Text-to-video transformer over shapes tokens, conditioned on T5.
+
+  videogen train --config configs/shapes/transformer.py \
+      --config.tokenizer.checkpoint=runs/tokenizer --workdir runs/t2v
+  videogen sample --workdir runs/t2v --prompt "a red circle moving left" --out out/
+
+`size=tiny` matches the quickstart tokenizer (9 frames at 32x32 -> 3x4x4
+tokens); `small`/`base`/`large`/`xl` train on 17x64x64 clips (5x8x8 tokens).
+The text encoder is the offline default T5 (built from the dataset's
+captions) unless `--config.text.path` names a Hugging Face T5 directory.
+"""
+
+from videogen import config_lib
+from videogen.data import config as data_config
+
+# size: (frames, resolution, clips in the train split)
+_DATA = {
+    'tiny': (9, 32, 4000),
+    'small': (17, 64, 20000),
+    'base': (17, 64, 50000),
+    'large': (17, 64, 50000),
+    'xl': (17, 64, 50000),
+}
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, size='small', runlocal=False)
+  num_frames, resolution, num_train = _DATA[arg.size]
+  data = data_config.data_config('shapes', num_frames=num_frames, resolution=resolution)
+  data.num_train_examples = num_train
+  config = config_lib.transformer_experiment(arg.size, data)
+  if arg.runlocal:
+    config_lib.runlocal(config)
+    config.data.num_train_examples = 64
+    config.data.num_test_examples = 16
+  return config_lib.lock(config)

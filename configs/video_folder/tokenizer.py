@@ -1,0 +1,21 @@
+"""Video tokenizer on your own videos: a folder + captions.csv (or captions.jsonl).
+
+  videogen build-dataset --config configs/video_folder/tokenizer.py \
+      --config.data.source_dir=/path/to/videos
+  videogen train --config configs/video_folder/tokenizer.py \
+      --config.data.source_dir=/path/to/videos --workdir runs/my_tok
+"""
+
+from videogen import config_lib
+from videogen.data import config as data_config
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(
+      arg, size='small', quantizer='fsq', frames=17, resolution=64, runlocal=False
+  )
+  data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
+  config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
+  if arg.runlocal:
+    config_lib.runlocal(config)
+  return config_lib.lock(config)

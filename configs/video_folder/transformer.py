@@ -1,0 +1,18 @@
+"""Text-to-video transformer on your own captioned videos.
+
+  videogen train --config configs/video_folder/transformer.py \
+      --config.data.source_dir=/path/to/videos \
+      --config.tokenizer.checkpoint=runs/my_tok --workdir runs/my_t2v
+"""
+
+from videogen import config_lib
+from videogen.data import config as data_config
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, size='small', frames=17, resolution=64, runlocal=False)
+  data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
+  config = config_lib.transformer_experiment(arg.size, data)
+  if arg.runlocal:
+    config_lib.runlocal(config)
+  return config_lib.lock(config)

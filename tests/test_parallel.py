@@ -1,0 +1,104 @@
+"""Mesh construction and logical-axis sharding on 8 virtual CPU devices."""
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from videogen import config_lib
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+
+RULES = config_lib.DEFAULT_LOGICAL_AXIS_RULES
+
+
+def _mesh_config(data=1, fsdp=-1, tensor=1):
+  config = config_lib.mesh_config()
+  config.data, config.fsdp, config.tensor = data, fsdp, tensor
+  return config
+
+
+@pytest.mark.parametrize('sizes', [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, -1, 1), (-1, 2, 2)])
+def test_mesh_shapes(sizes):
+  mesh = mesh_lib.create_mesh(_mesh_config(*sizes))
+  assert mesh.size == 8
+  assert mesh.axis_names == ('data', 'fsdp', 'tensor')
+  expected = [s for s in sizes if s != -1]
+  assert all(mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes) if s != -1)
+  assert np.prod(expected) <= 8
+
+
+def test_mesh_mismatch_names_mesh_and_device_count():
+  with pytest.raises(ValueError, match=r"'data': 4.*'fsdp': 4.*8 devices"):
+    mesh_lib.create_mesh(_mesh_config(4, 4, 1))
+  with pytest.raises(ValueError, match='not divisible'):
+    mesh_lib.create_mesh(_mesh_config(3, -1, 1))
+
+
+def test_logical_to_spec_drops_non_divisible_and_reused_axes():
+  mesh = mesh_lib.create_mesh(_mesh_config(2, 2, 2))
+  rules = sharding.normalize_rules(RULES)
+  assert sharding.logical_to_spec(('embed', 'mlp'), rules, mesh, (16, 32)) == jax.P('fsdp', 'tensor')
+  # 3 channels cannot split over fsdp=2: replicated instead of failing.
+  assert sharding.logical_to_spec(('conv_in', 'conv_out'), rules, mesh, (4, 3)) == jax.P(None, None)
+  assert sharding.logical_to_spec(('batch', 'embed'), rules, mesh, (8, 16)) == jax.P(('data', 'fsdp'), None)
+
+
+class _Model(nnx.Module):
+
+  def __init__(self, rngs):
+    init = sharding.with_logical(nnx.initializers.lecun_normal(), ('embed', 'mlp'))
+    self.dense = nnx.Linear(64, 128, kernel_init=init, rngs=rngs)
+
+
+def test_state_initialised_directly_sharded():
+  mesh = mesh_lib.create_mesh(_mesh_config(1, 4, 2))
+  tx = optax.adamw(1e-3)
+
+  def init(rng):
+    params = nnx.split(_Model(nnx.Rngs(rng)), nnx.Param)[1]
+    return params, tx.init(params)
+
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  shardings = sharding.tree_shardings(abstract, mesh, RULES)
+  params, opt_state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
+  kernel = params['dense']['kernel'][...]
+  assert kernel.sharding.spec == jax.P('fsdp', 'tensor')
+  assert opt_state[0].mu['dense']['kernel'][...].sharding.spec == jax.P('fsdp', 'tensor')
+  assert opt_state[0].count.sharding.spec == jax.P()
+  per_device = sharding.bytes_per_device(params)
+  # The kernel is split 8 ways; the bias has no logical axes and is replicated.
+  assert max(per_device.values()) == (64 * 128 * 4) // 8 + 128 * 4
+
+
+def test_constrain_is_noop_outside_rules_and_shards_inside():
+  mesh = mesh_lib.create_mesh(_mesh_config(8, 1, 1))
+  x = jnp.ones((8, 4))
+  assert sharding.constrain(x, ('batch', None)) is x
+  with sharding.axis_rules(mesh, RULES):
+    y = jax.jit(lambda v: sharding.constrain(v * 2, ('batch', None)))(x)
+  assert y.sharding.spec[0] == 'data'
+  assert len(y.addressable_shards) == 8 and y.addressable_shards[0].data.shape == (1, 4)
+
+
+def test_global_batch_shards_leading_axis():
+  mesh = mesh_lib.create_mesh(_mesh_config(2, 4, 1))
+  batch = {'video': np.zeros((8, 2, 4, 4, 3), np.float32), 'caption': np.array(['a'] * 8)}
+  result = sharding.global_batch(batch, mesh, RULES)
+  assert set(result) == {'video'}
+  assert result['video'].shape == (8, 2, 4, 4, 3)
+  assert len(result['video'].addressable_shards) == 8
+
+
+def test_parse_arg_and_missing_key_messages():
+  arg = config_lib.parse_arg('size=tiny,runlocal', size='small', runlocal=False, steps=10)
+  assert arg.size == 'tiny' and arg.runlocal is True and arg.steps == 10
+  with pytest.raises(ValueError, match=r"'sise'.*\['runlocal', 'size'\]"):
+    config_lib.parse_arg('sise=tiny', size='small', runlocal=False)
+  config = ml_collections.ConfigDict({'model': {'width': 1, 'depth': 2}, 'seed': 0})
+  assert config_lib.describe_missing_key(config, 'model.width') is None
+  message = config_lib.describe_missing_key(config, 'model.widht')
+  assert 'config.model.widht' in message and 'depth, width' in message
