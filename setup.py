@@ -34,6 +34,7 @@ _INSTALL_REQUIRES = [
     'numpy>=1.26',
     'scipy>=1.11',
     'tqdm>=4.66',
+    'importlib_resources>=6',  # TFDS 4.9.10 imports it without declaring it.
 ]
 
 _TEST_REQUIRES = [

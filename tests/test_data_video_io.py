@@ -1,0 +1,74 @@
+"""Reading and writing video files; grids; pixel conversions."""
+
+import numpy as np
+import pytest
+
+from videogen.data import shapes, transforms, video_io
+
+
+def _clip(seed=0, num_frames=9, height=32, width=48):
+  return shapes.generate_example(seed, num_frames, height, width).video
+
+
+def test_gif_round_trip_is_lossless(tmp_path):
+  clip = _clip()
+  path = video_io.write_video(tmp_path / 'clip.gif', clip, fps=8)
+  np.testing.assert_array_equal(video_io.read_video(path), clip)
+
+
+def test_mp4_round_trip_is_close(tmp_path):
+  clip = _clip()
+  path = video_io.write_video(tmp_path / 'nested' / 'clip.mp4', clip, fps=8)
+  back = video_io.read_video(path)
+  assert back.shape == clip.shape and back.dtype == np.uint8
+  assert np.abs(back.astype(int) - clip).mean() < 6  # H.264 is lossy.
+  assert video_io.read_video(path, max_frames=4).shape[0] == 4
+
+
+def test_float_input_and_odd_sizes(tmp_path):
+  clip = _clip(height=31, width=45)
+  as_float = clip.astype(np.float32) / 127.5 - 1.0
+  np.testing.assert_array_equal(video_io.to_uint8(as_float), clip)
+  np.testing.assert_array_equal(video_io.to_uint8(np.full((2, 2, 3), 7.0)), 255)
+  back = video_io.read_video(video_io.write_video(tmp_path / 'odd.mp4', as_float))
+  assert back.shape == (9, 32, 46, 3)  # Padded to even sides for H.264.
+
+
+def test_unreadable_files_raise_clear_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match='missing.mp4'):
+    video_io.read_video(tmp_path / 'missing.mp4')
+  (tmp_path / 'empty.mp4').write_bytes(b'')
+  with pytest.raises(video_io.VideoReadError, match='empty.mp4.*empty'):
+    video_io.read_video(tmp_path / 'empty.mp4')
+  (tmp_path / 'junk.mp4').write_bytes(b'junk' * 100)
+  with pytest.raises(video_io.VideoReadError, match='junk.mp4'):
+    video_io.read_video(tmp_path / 'junk.mp4')
+  with pytest.raises(ValueError, match='suffix'):
+    video_io.write_video(tmp_path / 'clip.webm', _clip())
+
+
+def test_grid_tiles_pads_and_labels(tmp_path):
+  long_clip, short_clip, small_clip = _clip(0, 6), _clip(1, 3), _clip(2, 6, 16, 16)
+  tiled = video_io.grid([long_clip, short_clip, small_clip], columns=2)
+  assert tiled.shape == (6, 32 * 2 + 2, 48 * 2 + 2, 3)
+  np.testing.assert_array_equal(tiled[:, :32, :48], long_clip)
+  np.testing.assert_array_equal(tiled[5, :32, 50:], short_clip[-1])  # Held last frame.
+  np.testing.assert_array_equal(tiled[:, 34:50, :16], small_clip)
+  labelled = video_io.grid(
+    [long_clip, short_clip], columns=2, labels=['a red one', 'b']
+  )
+  assert labelled.shape[1] > 32 and labelled[:, 32:].max() > 200  # Text drawn.
+  path = video_io.write_grid(
+    tmp_path / 'grid.gif', [long_clip, short_clip], fps=4, columns=1
+  )
+  assert video_io.read_video(path).shape == (6, 32 * 2 + 2, 48, 3)
+
+
+def test_resize_video_centre_crops_then_resizes():
+  clip = np.zeros((2, 20, 40, 3), np.uint8)
+  clip[:, :, 10:30] = 255  # The centre square.
+  out = transforms.resize_video(clip, 10, 10)
+  assert out.shape == (2, 10, 10, 3) and out.min() == 255
+  assert transforms.resize_video(clip, 20, 40) is clip
+  assert transforms.label_to_words('ApplyEyeMakeup') == 'apply eye makeup'
+  assert transforms.label_to_words('sea_lion') == 'sea lion'

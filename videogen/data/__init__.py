@@ -1,0 +1,12 @@
+"""Video data: synthetic shapes clips, TFDS builders, video files, grain pipeline.
+
+Modules (import the one you need; only `shapes`, `transforms` and `video_io`
+avoid importing TensorFlow):
+
+* `config`: the `config.data` section, `data_config(name, ...)`.
+* `shapes`: procedural coloured-shape clips and their captions.
+* `video_io`: read/write MP4 and GIF, tile clips into a grid.
+* `build`: `build_dataset` and `ensure_built` (TFDS, array_record).
+* `pipeline`: `create_iterator` (grain), and `batched_iterator` for any
+  random-access source.
+"""
