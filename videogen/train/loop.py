@@ -155,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     abstract_state = jax.eval_shape(task.init_state, init_rng)
     state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
     manager = checkpointing.make_manager(workdir, config.checkpoint)
-    train_iter = pipeline.create_iterator(
+    train_iter = task.create_train_iterator() or pipeline.create_iterator(
         config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
     )
     start_step = manager.latest_step()

@@ -115,6 +115,11 @@ class Task(abc.ABC):
     data pipeline to tokenize captions with, or None when the stage uses no text."""
     return None
 
+  def create_train_iterator(self):
+    """The stage's own train iterator (e.g. over pre-computed tokens), or None
+    for the standard video pipeline. Must support get_state/set_state."""
+    return None
+
   def step_cost(self, batch_size: int) -> StepCost:
     """FLOPs/tokens/frames of one train step at this global batch size."""
     return StepCost()
