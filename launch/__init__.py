@@ -1,0 +1,1 @@
+"""Launchers for Cloud TPU VMs, GKE and SLURM (no training logic)."""
