@@ -1,12 +1,12 @@
 """Mesh construction and logical-axis sharding on 8 virtual CPU devices."""
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from videogen import config_lib
 from videogen.parallel import mesh as mesh_lib

@@ -193,12 +193,12 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
 TOKENIZER_SCHEDULES = {
-    'tiny': (1200, 16, 2e-3),
+    'tiny': (400, 16, 2e-3),
     'small': (20000, 16, 1e-3),
     'base': (100000, 64, 1e-4),
 }
 TRANSFORMER_SCHEDULES = {
-    'tiny': (3000, 32, 1e-3),
+    'tiny': (1500, 32, 1e-3),
     'small': (50000, 64, 3e-4),
     'base': (100000, 128, 3e-4),
     'large': (200000, 256, 2e-4),

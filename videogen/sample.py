@@ -13,12 +13,12 @@ import json
 import math
 from typing import Sequence
 
-from absl import logging
-from etils import epath
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from etils import epath
+from flax import nnx
 
 from videogen import config_lib
 from videogen.data import video_io

@@ -15,7 +15,7 @@ from videogen.data import config as data_config
 
 # size: (frames, resolution, clips in the train split)
 _DATA = {
-    'tiny': (9, 32, 4000),
+    'tiny': (9, 32, 2000),
     'small': (17, 64, 20000),
     'base': (17, 64, 50000),
     'large': (17, 64, 50000),

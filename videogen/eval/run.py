@@ -14,9 +14,9 @@ import dataclasses
 import json
 from typing import Any
 
+import jax
 from clu import metric_writers
 from etils import epath
-import jax
 
 from videogen.eval import fvd
 from videogen.parallel import mesh as mesh_lib

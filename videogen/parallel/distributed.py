@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from absl import logging
 import jax
+from absl import logging
 
 
 def _auto_detectable() -> str | None:

@@ -6,10 +6,10 @@ import math
 from typing import Sequence
 
 import jax
-from jax.experimental import mesh_utils
-from jax.sharding import AxisType, Mesh
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import AxisType, Mesh
 
 AXES = ('data', 'fsdp', 'tensor')
 

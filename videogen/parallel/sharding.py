@@ -16,10 +16,10 @@ import dataclasses
 import math
 from typing import Any, Iterator, Mapping, Sequence
 
-from flax import nnx
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 # Parameters keep logical names as metadata; shardings come from the rules.
 nnx.use_eager_sharding(False)

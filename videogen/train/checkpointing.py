@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from etils import epath
 import grain
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from videogen import __version__, config_lib
 

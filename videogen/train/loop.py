@@ -13,13 +13,13 @@ import json
 import time
 from typing import Any, Iterator
 
-from absl import logging
-from clu import metric_writers, periodic_actions
-from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from etils import epath
 
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding

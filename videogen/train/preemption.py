@@ -12,10 +12,10 @@ from __future__ import annotations
 import signal
 import threading
 
-from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
 
 
 class PreemptionWatcher:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from etils import epath
 import jax
 import ml_collections
+from etils import epath
 
 from videogen.train.task import Task
 

@@ -1,0 +1,191 @@
+"""The transformer stage end to end on 8 CPU devices: train steps, token cache, eval.
+
+The video tokenizer is a small test double (one token per 8x8 patch); the
+text encoder is the real offline default T5, built from the dataset captions.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from videogen import config_lib, text
+from videogen.data import build, pipeline
+from videogen.data import config as data_config
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+from videogen.transformer import losses, token_cache
+from videogen.transformer import task as task_lib
+
+
+class _PatchLevels(nnx.Module):
+  """Test double's only weights: the 16 grey levels tokens stand for."""
+
+  def __init__(self):
+    self.levels = nnx.Param(jnp.linspace(-1.0, 1.0, 16))
+
+
+class FakeVideoTokenizer:
+  """Test double of `videogen.vq.Tokenizer`: mean grey of each 8x8 patch, 16 levels."""
+
+  codebook_size = 16
+
+  def __init__(self):
+    self.graphdef, self.state = nnx.split(_PatchLevels())
+
+  def latent_shape(self, num_frames, height, width):
+    return (num_frames, height // 8, width // 8)
+
+  def num_frames(self, latent_frames):
+    return latent_frames
+
+
+def fake_encode(graphdef, state, video):
+  levels = nnx.merge(graphdef, state).levels.value
+  b, t, h, w, _ = video.shape
+  grey = video.reshape(b, t, h // 8, 8, w // 8, 8, 3).mean(axis=(3, 5, 6))
+  return jnp.argmin(jnp.abs(grey[..., None] - levels), axis=-1).astype(jnp.int32)
+
+
+def fake_decode(graphdef, state, tokens):
+  grey = nnx.merge(graphdef, state).levels.value[tokens]
+  return jnp.repeat(jnp.repeat(grey, 8, axis=2), 8, axis=3)[..., None].repeat(3, axis=-1)
+
+
+def _config(data_dir, **overrides):
+  data = data_config.data_config('shapes', num_frames=3, resolution=16)
+  data.data_dir = data_dir
+  data.num_train_examples = 16
+  data.num_test_examples = 8
+  data.max_objects = 1
+  config = config_lib.transformer_experiment('tiny', data)
+  config.batch_size = 8
+  config.num_train_steps = 2
+  config.tokenizer.checkpoint = '/unused/the/tokenizer/is/a/test/double'
+  config.tokenizer.cache_tokens = False
+  config.model.update(num_layers=2, embed_dim=32, num_heads=4, num_kv_heads=2, mlp_dim=64,
+                      dropout=0.1, remat_policy='full')
+  config.optimizer.ema_decay = 0.9
+  config.sampling.num_prompts = 2
+  config.text.max_length = 12
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config_lib.lock(config)
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp('data'))
+  workdir = tmp_path_factory.mktemp('workdir')
+  config = _config(data_dir)
+  build.ensure_built(config.data)
+  encoder = text.load_text_encoder(
+      config.text, workdir=workdir,
+      captions=pipeline.split_captions(config, config.data.train_split))
+  frozen = task_lib.FrozenModels(FakeVideoTokenizer(), fake_encode, fake_decode, encoder,
+                                 text.encode_fn)
+  mesh = mesh_lib.create_mesh(config.mesh)
+  task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
+  rules = config.logical_axis_rules
+  with sharding.axis_rules(mesh, rules):
+    abstract = jax.eval_shape(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
+    shardings = sharding.tree_shardings(abstract, mesh, rules)
+    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(0, impl='unsafe_rbg'))
+    step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)),
+                   donate_argnums=(0,))
+  return dict(config=config, task=task, mesh=mesh, state=state, step=step, workdir=workdir,
+              frozen=frozen)
+
+
+def _global(setup, batch):
+  config = setup['config']
+  return sharding.global_batch(batch, setup['mesh'], config.logical_axis_rules,
+                               setup['task'].batch_keys())
+
+
+def test_two_train_steps_on_a_sharded_mesh(setup):
+  config, task, mesh = setup['config'], setup['task'], setup['mesh']
+  assert task.batch_keys() == ('video', 'text_ids', 'text_mask')
+  iterator = pipeline.create_iterator(config, config.data.train_split, train=True,
+                                      text_tokenizer=task.text_tokenizer())
+  state = setup['state']
+  kernel = state.params['blocks']['mlp']['up']['kernel'].value
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, 'fsdp', None)
+  before = jax.tree.map(np.asarray, state.params)
+  frozen_before = jax.tree.map(np.asarray, state.frozen)
+  history = []
+  with sharding.axis_rules(mesh, config.logical_axis_rules):
+    for index in range(2):
+      batch = _global(setup, next(iterator))
+      state, metrics = setup['step'](state, batch, jax.random.fold_in(
+          jax.random.key(1, impl='unsafe_rbg'), index))
+      history.append({k: float(v) for k, v in metrics.items()})
+  setup['state'] = state
+  assert int(state.step) == 2
+  for metrics in history:
+    assert set(metrics) >= {'loss', 'cross_entropy', 'bits_per_token', 'accuracy', 'z_loss'}
+    assert np.isfinite(metrics['loss']) and 0 <= metrics['accuracy'] <= 1
+    np.testing.assert_allclose(metrics['bits_per_token'], metrics['cross_entropy'] / np.log(2),
+                               rtol=1e-5)
+  # Near-uniform predictions over 16 codes at initialisation.
+  assert abs(history[0]['cross_entropy'] - np.log(16)) < 1.5
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params)
+  assert all(jax.tree.leaves(changed))
+  for a, b in zip(jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen), strict=True):
+    np.testing.assert_array_equal(a, np.asarray(b))
+  assert state.ema_params is not None
+
+
+def test_step_cost_and_describe(setup):
+  task = setup['task']
+  cost = task.step_cost(8)
+  assert task.latent_shape == (3, 2, 2)
+  assert cost.tokens == 8 * 12 and cost.frames == 8 * 3
+  assert cost.flops == pytest.approx(losses.train_step_flops(task.spec, 8, 12, 12))
+  assert 'TransformerTask: tiny transformer' in task.describe(setup['state'])
+
+
+def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
+  config, task = setup['config'], setup['task']
+  batches = pipeline.create_iterator(config, config.data.eval_split, train=False,
+                                     text_tokenizer=task.text_tokenizer())
+  results = task.evaluate(setup['state'], batches, step=7, sample_dir=str(tmp_path))
+  assert set(results) >= {'loss', 'cross_entropy', 'bits_per_token', 'accuracy'}
+  assert all(np.isfinite(v) for v in results.values())
+  assert (tmp_path / 'samples_000007.gif').stat().st_size > 0
+  videos, prompts = task.sample_prompts(setup['state'])
+  assert videos.shape == (2, 3, 16, 16, 3) and videos.dtype == np.uint8
+  assert prompts == list(config.sampling.prompts)[:2]
+
+
+def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
+  config = _config(setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True})
+  task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen'])
+  assert task.batch_keys() == ('tokens', 'text_ids', 'text_mask')
+  iterator = task.create_train_iterator()
+  directory = token_cache.cache_directory(config, tmp_path)
+  assert len(list(directory.glob('done-*.json'))) == 1
+  source = token_cache.TokenCacheSource(str(directory), 1)
+  assert len(source) == 16
+  # Cached tokens are the tokenizer's codes of the clips from their first frame.
+  clips = pipeline.create_iterator(config, config.data.train_split, train=False)
+  first = next(clips)
+  tokenizer = setup['frozen'].tokenizer
+  expected = fake_encode(tokenizer.graphdef, tokenizer.state, jnp.asarray(first['video']))
+  np.testing.assert_array_equal(source[0]['tokens'], expected[0])
+  assert source[0]['caption'] == first['caption'][0]
+  batch = next(iterator)
+  assert batch['tokens'].shape == (8, 3, 2, 2) and batch['text_ids'].shape == (8, 12)
+  # A second call reuses the cache instead of encoding again.
+  assert token_cache.build_token_cache(config, directory, lambda video: 1 / 0) == 0
+  mesh, rules = setup['mesh'], config.logical_axis_rules
+  with sharding.axis_rules(mesh, rules):
+    state = jax.jit(task.init_state)(jax.random.key(0, impl='unsafe_rbg'))
+    global_batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
+    _, metrics = jax.jit(task.train_step)(state, global_batch, jax.random.key(2, impl='unsafe_rbg'))
+  assert np.isfinite(float(metrics['loss']))
