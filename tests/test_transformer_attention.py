@@ -26,7 +26,9 @@ def _padding_mask(batch, length, lengths):
 def test_xla_matches_plain_softmax(causal):
   q, k, v = _qkv()
   mask = None if causal else _padding_mask(2, 24, [7, 24])
-  out = attention.dot_product_attention(q, k, v, causal=causal, kv_mask=mask, backend='xla')
+  out = attention.dot_product_attention(
+    q, k, v, causal=causal, kv_mask=mask, backend='xla'
+  )
   expected = attention.reference_attention(q, k, v, causal=causal, kv_mask=mask)
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
@@ -36,7 +38,7 @@ def test_pallas_causal_matches_xla(kernel):
   # 24 is not a tile multiple: exercises the padding of the sequence.
   q, k, v = _qkv()
   out = attention.dot_product_attention(
-      q, k, v, causal=True, backend='pallas', pallas_kernel=kernel, interpret=True
+    q, k, v, causal=True, backend='pallas', pallas_kernel=kernel, interpret=True
   )
   expected = attention.dot_product_attention(q, k, v, causal=True, backend='xla')
   np.testing.assert_allclose(out, expected, atol=2e-6)
@@ -47,7 +49,7 @@ def test_splash_key_padding_mask_and_cross_lengths_match_xla():
   q, k, v = _qkv(q_length=24, kv_length=10)
   mask = _padding_mask(2, 10, [3, 10])
   out = attention.dot_product_attention(
-      q, k, v, kv_mask=mask, backend='pallas', pallas_kernel='splash', interpret=True
+    q, k, v, kv_mask=mask, backend='pallas', pallas_kernel='splash', interpret=True
   )
   expected = attention.dot_product_attention(q, k, v, kv_mask=mask, backend='xla')
   np.testing.assert_allclose(out, expected, atol=2e-6)
@@ -62,7 +64,7 @@ def test_pallas_gradients_match_xla():
   expected = jax.grad(loss, argnums=(0, 1, 2))(q, k, v, backend='xla')
   for kernel in ('splash', 'mha'):
     grads = jax.grad(loss, argnums=(0, 1, 2))(
-        q, k, v, backend='pallas', pallas_kernel=kernel, interpret=True
+      q, k, v, backend='pallas', pallas_kernel=kernel, interpret=True
     )
     for got, want in zip(grads, expected, strict=True):
       np.testing.assert_allclose(got, want, atol=2e-5, err_msg=kernel)
@@ -72,8 +74,13 @@ def test_gpu_kernel_rejects_key_mask():
   q, k, v = _qkv()
   with pytest.raises(ValueError, match='no key padding mask'):
     attention.dot_product_attention(
-        q, k, v, kv_mask=_padding_mask(2, 24, [5, 24]), backend='pallas', pallas_kernel='mha',
-        interpret=True,
+      q,
+      k,
+      v,
+      kv_mask=_padding_mask(2, 24, [5, 24]),
+      backend='pallas',
+      pallas_kernel='mha',
+      interpret=True,
     )
   assert not attention.supports_kv_mask('pallas', platform='gpu')
   assert attention.supports_kv_mask('pallas', platform='tpu')
@@ -99,14 +106,22 @@ def test_pallas_on_cpu_without_interpret_names_the_fix():
     attention.dot_product_attention(q, k, v, causal=True, backend='pallas')
 
 
-@pytest.mark.skipif(not ON_GPU, reason='cuDNN flash attention needs an NVIDIA GPU; CPU-only here')
+@pytest.mark.skipif(
+  not ON_GPU, reason='cuDNN flash attention needs an NVIDIA GPU; CPU-only here'
+)
 def test_cudnn_matches_xla():
   q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(head_dim=64))
   mask = _padding_mask(2, 24, [9, 24])
   for causal, kv_mask in ((True, None), (False, mask)):
-    out = attention.dot_product_attention(q, k, v, causal=causal, kv_mask=kv_mask, backend='cudnn')
-    expected = attention.dot_product_attention(q, k, v, causal=causal, kv_mask=kv_mask, backend='xla')
-    np.testing.assert_allclose(out.astype(jnp.float32), expected.astype(jnp.float32), atol=2e-2)
+    out = attention.dot_product_attention(
+      q, k, v, causal=causal, kv_mask=kv_mask, backend='cudnn'
+    )
+    expected = attention.dot_product_attention(
+      q, k, v, causal=causal, kv_mask=kv_mask, backend='xla'
+    )
+    np.testing.assert_allclose(
+      out.astype(jnp.float32), expected.astype(jnp.float32), atol=2e-2
+    )
 
 
 def test_cudnn_off_gpu_raises_clearly():

@@ -18,8 +18,17 @@ LATENT = (3, 2, 3)
 
 
 def _spec(**overrides):
-  values = dict(vocab_size=32, latent_shape=LATENT, text_dim=8, num_layers=2, embed_dim=32,
-                num_heads=4, num_kv_heads=2, mlp_dim=48, max_latent_frames=8)
+  values = dict(
+    vocab_size=32,
+    latent_shape=LATENT,
+    text_dim=8,
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=48,
+    max_latent_frames=8,
+  )
   values.update(overrides)
   return TransformerSpec(**values)
 
@@ -49,10 +58,13 @@ def _inputs(batch=2, seed=1):
   return tokens, text, text_mask
 
 
-@pytest.mark.parametrize('overrides', [
+@pytest.mark.parametrize(
+  'overrides',
+  [
     dict(position='rope3d', scan_layers=True),
     dict(position='learned3d', scan_layers=False, mlp='gelu', qk_norm=False),
-])
+  ],
+)
 def test_cached_decoding_matches_full_forward(overrides):
   spec = _spec(**overrides)
   transformer = _build(spec)
@@ -64,13 +76,16 @@ def test_cached_decoding_matches_full_forward(overrides):
   def both(state):
     net = nnx.merge(graphdef, state)
     full = net(inputs, text, text_mask, frame_offset=offset)
-    cached = sampling.cached_logits(net, inputs, text, text_mask, prefill_length=5,
-                                    frame_offset=offset)
+    cached = sampling.cached_logits(
+      net, inputs, text, text_mask, prefill_length=5, frame_offset=offset
+    )
     return full, cached
 
   graphdef, state = nnx.split(transformer)
   full, cached = both(state)
-  assert full.shape == (2, spec.seq_length, spec.vocab_size) and full.dtype == jnp.float32
+  assert (
+    full.shape == (2, spec.seq_length, spec.vocab_size) and full.dtype == jnp.float32
+  )
   np.testing.assert_allclose(cached, full, atol=1e-4)
 
 
@@ -94,7 +109,9 @@ def test_text_drop_uses_null_text_and_ignores_the_caption():
   inputs = model.shift_right(tokens, spec.bos_id)
   drop = jnp.array([True, True])
   dropped = _forward(net, inputs, text, text_mask, text_drop=drop)
-  other_text = _forward(net, inputs, text * 3.0 + 1.0, jnp.ones_like(text_mask), text_drop=drop)
+  other_text = _forward(
+    net, inputs, text * 3.0 + 1.0, jnp.ones_like(text_mask), text_drop=drop
+  )
   np.testing.assert_allclose(dropped, other_text, atol=1e-5)
   conditional = _forward(net, inputs, text, text_mask)
   assert not np.allclose(dropped, conditional, atol=1e-3)
@@ -107,7 +124,10 @@ def test_padding_text_tokens_are_ignored():
   inputs = model.shift_right(tokens, spec.bos_id)
   changed = text.at[0, 3:].set(100.0)  # Row 0 masks positions 3 and 4.
   np.testing.assert_allclose(
-      _forward(net, inputs, changed, text_mask), _forward(net, inputs, text, text_mask), atol=1e-5)
+    _forward(net, inputs, changed, text_mask),
+    _forward(net, inputs, text, text_mask),
+    atol=1e-5,
+  )
 
 
 def test_every_parameter_has_logical_axes_and_layers_are_stacked():
@@ -118,20 +138,28 @@ def test_every_parameter_has_logical_axes_and_layers_are_stacked():
   known = {name for name, _ in config_lib.DEFAULT_LOGICAL_AXIS_RULES}
   for path, variable in flat:
     axes = sharding.param_logical_axes(variable)
-    assert axes is not None and len(axes) == len(variable.value.shape), path
+    assert axes is not None and len(axes) == len(variable.get_value().shape), path
     assert all(a is None or a in known for a in axes), (path, axes)
     if path[0] == 'blocks':
-      assert axes[0] == 'layers' and variable.value.shape[0] == spec.num_layers, path
-  assert model.count_params(abstract) == sum(int(np.prod(v.value.shape)) for _, v in flat)
+      assert axes[0] == 'layers' and variable.get_value().shape[0] == spec.num_layers, (
+        path
+      )
+  assert model.count_params(abstract) == sum(
+    int(np.prod(v.get_value().shape)) for _, v in flat
+  )
 
 
 def _remat_grads(policy, params, tokens, text, text_mask):
   spec = _spec(remat_policy=policy, dropout=0.1)
-  graphdef = nnx.split(nnx.eval_shape(lambda: model.Transformer(spec, rngs=nnx.Rngs(0))))[0]
+  graphdef = nnx.split(
+    nnx.eval_shape(lambda: model.Transformer(spec, rngs=nnx.Rngs(0)))
+  )[0]
   inputs = model.shift_right(tokens, spec.bos_id)
 
   def loss(params):
-    logits = nnx.merge(graphdef, params)(inputs, text, text_mask, dropout_key=jax.random.key(7))
+    logits = nnx.merge(graphdef, params)(
+      inputs, text, text_mask, dropout_key=jax.random.key(7)
+    )
     return losses.token_metrics(logits, tokens.reshape(2, -1), 1e-4)[0]
 
   return jax.jit(jax.grad(loss))(params)
@@ -172,17 +200,21 @@ def test_variants_and_flop_count():
   sizes = {}
   for variant in transformer_config.VARIANTS:
     config = transformer_config.model_config(variant)
-    spec = TransformerSpec.from_config(config, vocab_size=4096, latent_shape=(5, 16, 16),
-                                       text_dim=64)
+    spec = TransformerSpec.from_config(
+      config, vocab_size=4096, latent_shape=(5, 16, 16), text_dim=64
+    )
     sizes[variant] = losses.matmul_params_per_token(spec)
   assert sizes['tiny'] < sizes['small'] < sizes['base'] < sizes['large'] < sizes['xl']
   assert sizes['xl'] > 1e9
   spec = _spec(num_layers=1)
   # One layer, batch 1: dense 2*P*N, text, causal self-attention and cross-attention terms.
   n, text_length = spec.seq_length, 5
-  expected = (2 * losses.matmul_params_per_token(spec) * n
-              + 2 * text_length * (8 * 32 + 2 * 32 * 2 * 8)
-              + 4 * n * n * 32 / 2 + 4 * n * text_length * 32)
+  expected = (
+    2 * losses.matmul_params_per_token(spec) * n
+    + 2 * text_length * (8 * 32 + 2 * 32 * 2 * 8)
+    + 4 * n * n * 32 / 2
+    + 4 * n * text_length * 32
+  )
   assert losses.forward_flops(spec, 1, n, text_length) == pytest.approx(expected)
   assert losses.train_step_flops(spec, 2, n, text_length) == pytest.approx(6 * expected)
   with pytest.raises(ValueError, match='Unknown transformer variant'):

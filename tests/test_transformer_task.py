@@ -42,15 +42,17 @@ class FakeVideoTokenizer:
 
 
 def fake_encode(graphdef, state, video):
-  levels = nnx.merge(graphdef, state).levels.value
+  levels = nnx.merge(graphdef, state).levels[...]
   b, t, h, w, _ = video.shape
   grey = video.reshape(b, t, h // 8, 8, w // 8, 8, 3).mean(axis=(3, 5, 6))
   return jnp.argmin(jnp.abs(grey[..., None] - levels), axis=-1).astype(jnp.int32)
 
 
 def fake_decode(graphdef, state, tokens):
-  grey = nnx.merge(graphdef, state).levels.value[tokens]
-  return jnp.repeat(jnp.repeat(grey, 8, axis=2), 8, axis=3)[..., None].repeat(3, axis=-1)
+  grey = nnx.merge(graphdef, state).levels[...][tokens]
+  return jnp.repeat(jnp.repeat(grey, 8, axis=2), 8, axis=3)[..., None].repeat(
+    3, axis=-1
+  )
 
 
 def _config(data_dir, **overrides):
@@ -64,8 +66,15 @@ def _config(data_dir, **overrides):
   config.num_train_steps = 2
   config.tokenizer.checkpoint = '/unused/the/tokenizer/is/a/test/double'
   config.tokenizer.cache_tokens = False
-  config.model.update(num_layers=2, embed_dim=32, num_heads=4, num_kv_heads=2, mlp_dim=64,
-                      dropout=0.1, remat_policy='full')
+  config.model.update(
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=64,
+    dropout=0.1,
+    remat_policy='full',
+  )
   config.optimizer.ema_decay = 0.9
   config.sampling.num_prompts = 2
   config.text.max_length = 12
@@ -85,36 +94,53 @@ def setup(tmp_path_factory):
   config = _config(data_dir)
   build.ensure_built(config.data)
   encoder = text.load_text_encoder(
-      config.text, workdir=workdir,
-      captions=pipeline.split_captions(config, config.data.train_split))
-  frozen = task_lib.FrozenModels(FakeVideoTokenizer(), fake_encode, fake_decode, encoder,
-                                 text.encode_fn)
+    config.text,
+    workdir=workdir,
+    captions=pipeline.split_captions(config, config.data.train_split),
+  )
+  frozen = task_lib.FrozenModels(
+    FakeVideoTokenizer(), fake_encode, fake_decode, encoder, text.encode_fn
+  )
   mesh = mesh_lib.create_mesh(config.mesh)
   task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
   rules = config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(0, impl='unsafe_rbg'))
-    step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)),
-                   donate_argnums=(0,))
-  return dict(config=config, task=task, mesh=mesh, state=state, step=step, workdir=workdir,
-              frozen=frozen)
+    state = jax.jit(task.init_state, out_shardings=shardings)(
+      jax.random.key(0, impl='unsafe_rbg')
+    )
+    step = jax.jit(
+      task.train_step,
+      out_shardings=(shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,),
+    )
+  return dict(
+    config=config,
+    task=task,
+    mesh=mesh,
+    state=state,
+    step=step,
+    workdir=workdir,
+    frozen=frozen,
+  )
 
 
 def _global(setup, batch):
   config = setup['config']
-  return sharding.global_batch(batch, setup['mesh'], config.logical_axis_rules,
-                               setup['task'].batch_keys())
+  return sharding.global_batch(
+    batch, setup['mesh'], config.logical_axis_rules, setup['task'].batch_keys()
+  )
 
 
 def test_two_train_steps_on_a_sharded_mesh(setup):
   config, task, mesh = setup['config'], setup['task'], setup['mesh']
   assert task.batch_keys() == ('video', 'text_ids', 'text_mask')
-  iterator = pipeline.create_iterator(config, config.data.train_split, train=True,
-                                      text_tokenizer=task.text_tokenizer())
+  iterator = pipeline.create_iterator(
+    config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
+  )
   state = setup['state']
-  kernel = state.params['blocks']['mlp']['up']['kernel'].value
+  kernel = state.params['blocks']['mlp']['up']['kernel'][...]
   assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, 'fsdp', None)
   before = jax.tree.map(np.asarray, state.params)
   frozen_before = jax.tree.map(np.asarray, state.frozen)
@@ -122,21 +148,33 @@ def test_two_train_steps_on_a_sharded_mesh(setup):
   with sharding.axis_rules(mesh, config.logical_axis_rules):
     for index in range(2):
       batch = _global(setup, next(iterator))
-      state, metrics = setup['step'](state, batch, jax.random.fold_in(
-          jax.random.key(1, impl='unsafe_rbg'), index))
+      state, metrics = setup['step'](
+        state, batch, jax.random.fold_in(jax.random.key(1, impl='unsafe_rbg'), index)
+      )
       history.append({k: float(v) for k, v in metrics.items()})
   setup['state'] = state
   assert int(state.step) == 2
   for metrics in history:
-    assert set(metrics) >= {'loss', 'cross_entropy', 'bits_per_token', 'accuracy', 'z_loss'}
+    assert set(metrics) >= {
+      'loss',
+      'cross_entropy',
+      'bits_per_token',
+      'accuracy',
+      'z_loss',
+    }
     assert np.isfinite(metrics['loss']) and 0 <= metrics['accuracy'] <= 1
-    np.testing.assert_allclose(metrics['bits_per_token'], metrics['cross_entropy'] / np.log(2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      metrics['bits_per_token'], metrics['cross_entropy'] / np.log(2), rtol=1e-5
+    )
   # Near-uniform predictions over 16 codes at initialisation.
   assert abs(history[0]['cross_entropy'] - np.log(16)) < 1.5
-  changed = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params)
+  changed = jax.tree.map(
+    lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params
+  )
   assert all(jax.tree.leaves(changed))
-  for a, b in zip(jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen), strict=True
+  ):
     np.testing.assert_array_equal(a, np.asarray(b))
   assert state.ema_params is not None
 
@@ -152,8 +190,9 @@ def test_step_cost_and_describe(setup):
 
 def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
   config, task = setup['config'], setup['task']
-  batches = pipeline.create_iterator(config, config.data.eval_split, train=False,
-                                     text_tokenizer=task.text_tokenizer())
+  batches = pipeline.create_iterator(
+    config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
+  )
   results = task.evaluate(setup['state'], batches, step=7, sample_dir=str(tmp_path))
   assert set(results) >= {'loss', 'cross_entropy', 'bits_per_token', 'accuracy'}
   assert all(np.isfinite(v) for v in results.values())
@@ -165,7 +204,9 @@ def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
 
 def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   config = _config(setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True})
-  task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen'])
+  task = task_lib.TransformerTask(
+    config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen']
+  )
   assert task.batch_keys() == ('tokens', 'text_ids', 'text_mask')
   iterator = task.create_train_iterator()
   directory = token_cache.cache_directory(config, tmp_path)
@@ -176,7 +217,9 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   clips = pipeline.create_iterator(config, config.data.train_split, train=False)
   first = next(clips)
   tokenizer = setup['frozen'].tokenizer
-  expected = fake_encode(tokenizer.graphdef, tokenizer.state, jnp.asarray(first['video']))
+  expected = fake_encode(
+    tokenizer.graphdef, tokenizer.state, jnp.asarray(first['video'])
+  )
   np.testing.assert_array_equal(source[0]['tokens'], expected[0])
   assert source[0]['caption'] == first['caption'][0]
   batch = next(iterator)
@@ -187,5 +230,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   with sharding.axis_rules(mesh, rules):
     state = jax.jit(task.init_state)(jax.random.key(0, impl='unsafe_rbg'))
     global_batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
-    _, metrics = jax.jit(task.train_step)(state, global_batch, jax.random.key(2, impl='unsafe_rbg'))
+    _, metrics = jax.jit(task.train_step)(
+      state, global_batch, jax.random.key(2, impl='unsafe_rbg')
+    )
   assert np.isfinite(float(metrics['loss']))

@@ -1,0 +1,287 @@
+"""One attention function with interchangeable backends.
+
+`dot_product_attention` is the only attention entry point of the model. The
+backends compute the same thing:
+  - `xla`: `jax.nn.dot_product_attention(implementation='xla')`, any platform.
+  - `cudnn`: `jax.nn.dot_product_attention(implementation='cudnn')`, NVIDIA
+    GPUs with float16/bfloat16 inputs.
+  - `pallas`: fused flash-attention kernels: TPU splash attention, or the
+    Pallas GPU (Triton) `mha` kernel. With `interpret=True` both run on CPU
+    (slowly), which is how the tests check them.
+  - `auto`: pallas on TPU, cudnn on GPU for half-precision inputs, else xla.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BACKENDS = ('auto', 'xla', 'cudnn', 'pallas')
+PALLAS_KERNELS = ('splash', 'mha')
+
+
+def resolve_backend(
+  backend: str, dtype=jnp.float32, platform: str | None = None
+) -> str:
+  """The concrete backend ('xla', 'cudnn' or 'pallas') that `backend` means here.
+
+  Args:
+    backend: one of `BACKENDS`.
+    dtype: the dtype of q/k/v (cuDNN flash attention takes only 16-bit types).
+    platform: 'cpu', 'gpu' or 'tpu'; default `jax.default_backend()`.
+  """
+  if backend not in BACKENDS:
+    raise ValueError(f'Unknown attention backend {backend!r}; choose from {BACKENDS}')
+  if backend != 'auto':
+    return backend
+  platform = platform or jax.default_backend()
+  if platform == 'tpu':
+    return 'pallas'
+  if platform == 'gpu' and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+    return 'cudnn'
+  return 'xla'
+
+
+def supports_kv_mask(backend: str, platform: str | None = None) -> bool:
+  """Whether `backend` (as resolved) takes a key padding mask of any length.
+
+  The Pallas GPU kernel masks only by causality, so cross-attention to padded
+  text uses another backend there.
+  """
+  if backend != 'pallas':
+    return True
+  return _pallas_kernel(None, platform) == 'splash'
+
+
+def dot_product_attention(
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  *,
+  causal: bool = False,
+  kv_mask: jax.Array | None = None,
+  backend: str = 'auto',
+  scale: float | None = None,
+  pallas_kernel: str | None = None,
+  interpret: bool = False,
+) -> jax.Array:
+  """Multi-head (and grouped-query) scaled dot-product attention.
+
+  Args:
+    query: [batch, q_length, num_heads, head_dim].
+    key: [batch, kv_length, num_kv_heads, head_dim]; num_heads must be a
+      multiple of num_kv_heads.
+    value: [batch, kv_length, num_kv_heads, head_dim].
+    causal: query i attends keys j <= i (q_length must equal kv_length).
+    kv_mask: bool [batch, kv_length], True where a key may be attended (text
+      padding, filled part of a KV cache). Every query must keep at least one
+      key. cuDNN reads it as lengths, so it must be a prefix mask there.
+    backend: 'auto', 'xla', 'cudnn' or 'pallas'.
+    scale: logit scale; default 1/sqrt(head_dim).
+    pallas_kernel: 'splash' (TPU) or 'mha' (GPU); default by platform.
+    interpret: run the Pallas kernel in interpret mode (CPU tests).
+
+  Returns:
+    [batch, q_length, num_heads, head_dim] in the dtype of `query`.
+  """
+  if causal and query.shape[1] != key.shape[1]:
+    raise ValueError(
+      f'Causal attention needs q_length == kv_length, got {query.shape[1]} and {key.shape[1]}'
+    )
+  if query.shape[2] % key.shape[2]:
+    raise ValueError(
+      f'{query.shape[2]} query heads are not a multiple of {key.shape[2]} kv heads'
+    )
+  scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+  resolved = resolve_backend(backend, query.dtype)
+  if resolved in ('xla', 'cudnn'):
+    return _jax_nn_attention(query, key, value, causal, kv_mask, scale, resolved)
+  kernel = _pallas_kernel(pallas_kernel, None)
+  if kernel == 'splash':
+    return _splash_attention(query, key, value, causal, kv_mask, scale, interpret)
+  return _gpu_flash_attention(query, key, value, causal, kv_mask, scale, interpret)
+
+
+def _jax_nn_attention(query, key, value, causal, kv_mask, scale, implementation):
+  if implementation == 'cudnn':
+    if jax.default_backend() != 'gpu':
+      raise ValueError(
+        f"The 'cudnn' attention backend needs an NVIDIA GPU; this is {jax.default_backend()!r}. "
+        "Use 'auto' or 'xla'."
+      )
+    lengths = None
+    if kv_mask is not None:
+      lengths = jnp.sum(kv_mask.astype(jnp.int32), axis=-1)
+    return jax.nn.dot_product_attention(
+      query,
+      key,
+      value,
+      scale=scale,
+      is_causal=causal,
+      key_value_seq_lengths=lengths,
+      implementation='cudnn',
+    )
+  mask = None if kv_mask is None else kv_mask[:, None, None, :].astype(bool)
+  return jax.nn.dot_product_attention(
+    query, key, value, mask=mask, scale=scale, is_causal=causal, implementation='xla'
+  )
+
+
+def _pallas_kernel(requested: str | None, platform: str | None) -> str:
+  if requested is not None:
+    if requested not in PALLAS_KERNELS:
+      raise ValueError(
+        f'Unknown Pallas kernel {requested!r}; choose from {PALLAS_KERNELS}'
+      )
+    return requested
+  platform = platform or jax.default_backend()
+  if platform == 'tpu':
+    return 'splash'
+  if platform == 'gpu':
+    return 'mha'
+  raise ValueError(
+    "The 'pallas' attention backend runs on TPU or GPU; on CPU pass interpret=True and "
+    "pallas_kernel='splash' or 'mha', or use 'xla'."
+  )
+
+
+def _round_up(value: int, multiple: int) -> int:
+  return -(-value // multiple) * multiple
+
+
+def _block_size(length: int, align: int, largest: int) -> int:
+  """A tile length: a multiple of `align`, at most `largest`, no longer than needed."""
+  return min(largest, _round_up(length, align))
+
+
+def _pad_length(x: jax.Array, length: int) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0), (0, 0)))
+
+
+def _repeat_kv(key, value, num_heads):
+  groups = num_heads // key.shape[2]
+  if groups == 1:
+    return key, value
+  return jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
+
+
+def _splash_attention(query, key, value, causal, kv_mask, scale, interpret):
+  """TPU splash attention; padding to whole tiles is masked by segment ids."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import (  # noqa: PLC0415
+    splash_attention_kernel as splash,
+  )
+  from jax.experimental.pallas.ops.tpu.splash_attention import (  # noqa: PLC0415
+    splash_attention_mask as splash_mask,
+  )
+
+  batch, q_length, num_heads, _ = query.shape
+  kv_length = key.shape[1]
+  key, value = _repeat_kv(key, value, num_heads)
+  # Splash tiles are multiples of the 128 TPU lanes, in interpret mode too.
+  block_q = _block_size(q_length, 128, 512)
+  block_kv = _block_size(kv_length, 128, 512)
+  q_padded, kv_padded = _round_up(q_length, block_q), _round_up(kv_length, block_kv)
+  if kv_mask is None:
+    kv_mask = jnp.ones((batch, kv_length), bool)
+  # Padded keys get segment 0 and are never attended; every query (padded
+  # ones too) has segment 1, so no softmax row is empty.
+  kv_segments = jnp.pad(kv_mask.astype(jnp.int32), ((0, 0), (0, kv_padded - kv_length)))
+  q_segments = jnp.ones((batch, q_padded), jnp.int32)
+  shape = (q_padded, kv_padded)
+  head_mask = splash_mask.CausalMask(shape) if causal else splash_mask.FullMask(shape)
+  block_sizes = splash.BlockSizes(
+    block_q=block_q,
+    block_kv=block_kv,
+    block_kv_compute=block_kv,
+    block_q_dkv=block_q,
+    block_kv_dkv=block_kv,
+    block_kv_dkv_compute=block_kv,
+    block_q_dq=block_q,
+    block_kv_dq=block_kv,
+  )
+  kernel = splash.make_splash_mha(
+    splash_mask.MultiHeadMask([head_mask] * num_heads),
+    block_sizes=block_sizes,
+    head_shards=1,
+    q_seq_shards=1,
+    interpret=interpret,
+  )
+  # Splash takes [heads, length, head_dim] per example and an unscaled kernel.
+  q = jnp.swapaxes(_pad_length(query * jnp.asarray(scale, query.dtype), q_padded), 1, 2)
+  k = jnp.swapaxes(_pad_length(key, kv_padded), 1, 2)
+  v = jnp.swapaxes(_pad_length(value, kv_padded), 1, 2)
+
+  def one_example(q, k, v, q_ids, kv_ids):
+    return kernel(q, k, v, segment_ids=splash.SegmentIds(q=q_ids, kv=kv_ids))
+
+  out = jax.vmap(one_example)(q, k, v, q_segments, kv_segments)
+  return jnp.swapaxes(out, 1, 2)[:, :q_length].astype(query.dtype)
+
+
+def _gpu_flash_attention(query, key, value, causal, kv_mask, scale, interpret):
+  """The Pallas GPU (Triton) flash-attention kernel: causal or full, no key mask."""
+  from jax.experimental.pallas.ops.gpu import attention as gpu_attention  # noqa: PLC0415
+
+  if kv_mask is not None:
+    raise ValueError(
+      "The Pallas GPU attention kernel has no key padding mask; use backend 'xla' or "
+      "'cudnn' for masked (cross-)attention."
+    )
+  q_length, kv_length = query.shape[1], key.shape[1]
+  key, value = _repeat_kv(key, value, query.shape[2])
+  # Triton tiles: 16-aligned on a GPU; 8 in interpret mode keeps CPU tests fast.
+  block = _block_size(q_length, 8 if interpret else 16, 128)
+  q = _pad_length(query, _round_up(q_length, block))
+  if causal:
+    # Causal padding sits after every real query, so it is never attended.
+    k, v = _pad_length(key, q.shape[1]), _pad_length(value, q.shape[1])
+  elif kv_length > block and kv_length % block:
+    raise ValueError(
+      f'Without a key mask the Pallas GPU kernel cannot pad keys: kv_length {kv_length} '
+      f'must be a multiple of the tile {block}.'
+    )
+  else:
+    k, v = key, value
+  small = min(block, 32)
+  block_sizes = gpu_attention.BlockSizes(
+    block_q=block,
+    block_k=block,
+    block_q_dkv=small,
+    block_kv_dkv=small,
+    block_q_dq=small,
+    block_kv_dq=small,
+  )
+  out = gpu_attention.mha(
+    q,
+    k,
+    v,
+    None,
+    sm_scale=float(scale),
+    causal=causal,
+    block_sizes=block_sizes,
+    interpret=interpret,
+  )
+  return out[:, :q_length].astype(query.dtype)
+
+
+def reference_attention(query, key, value, *, causal=False, kv_mask=None, scale=None):
+  """Plain softmax attention in float32 (for tests). Shapes as `dot_product_attention`."""
+  num_heads = query.shape[2]
+  key, value = _repeat_kv(key, value, num_heads)
+  scale = 1.0 / np.sqrt(query.shape[-1]) if scale is None else scale
+  logits = jnp.einsum(
+    'bqhd,bkhd->bhqk', query.astype(jnp.float32), key.astype(jnp.float32)
+  )
+  logits = logits * scale
+  allowed = jnp.ones(logits.shape[-2:], bool)
+  if causal:
+    allowed = jnp.tril(allowed)
+  allowed = jnp.broadcast_to(allowed, logits.shape)
+  if kv_mask is not None:
+    allowed = allowed & kv_mask[:, None, None, :].astype(bool)
+  logits = jnp.where(allowed, logits, -1e30)
+  weights = jax.nn.softmax(logits, axis=-1)
+  return jnp.einsum('bhqk,bkhd->bqhd', weights, value.astype(jnp.float32))

@@ -1,0 +1,110 @@
+"""Config sections of the autoregressive video transformer: model and sampling.
+
+`model_config(variant)` sizes come from a variant table, the way big_vision's
+`decode_variant` does; experiment files put the result under `config.model`
+and `sampling_config()` under `config.sampling`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """Sizes of one model variant."""
+
+  num_layers: int
+  embed_dim: int
+  num_heads: int
+  num_kv_heads: int
+  mlp_dim: int
+
+
+# Parameters with a 4096-code vocabulary and 64-d text: tiny 0.7M, small 38M, base 120M,
+# large 367M, xl 1.45B.
+# fmt: off
+VARIANTS: dict[str, Variant] = {
+  'tiny': Variant(num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, mlp_dim=192),
+  'small': Variant(num_layers=8, embed_dim=512, num_heads=8, num_kv_heads=8, mlp_dim=1408),
+  'base': Variant(num_layers=12, embed_dim=768, num_heads=12, num_kv_heads=12, mlp_dim=2048),
+  'large': Variant(num_layers=24, embed_dim=1024, num_heads=16, num_kv_heads=8, mlp_dim=2816),
+  'xl': Variant(num_layers=24, embed_dim=2048, num_heads=16, num_kv_heads=8, mlp_dim=5632),
+}
+# fmt: on
+
+DEFAULT_PROMPTS = (
+  'a red circle moving left',
+  'a blue square moving up',
+  'a green triangle moving right',
+  'a yellow circle moving down',
+  'a magenta square moving left',
+  'a cyan triangle moving up',
+  'a white circle moving right',
+  'an orange square moving down',
+)
+
+# One line per field with its comment (kept out of the formatter's reach).
+# fmt: off
+
+
+def model_config(variant: str = 'small') -> ml_collections.ConfigDict:
+  """The transformer's section (`config.model`) for a named variant.
+
+  Args:
+    variant: one of `VARIANTS` ('tiny', 'small', 'base', 'large', 'xl').
+
+  Returns:
+    A ConfigDict (unlocked: the experiment file locks the whole config).
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown transformer variant {variant!r}; choose from {sorted(VARIANTS)}')
+  sizes = VARIANTS[variant]
+  config = ml_collections.ConfigDict()
+  config.variant = variant  # Name of the size preset the fields below came from.
+  config.num_layers = sizes.num_layers  # Transformer blocks (self-attn, cross-attn, MLP).
+  config.embed_dim = sizes.embed_dim  # Width of the residual stream.
+  config.num_heads = sizes.num_heads  # Query heads; head_dim = embed_dim // num_heads.
+  config.num_kv_heads = sizes.num_kv_heads  # Key/value heads (< num_heads = grouped-query attention).
+  config.mlp_dim = sizes.mlp_dim  # Hidden width of the MLP.
+  config.mlp = 'swiglu'  # 'swiglu' (gated SiLU, 3 matrices) or 'gelu' (2 matrices).
+  config.position = 'rope3d'  # 'rope3d' (head_dim split over t, h, w) or 'learned3d' (factorised tables).
+  config.rope_theta = 10000.0  # RoPE base period for every axis.
+  config.max_latent_frames = 64  # Latent frames positions can address (> training, for long videos).
+  config.train_frame_offset = True  # Shift each clip's time positions randomly in training, so all max_latent_frames positions are trained.
+  config.qk_norm = True  # RMSNorm on queries and keys (stabilises bf16 and large models).
+  config.norm_eps = 1e-6  # RMSNorm epsilon.
+  config.dropout = 0.0  # Dropout on each residual branch in training.
+  config.text_dropout_prob = 0.1  # Probability of replacing a caption by the learned null text (CFG).
+  config.scan_layers = True  # nnx.scan over stacked layers (fast compile); False = a Python loop.
+  config.remat_policy = 'none'  # 'none', 'full', 'dots_saveable' or 'dots_with_no_batch_dims_saveable'.
+  config.z_loss = 1e-4  # Weight of mean(logsumexp(logits)^2); 0 disables.
+  config.attention_backend = 'auto'  # 'auto' (by platform), 'xla', 'cudnn' or 'pallas'.
+  config.param_dtype = 'float32'  # Parameter dtype; compute dtype is config.compute_dtype.
+  return config
+
+
+def tokenizer_config() -> ml_collections.ConfigDict:
+  """The frozen video tokenizer the transformer stage reads (`config.tokenizer`)."""
+  config = ml_collections.ConfigDict()
+  config.checkpoint = ''  # Tokenizer workdir or workdir/checkpoints/<step> (required).
+  config.cache_tokens = True  # Encode the train split once into <workdir>/token_cache and train on the tokens.
+  return config
+
+
+def sampling_config() -> ml_collections.ConfigDict:
+  """Sampling settings (`config.sampling`) for periodic and CLI samples."""
+  config = ml_collections.ConfigDict()
+  config.cfg_scale = 3.0  # Classifier-free guidance: uncond + s * (cond - uncond); 1 = conditional only.
+  config.temperature = 1.0  # Softmax temperature; 0 = greedy (argmax).
+  config.top_k = 0  # Sample among the k most likely tokens; 0 = all.
+  config.top_p = 1.0  # Nucleus sampling mass; 1 = off.
+  config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
+  config.num_prompts = 4  # How many of `prompts` the periodic samples use.
+  config.prompts = list(DEFAULT_PROMPTS)  # Fixed prompts of the periodic sample grid.
+  config.num_latent_frames = 0  # Latent frames to sample; 0 = the training length, more = sliding window.
+  config.window_prefix_frames = 1  # Latent frames kept as prefix when the window slides (long videos).
+  config.fps = 8  # Frame rate of the written sample videos.
+  return config

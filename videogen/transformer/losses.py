@@ -1,0 +1,94 @@
+"""Next-token losses and metrics, and the analytic cost of a train step."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from videogen.transformer.layers import TransformerSpec
+
+
+def token_metrics(
+  logits: jax.Array, targets: jax.Array, z_loss_weight: float = 0.0
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross-entropy (+ z-loss) over every token of the clips.
+
+  Args:
+    logits: float32 [batch, length, vocab].
+    targets: int32 [batch, length].
+    z_loss_weight: weight of mean(logsumexp(logits)^2), which keeps the
+      softmax normaliser near 1 (PaLM) and bf16 logits well conditioned.
+
+  Returns:
+    (loss, metrics): loss = cross_entropy + z_loss; metrics has `loss`,
+    `cross_entropy` (nats), `bits_per_token`, `accuracy` and `z_loss` (the
+    weighted term), all scalars.
+  """
+  logits = logits.astype(jnp.float32)
+  cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
+    logits, targets
+  ).mean()
+  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+  z_loss = z_loss_weight * jnp.mean(jnp.square(log_normalizer))
+  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
+  loss = cross_entropy + z_loss
+  metrics = {
+    'loss': loss,
+    'cross_entropy': cross_entropy,
+    'bits_per_token': cross_entropy / math.log(2.0),
+    'accuracy': accuracy,
+    'z_loss': z_loss,
+  }
+  return loss, metrics
+
+
+def matmul_params_per_token(spec: TransformerSpec) -> int:
+  """Weights each video token is multiplied by (embeddings excluded)."""
+  embed, heads, kv_heads, head_dim = (
+    spec.embed_dim,
+    spec.num_heads,
+    spec.num_kv_heads,
+    spec.head_dim,
+  )
+  self_attention = 2 * embed * heads * head_dim + 2 * embed * kv_heads * head_dim
+  # Query and output projections; text K/V are counted per text token.
+  cross_attention = 2 * embed * heads * head_dim
+  mlp = (3 if spec.mlp == 'swiglu' else 2) * embed * spec.mlp_dim
+  return (
+    spec.num_layers * (self_attention + cross_attention + mlp) + embed * spec.vocab_size
+  )
+
+
+def forward_flops(
+  spec: TransformerSpec, batch: int, length: int, text_length: int
+) -> float:
+  """Model FLOPs of one forward pass (a multiply-add counts 2).
+
+  Dense layers: 2 * weights per token (video tokens; the text projection and
+  cross-attention K/V per text token). Attention: 2 * 2 * q_len * kv_len *
+  heads * head_dim per layer (QK^T and AV); causal self-attention counts half
+  of the square (the work a causal kernel does).
+  """
+  spec_heads = spec.num_heads * spec.head_dim
+  dense = 2.0 * matmul_params_per_token(spec) * length
+  text = (
+    2.0
+    * text_length
+    * (
+      spec.text_dim * spec.embed_dim
+      + spec.num_layers * 2 * spec.embed_dim * spec.num_kv_heads * spec.head_dim
+    )
+  )
+  self_attention = spec.num_layers * 4.0 * length * length * spec_heads / 2
+  cross_attention = spec.num_layers * 4.0 * length * text_length * spec_heads
+  return batch * (dense + text + self_attention + cross_attention)
+
+
+def train_step_flops(
+  spec: TransformerSpec, batch: int, length: int, text_length: int
+) -> float:
+  """Forward + backward model FLOPs (3x forward; remat recomputation excluded)."""
+  return 3.0 * forward_flops(spec, batch, length, text_length)

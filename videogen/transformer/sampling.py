@@ -1,0 +1,345 @@
+"""Sampling video tokens from the transformer.
+
+KV-cached decoding: the text K/V of every layer are projected once, the
+self-attention cache is preallocated for the whole window, fixed prefix tokens
+(image-to-video, continuation) are prefilled in one pass, and the remaining
+positions run in one `jax.lax.fori_loop`, jitted once per window shape.
+Classifier-free guidance puts the conditional and unconditional (null text)
+rows in one batch. Videos longer than the training window are sampled window
+by window: the last `window_prefix_frames` latent frames become the prefix of
+the next window, whose positions continue past the training length.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from videogen.transformer.model import Transformer, shift_right, unstack_layers
+
+
+def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
+  """Masks (to -inf) tokens outside the top-k and the top-p nucleus.
+
+  Args:
+    logits: float32 [batch, vocab], already divided by the temperature.
+    top_k: keep the k largest; 0 keeps all.
+    top_p: keep the smallest set of most likely tokens whose mass reaches
+      top_p (at least one); 1 keeps all.
+
+  Returns:
+    float32 [batch, vocab].
+  """
+  if top_k > 0:
+    kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]
+    logits = jnp.where(logits < kth_largest, -jnp.inf, logits)
+  if top_p < 1.0:
+    probs = jax.nn.softmax(logits, axis=-1)
+    sorted_probs = -jnp.sort(-probs, axis=-1)
+    mass_before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs
+    kept = jnp.sum(mass_before < top_p, axis=-1, keepdims=True)
+    cutoff = jnp.take_along_axis(sorted_probs, kept - 1, axis=-1)
+    logits = jnp.where(probs < cutoff, -jnp.inf, logits)
+  return logits
+
+
+def sample_logits(
+  logits: jax.Array,
+  key: jax.Array,
+  temperature: jax.Array,
+  top_k: int = 0,
+  top_p: float = 1.0,
+) -> jax.Array:
+  """Draws one token per row; temperature 0 is greedy (argmax).
+
+  Args:
+    logits: float32 [batch, vocab].
+    key: PRNG key.
+    temperature: scalar.
+
+  Returns:
+    int32 [batch].
+  """
+  greedy = jnp.argmax(logits, axis=-1)
+  scaled = filter_logits(logits / jnp.maximum(temperature, 1e-6), top_k, top_p)
+  sampled = jax.random.categorical(key, scaled, axis=-1)
+  return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+
+
+def guide(logits: jax.Array, cfg_scale: jax.Array) -> jax.Array:
+  """Classifier-free guidance over [cond; uncond] rows: uncond + s * (cond - uncond).
+
+  Written as cond + (s - 1) * (cond - uncond), which is exactly `cond` at s = 1.
+  """
+  cond, uncond = jnp.split(logits, 2, axis=0)
+  return cond + (cfg_scale - 1.0) * (cond - uncond)
+
+
+def _as_graphdef_state(model_or_state):
+  if isinstance(model_or_state, Transformer):
+    graphdef, state = nnx.split(model_or_state)
+    return graphdef, state
+  graphdef, state = model_or_state
+  return graphdef, state
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=('graphdef', 'length', 'top_k', 'top_p', 'guided', 'use_cache'),
+)
+def sample_window(
+  graphdef,
+  state,
+  text_emb,
+  text_mask,
+  prefix,
+  frame_offset,
+  rng,
+  cfg_scale,
+  temperature,
+  *,
+  length: int,
+  top_k: int,
+  top_p: float,
+  guided: bool,
+  use_cache: bool,
+):
+  """Samples one window of tokens (jitted; `sample_tokens` calls it per window).
+
+  Args:
+    graphdef, state: the split transformer.
+    text_emb: float [batch, text_length, text_dim]; text_mask: [batch, text_length].
+    prefix: int32 [batch, K] fixed first tokens of the window (K may be 0).
+    frame_offset: int32 scalar, latent frame index of the window's start.
+    rng: PRNG key; position i samples with fold_in(rng, i).
+    cfg_scale, temperature: float32 scalars.
+    length: tokens in the window (static).
+    top_k, top_p: static filters (0 / 1.0 = off).
+    guided: add null-text rows and apply classifier-free guidance.
+    use_cache: KV-cached decoding, or a full forward pass per token.
+
+  Returns:
+    int32 [batch, length], starting with `prefix`.
+  """
+  model = nnx.merge(graphdef, state)
+  spec = model.spec
+  if use_cache:
+    # Per-layer weights, sliced once here rather than at every decoded token.
+    graphdef, state = nnx.split(unstack_layers(model))
+  batch, prefix_length = prefix.shape
+  drop = None
+  if guided:
+    text_emb = jnp.concatenate([text_emb, text_emb], axis=0)
+    text_mask = jnp.concatenate([text_mask, text_mask], axis=0)
+    drop = jnp.arange(2 * batch) >= batch
+  rows = text_emb.shape[0]
+  offset = jnp.full((rows,), frame_offset, jnp.int32)
+  tokens = (
+    jnp.zeros((batch, length), jnp.int32)
+    .at[:, :prefix_length]
+    .set(prefix.astype(jnp.int32))
+  )
+
+  def duplicate(x):
+    return jnp.concatenate([x, x], axis=0) if guided else x
+
+  def choose(logits, index, rng):
+    if guided:
+      logits = guide(logits, cfg_scale)
+    return sample_logits(
+      logits, jax.random.fold_in(rng, index), temperature, top_k, top_p
+    )
+
+  if use_cache:
+    context, context_mask = model.encode_text(text_emb, text_mask, drop)
+    cache = model.init_cache(context, context_mask, length, offset)
+    if prefix_length:
+      _, cache = model.prefill(duplicate(shift_right(prefix, spec.bos_id)), cache)
+
+    def step(index, carry):
+      tokens, cache, state = carry
+      model = nnx.merge(graphdef, state)
+      previous = jax.lax.dynamic_index_in_dim(
+        tokens, jnp.maximum(index - 1, 0), 1, keepdims=False
+      )
+      token = jnp.where(index == 0, spec.bos_id, previous)
+      logits, cache = model.decode_step(duplicate(token), index, cache)
+      chosen = choose(logits, index, rng)
+      return jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1), cache, state
+
+    # The parameters ride in the carry: NNX transforms inside the body refuse
+    # Variables captured from an outer trace.
+    tokens, _, _ = jax.lax.fori_loop(
+      prefix_length, length, step, (tokens, cache, state)
+    )
+    return tokens
+
+  def full_step(index, carry):
+    tokens, state = carry
+    model = nnx.merge(graphdef, state)
+    # Causality makes positions past `index` irrelevant: one full pass per token.
+    logits = model(
+      duplicate(shift_right(tokens, spec.bos_id)),
+      text_emb,
+      text_mask,
+      frame_offset=offset,
+      text_drop=drop,
+    )
+    logits = jax.lax.dynamic_index_in_dim(logits, index, 1, keepdims=False)
+    chosen = choose(logits, index, rng)
+    return jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1), state
+
+  return jax.lax.fori_loop(prefix_length, length, full_step, (tokens, state))[0]
+
+
+def sample_tokens(
+  model_or_state,
+  text_emb: jax.Array,
+  text_mask: jax.Array,
+  *,
+  latent_shape: tuple[int, int, int],
+  num_latent_frames: int | None = None,
+  prefix_tokens: jax.Array | None = None,
+  cfg_scale: float | None = None,
+  temperature: float = 1.0,
+  top_k: int = 0,
+  top_p: float = 1.0,
+  rng: jax.Array,
+  window_prefix_frames: int = 1,
+  use_cache: bool = True,
+) -> jax.Array:
+  """Samples token videos for text prompts.
+
+  Args:
+    model_or_state: a `Transformer`, or its `(graphdef, state)` from `nnx.split`.
+    text_emb: float [batch, text_length, text_dim] text-encoder outputs.
+    text_mask: [batch, text_length], nonzero at real text tokens.
+    latent_shape: (t, h, w): the window of latent frames sampled at once
+      (normally the training clip's grid).
+    num_latent_frames: total latent frames; default t. More than t slides the
+      window (positions must stay below the model's max_latent_frames).
+    prefix_tokens: int [batch, m, h, w] tokens of the first m latent frames,
+      kept fixed (image-to-video, continuation); m < t and m < num_latent_frames.
+    cfg_scale: classifier-free guidance scale s (logits = uncond + s * (cond -
+      uncond)); None samples from the conditional model alone.
+    temperature: softmax temperature; 0 = greedy.
+    top_k: sample among the k most likely tokens; 0 = all.
+    top_p: nucleus mass; 1 = off.
+    rng: PRNG key; the token at each position uses fold_in(key, position).
+    window_prefix_frames: latent frames carried from one window to the next.
+    use_cache: False recomputes the full forward pass for every token (the
+      reference the KV cache is tested and benchmarked against).
+
+  Returns:
+    int32 [batch, num_latent_frames, h, w].
+  """
+  graphdef, state = _as_graphdef_state(model_or_state)
+  spec = graphdef_spec(graphdef, state)
+  window, height, width = (int(s) for s in latent_shape)
+  per_frame = height * width
+  total = int(num_latent_frames or window)
+  if total > spec.max_latent_frames:
+    raise ValueError(
+      f"{total} latent frames exceed the model's max_latent_frames={spec.max_latent_frames}"
+    )
+  batch = text_emb.shape[0]
+  if prefix_tokens is None:
+    prefix = jnp.zeros((batch, 0, height, width), jnp.int32)
+  else:
+    prefix = jnp.asarray(prefix_tokens, jnp.int32)
+    if (
+      prefix.shape[0] != batch
+      or prefix.shape[2:] != (height, width)
+      or prefix.shape[1] >= min(window, total)
+    ):
+      raise ValueError(
+        f'prefix_tokens must be [{batch}, m < {min(window, total)}, {height}, {width}], '
+        f'got {prefix.shape}'
+      )
+  if total > window and not 0 < window_prefix_frames < window:
+    raise ValueError(
+      f'window_prefix_frames must be in [1, {window}), got {window_prefix_frames}'
+    )
+  settings = dict(
+    top_k=int(top_k),
+    top_p=float(top_p),
+    guided=cfg_scale is not None,
+    use_cache=use_cache,
+  )
+  scalars = (
+    jnp.float32(1.0 if cfg_scale is None else cfg_scale),
+    jnp.float32(temperature),
+  )
+
+  frames = prefix
+  start = 0
+  while True:
+    window_frames = min(window, total - start)
+    known = frames[:, start:]
+    out = sample_window(
+      graphdef,
+      state,
+      text_emb,
+      text_mask,
+      known.reshape(batch, -1),
+      jnp.int32(start),
+      jax.random.fold_in(rng, start),
+      *scalars,
+      length=window_frames * per_frame,
+      **settings,
+    )
+    frames = jnp.concatenate(
+      [frames[:, :start], out.reshape(batch, window_frames, height, width)], axis=1
+    )
+    if start + window_frames >= total:
+      return frames
+    start = start + window_frames - window_prefix_frames
+
+
+def graphdef_spec(graphdef, state):
+  """The `TransformerSpec` a split model was built with."""
+  return nnx.merge(graphdef, state).spec
+
+
+def cached_logits(
+  model: Transformer,
+  inputs: jax.Array,
+  text_emb: jax.Array,
+  text_mask: jax.Array,
+  *,
+  prefill_length: int,
+  frame_offset: jax.Array | None = None,
+) -> jax.Array:
+  """Teacher-forced logits through the KV cache (prefill, then one step per position).
+
+  Matches `model(inputs, ...)` up to float error; tests compare the two.
+
+  Args:
+    model: the transformer.
+    inputs: int32 [batch, length] (`shift_right` of the tokens).
+    text_emb, text_mask: as for `model`.
+    prefill_length: positions run by `prefill` (>= 1); the rest decode one by one.
+    frame_offset: int32 [batch]; default 0.
+
+  Returns:
+    float32 [batch, length, vocab_size].
+  """
+  batch, length = inputs.shape
+  if frame_offset is None:
+    frame_offset = jnp.zeros((batch,), jnp.int32)
+  model = unstack_layers(model)
+  context, context_mask = model.encode_text(text_emb, text_mask)
+  cache = model.init_cache(context, context_mask, length, frame_offset)
+  prefill_logits, cache = model.prefill(inputs[:, :prefill_length], cache)
+
+  def step(carry, index):
+    cache = carry
+    token = jax.lax.dynamic_index_in_dim(inputs, index, 1, keepdims=False)
+    logits, cache = model.decode_step(token, index, cache)
+    return cache, logits
+
+  _, step_logits = jax.lax.scan(step, cache, jnp.arange(prefill_length, length))
+  return jnp.concatenate([prefill_logits, jnp.swapaxes(step_logits, 0, 1)], axis=1)
