@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from tests import helpers
+
+pytestmark = pytest.mark.integration
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.vq.task import TokenizerTask

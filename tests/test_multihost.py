@@ -11,7 +11,7 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def _free_port():

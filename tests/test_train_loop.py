@@ -13,7 +13,7 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def _losses(workdir):
