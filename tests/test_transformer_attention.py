@@ -33,6 +33,19 @@ def test_xla_matches_plain_softmax(causal):
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_heads_major_cache_layout_matches_xla():
+  # One decoding query against a partly filled cache, grouped-query heads.
+  q, k, v = _qkv(q_length=1, kv_length=24)
+  mask = _padding_mask(2, 24, [5, 17])
+  out = attention.dot_product_attention(
+    q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), kv_mask=mask, kv_layout='bhtd'
+  )
+  expected = attention.dot_product_attention(q, k, v, kv_mask=mask, backend='xla')
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  with pytest.raises(ValueError, match='bhtd'):
+    attention.dot_product_attention(q, k, v, causal=True, kv_layout='bhtd')
+
+
 @pytest.mark.parametrize('kernel', ['splash', 'mha'])
 def test_pallas_causal_matches_xla(kernel):
   # 24 is not a tile multiple: exercises the padding of the sequence.

@@ -1,7 +1,8 @@
 """The transformer stage end to end on 8 CPU devices: train steps, token cache, eval.
 
-The video tokenizer is a small test double (one token per 8x8 patch); the
-text encoder is the real offline default T5, built from the dataset captions.
+The frozen encoders are the real ones at toy size: a random-init video
+tokenizer (`videogen.vq.Tokenizer`, FSQ, 4x spatial / 4x temporal
+compression) and the offline default T5 built from the dataset captions.
 """
 
 import jax
@@ -10,53 +11,45 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from videogen import config_lib, text
+from videogen import config_lib, text, vq
 from videogen.data import build, pipeline
 from videogen.data import config as data_config
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
+from videogen.train import checkpointing
+from videogen.train.task import TrainState
 from videogen.transformer import losses, token_cache
 from videogen.transformer import task as task_lib
+from videogen.vq import config as vq_config
+from videogen.vq.model import VideoAutoencoder
 
 
-class _PatchLevels(nnx.Module):
-  """Test double's only weights: the 16 grey levels tokens stand for."""
-
-  def __init__(self):
-    self.levels = nnx.Param(jnp.linspace(-1.0, 1.0, 16))
-
-
-class FakeVideoTokenizer:
-  """Test double of `videogen.vq.Tokenizer`: mean grey of each 8x8 patch, 16 levels."""
-
-  codebook_size = 16
-
-  def __init__(self):
-    self.graphdef, self.state = nnx.split(_PatchLevels())
-
-  def latent_shape(self, num_frames, height, width):
-    return (num_frames, height // 8, width // 8)
-
-  def num_frames(self, latent_frames):
-    return latent_frames
-
-
-def fake_encode(graphdef, state, video):
-  levels = nnx.merge(graphdef, state).levels[...]
-  b, t, h, w, _ = video.shape
-  grey = video.reshape(b, t, h // 8, 8, w // 8, 8, 3).mean(axis=(3, 5, 6))
-  return jnp.argmin(jnp.abs(grey[..., None] - levels), axis=-1).astype(jnp.int32)
-
-
-def fake_decode(graphdef, state, tokens):
-  grey = nnx.merge(graphdef, state).levels[...][tokens]
-  return jnp.repeat(jnp.repeat(grey, 8, axis=2), 8, axis=3)[..., None].repeat(
-    3, axis=-1
+def _toy_tokenizer_config():
+  config = vq_config.model_config('tiny')
+  config.update(
+    channels=8,
+    channel_multipliers=(1, 1, 1),
+    norm_groups=4,
+    spatial_downsample=4,
+    num_res_blocks=1,
   )
+  return config
+
+
+def _random_tokenizer() -> vq.Tokenizer:
+  """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
+  config = _toy_tokenizer_config()
+  graphdef = nnx.split(
+    nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0)))
+  )[0]
+  state = jax.jit(
+    lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1]
+  )(jax.random.key(0, impl='unsafe_rbg'))
+  return vq.Tokenizer(graphdef, state, config)
 
 
 def _config(data_dir, **overrides):
-  data = data_config.data_config('shapes', num_frames=3, resolution=16)
+  data = data_config.data_config('shapes', num_frames=5, resolution=16)
   data.data_dir = data_dir
   data.num_train_examples = 16
   data.num_test_examples = 8
@@ -99,7 +92,7 @@ def setup(tmp_path_factory):
     captions=pipeline.split_captions(config, config.data.train_split),
   )
   frozen = task_lib.FrozenModels(
-    FakeVideoTokenizer(), fake_encode, fake_decode, encoder, text.encode_fn
+    _random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
   )
   mesh = mesh_lib.create_mesh(config.mesh)
   task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
@@ -166,8 +159,8 @@ def test_two_train_steps_on_a_sharded_mesh(setup):
     np.testing.assert_allclose(
       metrics['bits_per_token'], metrics['cross_entropy'] / np.log(2), rtol=1e-5
     )
-  # Near-uniform predictions over 16 codes at initialisation.
-  assert abs(history[0]['cross_entropy'] - np.log(16)) < 1.5
+  # Near-uniform predictions over the 1000 codes at initialisation.
+  assert abs(history[0]['cross_entropy'] - np.log(1000)) < 1.5
   changed = jax.tree.map(
     lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params
   )
@@ -182,9 +175,9 @@ def test_two_train_steps_on_a_sharded_mesh(setup):
 def test_step_cost_and_describe(setup):
   task = setup['task']
   cost = task.step_cost(8)
-  assert task.latent_shape == (3, 2, 2)
-  assert cost.tokens == 8 * 12 and cost.frames == 8 * 3
-  assert cost.flops == pytest.approx(losses.train_step_flops(task.spec, 8, 12, 12))
+  assert task.latent_shape == (2, 4, 4)
+  assert cost.tokens == 8 * 32 and cost.frames == 8 * 5
+  assert cost.flops == pytest.approx(losses.train_step_flops(task.spec, 8, 32, 12))
   assert 'TransformerTask: tiny transformer' in task.describe(setup['state'])
 
 
@@ -198,7 +191,7 @@ def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
   assert all(np.isfinite(v) for v in results.values())
   assert (tmp_path / 'samples_000007.gif').stat().st_size > 0
   videos, prompts = task.sample_prompts(setup['state'])
-  assert videos.shape == (2, 3, 16, 16, 3) and videos.dtype == np.uint8
+  assert videos.shape == (2, 5, 16, 16, 3) and videos.dtype == np.uint8
   assert prompts == list(config.sampling.prompts)[:2]
 
 
@@ -217,13 +210,11 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   clips = pipeline.create_iterator(config, config.data.train_split, train=False)
   first = next(clips)
   tokenizer = setup['frozen'].tokenizer
-  expected = fake_encode(
-    tokenizer.graphdef, tokenizer.state, jnp.asarray(first['video'])
-  )
+  expected = tokenizer.encode(first['video'])
   np.testing.assert_array_equal(source[0]['tokens'], expected[0])
   assert source[0]['caption'] == first['caption'][0]
   batch = next(iterator)
-  assert batch['tokens'].shape == (8, 3, 2, 2) and batch['text_ids'].shape == (8, 12)
+  assert batch['tokens'].shape == (8, 2, 4, 4) and batch['text_ids'].shape == (8, 12)
   # A second call reuses the cache instead of encoding again.
   assert token_cache.build_token_cache(config, directory, lambda video: 1 / 0) == 0
   mesh, rules = setup['mesh'], config.logical_axis_rules
@@ -234,3 +225,42 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
       state, global_batch, jax.random.key(2, impl='unsafe_rbg')
     )
   assert np.isfinite(float(metrics['loss']))
+
+
+def test_load_frozen_models_from_workdirs(setup, tmp_path):
+  """Real loading: a saved tokenizer run, and the default T5 built on first use."""
+  tokenizer = setup['frozen'].tokenizer
+  tokenizer_dir = tmp_path / 'tokenizer'
+  tokenizer_config = config_lib.tokenizer_experiment(
+    'tiny', 'fsq', setup['config'].data
+  )
+  tokenizer_config.model = _toy_tokenizer_config()
+  checkpointing.write_config(tokenizer_dir, tokenizer_config)
+  _, params, model_state = nnx.split(
+    nnx.merge(tokenizer.graphdef, tokenizer.state), nnx.Param, ...
+  )
+  saved = TrainState(
+    step=jnp.int32(1),
+    params=params,
+    opt_state={},
+    model_state=model_state,
+    ema_params=None,
+  )
+  manager = checkpointing.make_manager(tokenizer_dir, tokenizer_config.checkpoint)
+  checkpointing.save(manager, 1, saved, None, tokenizer_config, force=True)
+  manager.wait_until_finished()
+  manager.close()
+
+  config = _config(
+    setup['config'].data.data_dir, **{'tokenizer.checkpoint': str(tokenizer_dir)}
+  )
+  workdir = tmp_path / 'transformer'
+  frozen = task_lib.load_frozen_models(config, workdir)
+  assert (workdir / 'text_encoder' / 'config.json').exists()
+  assert frozen.tokenizer.codebook_size == 1000
+  video = np.zeros((1, 5, 16, 16, 3), np.float32)
+  np.testing.assert_array_equal(frozen.tokenizer.encode(video), tokenizer.encode(video))
+  ids, mask = task_lib.TransformerTask(
+    config, setup['mesh'], workdir=workdir, frozen=frozen
+  ).text_tokenizer()(['a red circle'])
+  assert ids.shape == mask.shape == (1, 12) and mask.sum() > 0

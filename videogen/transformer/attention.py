@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 BACKENDS = ('auto', 'xla', 'cudnn', 'pallas')
+_MASKED = float(jnp.finfo(jnp.float32).min)  # Logit of a masked key (finite: no NaN).
 PALLAS_KERNELS = ('splash', 'mha')
 
 
@@ -67,14 +68,16 @@ def dot_product_attention(
   scale: float | None = None,
   pallas_kernel: str | None = None,
   interpret: bool = False,
+  kv_layout: str = 'bthd',
 ) -> jax.Array:
   """Multi-head (and grouped-query) scaled dot-product attention.
 
   Args:
     query: [batch, q_length, num_heads, head_dim].
     key: [batch, kv_length, num_kv_heads, head_dim]; num_heads must be a
-      multiple of num_kv_heads.
-    value: [batch, kv_length, num_kv_heads, head_dim].
+      multiple of num_kv_heads. With kv_layout 'bhtd': [batch, num_kv_heads,
+      kv_length, head_dim].
+    value: as `key`.
     causal: query i attends keys j <= i (q_length must equal kv_length).
     kv_mask: bool [batch, kv_length], True where a key may be attended (text
       padding, filled part of a KV cache). Every query must keep at least one
@@ -83,10 +86,24 @@ def dot_product_attention(
     scale: logit scale; default 1/sqrt(head_dim).
     pallas_kernel: 'splash' (TPU) or 'mha' (GPU); default by platform.
     interpret: run the Pallas kernel in interpret mode (CPU tests).
+    kv_layout: 'bthd' (default) or 'bhtd', the layout of a KV cache: there
+      the (batch, head) dims lead, so attending one query to a long cache
+      is a plain batched matrix-vector product without transposing the cache
+      (XLA would copy it at every decoded token otherwise). 'bhtd' is served
+      by XLA alone and takes no `causal`.
 
   Returns:
     [batch, q_length, num_heads, head_dim] in the dtype of `query`.
   """
+  if kv_layout == 'bhtd':
+    if causal or backend not in ('auto', 'xla'):
+      raise ValueError(
+        "kv_layout 'bhtd' (KV caches) supports backend 'xla' without causal."
+      )
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return _heads_major_attention(query, key, value, kv_mask, scale)
+  if kv_layout != 'bthd':
+    raise ValueError(f"kv_layout must be 'bthd' or 'bhtd', got {kv_layout!r}")
   if causal and query.shape[1] != key.shape[1]:
     raise ValueError(
       f'Causal attention needs q_length == kv_length, got {query.shape[1]} and {key.shape[1]}'
@@ -128,6 +145,26 @@ def _jax_nn_attention(query, key, value, causal, kv_mask, scale, implementation)
   return jax.nn.dot_product_attention(
     query, key, value, mask=mask, scale=scale, is_causal=causal, implementation='xla'
   )
+
+
+def _heads_major_attention(query, key, value, kv_mask, scale):
+  """XLA attention over [batch, kv_heads, length, head_dim] keys and values."""
+  batch, q_length, num_heads, head_dim = query.shape
+  kv_heads = key.shape[1]
+  groups = num_heads // kv_heads
+  # Query head h reads kv head h // groups, as in jax.nn.dot_product_attention.
+  q = query.reshape(batch, q_length, kv_heads, groups, head_dim)
+  q = q.transpose(0, 2, 3, 1, 4).reshape(batch, kv_heads, groups * q_length, head_dim)
+  logits = jnp.einsum('bkqd,bksd->bkqs', q, key, preferred_element_type=jnp.float32)
+  logits = logits * scale
+  if kv_mask is not None:
+    logits = jnp.where(kv_mask[:, None, None, :].astype(bool), logits, _MASKED)
+  weights = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
+  out = jnp.einsum('bkqs,bksd->bkqd', weights, value)
+  out = out.reshape(batch, kv_heads, groups, q_length, head_dim).transpose(
+    0, 3, 1, 2, 4
+  )
+  return out.reshape(batch, q_length, num_heads, head_dim).astype(query.dtype)
 
 
 def _pallas_kernel(requested: str | None, platform: str | None) -> str:

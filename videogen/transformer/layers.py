@@ -377,7 +377,7 @@ class Block(nnx.Module):
       x: [batch, length, embed].
       inputs: positions and text context.
       dropout_key: key for residual dropout (training), or None.
-      cache: (key, value) [batch, max_length, kv_heads, head_dim] of earlier
+      cache: (key, value) [batch, kv_heads, max_length, head_dim] of earlier
         positions for one decoding step (length must be 1); None = causal
         attention over `x` alone.
       index: the sequence index of `x` when `cache` is given.
@@ -397,17 +397,23 @@ class Block(nnx.Module):
     if cache is None:
       attended = attention.dot_product_attention(q, k, v, causal=True, backend=backend)
     else:
+      # The cache is [batch, kv_heads, length, head_dim] (see DecodeCache).
       k = jax.lax.dynamic_update_slice_in_dim(
-        cache[0], k.astype(cache[0].dtype), index, axis=1
+        cache[0], jnp.swapaxes(k, 1, 2).astype(cache[0].dtype), index, axis=2
       )
       v = jax.lax.dynamic_update_slice_in_dim(
-        cache[1], v.astype(cache[1].dtype), index, axis=1
+        cache[1], jnp.swapaxes(v, 1, 2).astype(cache[1].dtype), index, axis=2
       )
-      filled = jnp.arange(k.shape[1]) <= index
-      kv_mask = jnp.broadcast_to(filled, (x.shape[0], k.shape[1]))
+      filled = jnp.arange(k.shape[2]) <= index
+      kv_mask = jnp.broadcast_to(filled, (x.shape[0], k.shape[2]))
       # One query against the cache is a matrix-vector product: plain XLA.
       attended = attention.dot_product_attention(
-        q, k.astype(q.dtype), v.astype(q.dtype), kv_mask=kv_mask, backend='xla'
+        q,
+        k.astype(q.dtype),
+        v.astype(q.dtype),
+        kv_mask=kv_mask,
+        backend='xla',
+        kv_layout='bhtd',
       )
     x = x + dropout(self.self_attention.output(attended), spec.dropout, keys[0])
 

@@ -27,7 +27,8 @@ class DecodeCache:
   """Decoding state: self-attention K/V of the filled positions and text K/V.
 
   Attributes:
-    key: per layer [batch, max_length, kv_heads, head_dim].
+    key: per layer [batch, kv_heads, max_length, head_dim]: heads before
+      length, so one query attends the cache without transposing it.
     value: per layer, as `key`.
     cross_key: per layer [batch, text_length, kv_heads, head_dim], projected once.
     cross_value: per layer, as `cross_key`.
@@ -250,7 +251,7 @@ class Transformer(nnx.Module):
     """
     spec = self.spec
     cache_dtype = cache_dtype or spec.dtype
-    shape = (context.shape[0], max_length, spec.num_kv_heads, spec.head_dim)
+    shape = (context.shape[0], spec.num_kv_heads, max_length, spec.head_dim)
     cross = [self.layer(i).cross_keys_values(context) for i in range(spec.num_layers)]
     return DecodeCache(
       key=tuple(jnp.zeros(shape, cache_dtype) for _ in range(spec.num_layers)),
@@ -284,10 +285,10 @@ class Transformer(nnx.Module):
       )
       x, (k, v) = self.layer(i)(x, block_inputs)
       keys[i] = jax.lax.dynamic_update_slice_in_dim(
-        keys[i], k.astype(keys[i].dtype), 0, axis=1
+        keys[i], jnp.swapaxes(k, 1, 2).astype(keys[i].dtype), 0, axis=2
       )
       values[i] = jax.lax.dynamic_update_slice_in_dim(
-        values[i], v.astype(values[i].dtype), 0, axis=1
+        values[i], jnp.swapaxes(v, 1, 2).astype(values[i].dtype), 0, axis=2
       )
     return self._logits(x), cache.replace(key=tuple(keys), value=tuple(values))
 

@@ -23,6 +23,7 @@ from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from videogen.data import video_io
 from videogen.parallel import sharding
 from videogen.train import optim
 from videogen.train.task import StepCost, Task, TrainState
@@ -66,35 +67,34 @@ class FrozenModels:
 
 
 def load_frozen_models(
-  config: ml_collections.ConfigDict,
-  workdir: str | epath.PathLike,
-  mesh: jax.sharding.Mesh,
+  config: ml_collections.ConfigDict, workdir: str | epath.PathLike
 ) -> FrozenModels:
   """The tokenizer of `config.tokenizer.checkpoint` and the T5 of `config.text`.
 
-  The offline default T5 is built on first use in `<workdir>/text_encoder/`
-  from the training captions; afterwards it loads without the dataset.
+  The offline default T5 is built once (by process 0) in
+  `<workdir>/text_encoder/` from the training captions; afterwards it loads
+  without the dataset. Both encoders load onto each host's first device:
+  `init_state` hands their weights to the sharded train state.
   """
   from videogen import text, vq  # noqa: PLC0415  (heavy; only for real runs)
   from videogen.data import pipeline  # noqa: PLC0415
+  from videogen.text import default as default_t5  # noqa: PLC0415
 
   if not config.tokenizer.checkpoint:
     raise ValueError(
       'config.tokenizer.checkpoint must name the trained tokenizer workdir.'
     )
   tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint)
-  captions = None
   default_dir = epath.Path(text.encoder_dir(config.text, workdir))
   if not config.text.path and not (default_dir / 'config.json').exists():
-    # Built once from the training captions; later loads (sampling) need no dataset.
-    captions = pipeline.split_captions(config, config.data.train_split)
-  encoder = text.load_text_encoder(
-    config.text,
-    workdir=workdir,
-    captions=captions,
-    mesh=mesh,
-    rules=config.logical_axis_rules,
-  )
+    if jax.process_index() == 0:
+      captions = pipeline.split_captions(config, config.data.train_split)
+      default_t5.ensure_default_from_config(
+        default_dir, captions, config.text.default_model
+      )
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('videogen_default_t5')
+  encoder = text.load_text_encoder(config.text, workdir=workdir)
   return FrozenModels(tokenizer, vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
 
 
@@ -111,7 +111,7 @@ class TransformerTask(Task):
   ):
     super().__init__(config, mesh)
     self.workdir = epath.Path(workdir)
-    self.frozen = frozen or load_frozen_models(config, self.workdir, mesh)
+    self.frozen = frozen or load_frozen_models(config, self.workdir)
     data = config.data
     self.latent_shape = tuple(
       int(s)
@@ -247,8 +247,6 @@ class TransformerTask(Task):
     if self.config.sampling.num_prompts > 0:
       videos, prompts = self.sample_prompts(state)
       if sample_dir is not None:
-        from videogen.data import video_io  # noqa: PLC0415
-
         path = epath.Path(sample_dir) / f'samples_{step:06d}.gif'
         path.parent.mkdir(parents=True, exist_ok=True)
         video_io.write_grid(
@@ -294,10 +292,6 @@ class TransformerTask(Task):
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_tokenizer())
-
-  def model(self, params: Any) -> Transformer:
-    """The transformer with `params` (e.g. `state.ema_params`)."""
-    return nnx.merge(self.graphdef, params)
 
   def _tokens(self, state, batch) -> jax.Array:
     if 'tokens' in batch:
@@ -345,7 +339,7 @@ class TransformerTask(Task):
       mask,
       latent_shape=self.latent_shape,
       num_latent_frames=config.num_latent_frames or None,
-      cfg_scale=config.cfg_scale,
+      cfg_scale=None if config.cfg_scale == 1.0 else config.cfg_scale,
       temperature=config.temperature,
       top_k=config.top_k,
       top_p=config.top_p,
@@ -354,8 +348,7 @@ class TransformerTask(Task):
     )
     video = self._decode(state.frozen['tokenizer'], tokens)
     video = np.asarray(multihost_utils.process_allgather(video, tiled=True))
-    uint8 = np.round((np.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    return uint8, prompts
+    return video_io.to_uint8(video), prompts
 
 
 def _tokenize(
