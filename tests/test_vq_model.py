@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from videogen.parallel import sharding
 from videogen.vq import Tokenizer, decode_fn, encode_fn, layers
@@ -91,9 +91,15 @@ def test_encoder_is_causal(forward):
     latents, _ = forward(changed)
     first_affected = 1 + (frame - 1) // 4
     np.testing.assert_allclose(
-        latents[:, :first_affected], base[:, :first_affected], atol=1e-5,
-        err_msg=f'changing frame {frame} changed latent frames before {first_affected}')
-    assert float(jnp.max(jnp.abs(latents[:, first_affected] - base[:, first_affected]))) > 1e-4
+      latents[:, :first_affected],
+      base[:, :first_affected],
+      atol=1e-5,
+      err_msg=f'changing frame {frame} changed latent frames before {first_affected}',
+    )
+    assert (
+      float(jnp.max(jnp.abs(latents[:, first_affected] - base[:, first_affected])))
+      > 1e-4
+    )
 
 
 def test_decoder_is_causal(model):
@@ -109,7 +115,9 @@ def test_decoder_is_causal(model):
 
 def test_image_is_a_one_frame_video(tokenizer):
   video = random_video(5)
-  np.testing.assert_array_equal(tokenizer.encode(video[:, :1]), tokenizer.encode(video)[:, :1])
+  np.testing.assert_array_equal(
+    tokenizer.encode(video[:, :1]), tokenizer.encode(video)[:, :1]
+  )
 
 
 def test_rejects_sizes_that_do_not_tokenize(tokenizer):
@@ -120,11 +128,15 @@ def test_rejects_sizes_that_do_not_tokenize(tokenizer):
 
 
 def test_uint8_round_trip_and_pure_functions(tokenizer):
-  video = np.random.default_rng(1).integers(0, 256, (2, 5, HEIGHT, WIDTH, 3), dtype=np.uint8)
+  video = np.random.default_rng(1).integers(
+    0, 256, (2, 5, HEIGHT, WIDTH, 3), dtype=np.uint8
+  )
   tokens = tokenizer.encode_uint8(video)
   decoded = tokenizer.decode_uint8(tokens)
   assert decoded.shape == video.shape and decoded.dtype == np.uint8
-  np.testing.assert_array_equal(decoded, np.round((tokenizer.decode(tokens) + 1) * 127.5))
+  np.testing.assert_array_equal(
+    decoded, np.round((tokenizer.decode(tokens) + 1) * 127.5)
+  )
   float_video = video.astype(np.float32) / 127.5 - 1.0
 
   @jax.jit
@@ -166,7 +178,21 @@ def test_sharded_tokenizer_matches_single_device(model):
   graphdef, state = nnx.split(model)
   shardings = sharding.tree_shardings(state, mesh, rules)
   sharded_state = jax.device_put(state, shardings)
-  sharded = Tokenizer(graphdef, sharded_state, tiny_model_config(), mesh=mesh, rules=rules)
+  sharded = Tokenizer(
+    graphdef, sharded_state, tiny_model_config(), mesh=mesh, rules=rules
+  )
   single = Tokenizer(graphdef, state, tiny_model_config())
   video = random_video(5, batch=8)
   np.testing.assert_array_equal(sharded.encode(video), single.encode(video))
+
+
+def test_bfloat16_activations_track_float32(model):
+  video = jnp.asarray(random_video(5))
+  half = create_model(tiny_model_config(), jax.random.key(0), dtype=jnp.bfloat16)
+  quantized = jax.random.uniform(jax.random.key(1), (2, 2, 4, 4, model.quantizer.dim))
+  # Compared before rounding to codes, which bf16 noise may flip.
+  run = jax.jit(lambda m: (m.encoder(video), m.decoder(quantized)))
+  for ours, theirs in zip(run(half), run(model), strict=True):
+    assert ours.dtype == jnp.float32  # Latents and outputs stay float32.
+    error = float(jnp.mean(jnp.abs(ours - theirs)))
+    assert error < 0.05 * float(jnp.mean(jnp.abs(theirs))), error

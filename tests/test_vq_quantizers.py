@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from videogen.vq import config as vq_config
 from videogen.vq import quantizers
@@ -54,7 +54,9 @@ def test_fsq_levels_and_bijection():
   half_l = (levels - 1) * (1 - 1e-3) / 2
   offset = jnp.where(levels % 2 == 1, 0.0, 0.5)
   rounded = embeddings * half_width
-  target = rounded - 0.1 * jnp.sign(rounded)  # Inside the rounding cell and tanh's range.
+  target = rounded - 0.1 * jnp.sign(
+    rounded
+  )  # Inside the rounding cell and tanh's range.
   z = jnp.arctanh((target + offset) / half_l) - jnp.arctanh(offset / half_l)
   np.testing.assert_array_equal(quantizer(z).codes, codes)
   # Large latents saturate at the extreme levels, never outside them.
@@ -102,8 +104,14 @@ def test_lfq_entropies_match_brute_force():
 
 
 def test_lfq_entropy_weight_anneals():
-  quantizer = make('lfq', **{'lfq.entropy_weight': 0.1, 'lfq.entropy_anneal_steps': 100,
-                             'lfq.entropy_anneal_factor': 3.0})
+  quantizer = make(
+    'lfq',
+    **{
+      'lfq.entropy_weight': 0.1,
+      'lfq.entropy_anneal_steps': 100,
+      'lfq.entropy_anneal_factor': 3.0,
+    },
+  )
   np.testing.assert_allclose(quantizer.entropy_weight_at(0), 0.3, rtol=1e-6)
   np.testing.assert_allclose(quantizer.entropy_weight_at(50), 0.2, rtol=1e-6)
   np.testing.assert_allclose(quantizer.entropy_weight_at(1000), 0.1, rtol=1e-6)
@@ -125,8 +133,15 @@ def test_vq_straight_through_and_commitment():
 
 
 def test_vq_ema_update_and_dead_code_restart():
-  quantizer = make('vq', **{'vq.codebook_size': 16, 'vq.dim': 4, 'vq.ema_decay': 0.9,
-                            'vq.dead_code_threshold': 0.2})
+  quantizer = make(
+    'vq',
+    **{
+      'vq.codebook_size': 16,
+      'vq.dim': 4,
+      'vq.ema_decay': 0.9,
+      'vq.dead_code_threshold': 0.2,
+    },
+  )
   before = np.asarray(quantizer.embed_sum[...])
   z = latents(4)
   quantizer(z)  # Evaluation leaves the codebook alone.

@@ -193,7 +193,7 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
 TOKENIZER_SCHEDULES = {
-    'tiny': (400, 16, 2e-3),
+    'tiny': (1000, 8, 2e-3),
     'small': (20000, 16, 1e-3),
     'base': (100000, 64, 1e-4),
 }

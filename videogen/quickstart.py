@@ -76,9 +76,7 @@ def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 2, **overrid
   start = time.perf_counter()
   timings = {}
 
-  tokenizer_config = stage_config(
-      'tokenizer', root, **{'model.channels': 16, **overrides.get('tokenizer', {})}
-  )
+  tokenizer_config = stage_config('tokenizer', root, **overrides.get('tokenizer', {}))
   _banner('1/4 shapes dataset')
   print(build.build_dataset(tokenizer_config.data).summary(), flush=True)
   timings['dataset_s'] = time.perf_counter() - start

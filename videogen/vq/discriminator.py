@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
 from videogen.parallel import sharding
 from videogen.vq import layers
@@ -27,12 +27,16 @@ def _leaky_relu(x: jax.Array) -> jax.Array:
 class DiscriminatorBlock(nnx.Module):
   """conv -> lrelu -> stride-2 conv -> lrelu, plus a strided 1x1x1 skip."""
 
-  def __init__(self, in_channels: int, out_channels: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+  def __init__(
+    self, in_channels: int, out_channels: int, *, dtype: jnp.dtype, rngs: nnx.Rngs
+  ):
     self.conv = layers.CausalConv3d(in_channels, out_channels, dtype=dtype, rngs=rngs)
-    self.down = layers.CausalConv3d(out_channels, out_channels, strides=(2, 2, 2), dtype=dtype,
-                                    rngs=rngs)
-    self.skip = layers.CausalConv3d(in_channels, out_channels, (1, 1, 1), (2, 2, 2),
-                                    dtype=dtype, rngs=rngs)
+    self.down = layers.CausalConv3d(
+      out_channels, out_channels, strides=(2, 2, 2), dtype=dtype, rngs=rngs
+    )
+    self.skip = layers.CausalConv3d(
+      in_channels, out_channels, (1, 1, 1), (2, 2, 2), dtype=dtype, rngs=rngs
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [b, t, h, w, in] -> [b, (t - 1) // 2 + 1, h / 2, w / 2, out]."""
@@ -56,8 +60,11 @@ class Discriminator(nnx.Module):
   """
 
   def __init__(
-      self, config: ml_collections.ConfigDict, *, dtype: jnp.dtype = jnp.float32,
-      rngs: nnx.Rngs,
+    self,
+    config: ml_collections.ConfigDict,
+    *,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
   ):
     channels = [config.disc_channels * m for m in config.disc_channel_multipliers]
     self.conv_in = layers.CausalConv3d(3, channels[0], dtype=dtype, rngs=rngs)
@@ -67,9 +74,13 @@ class Discriminator(nnx.Module):
       blocks.append(DiscriminatorBlock(current, width, dtype=dtype, rngs=rngs))
       current = width
     self.blocks = nnx.List(blocks)
-    init = sharding.with_logical(nnx.initializers.lecun_normal(), ('conv_in', 'conv_out'))
+    init = sharding.with_logical(
+      nnx.initializers.lecun_normal(), ('conv_in', 'conv_out')
+    )
     bias = sharding.with_logical(nnx.initializers.zeros, ('conv_out',))
-    self.dense = nnx.Linear(current, current, kernel_init=init, bias_init=bias, rngs=rngs)
+    self.dense = nnx.Linear(
+      current, current, kernel_init=init, bias_init=bias, rngs=rngs
+    )
     self.logit = nnx.Linear(current, 1, kernel_init=init, bias_init=bias, rngs=rngs)
 
   def __call__(self, video: jax.Array) -> jax.Array:
@@ -82,5 +93,7 @@ class Discriminator(nnx.Module):
 
   def flops(self, num_frames: int, height: int, width: int) -> float:
     """Forward FLOPs of one clip of [T, H, W] (convolutions only)."""
-    flops, _ = layers.sum_flops([self.conv_in, *self.blocks], (num_frames, height, width))
+    flops, _ = layers.sum_flops(
+      [self.conv_in, *self.blocks], (num_frames, height, width)
+    )
     return flops

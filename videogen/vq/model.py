@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 import flax.struct
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
 from videogen.parallel import sharding  # noqa: F401  (turns eager sharding off)
 from videogen.vq import layers, quantizers
@@ -47,22 +47,24 @@ def resampling_schedule(config: ml_collections.ConfigDict) -> list[tuple[int, in
   time = _log2(config.temporal_downsample, 'model.temporal_downsample')
   if max(space, time) > slots:
     raise ValueError(
-        f'model.channel_multipliers {tuple(config.channel_multipliers)} gives {slots} '
-        f'downsampling slots, but spatial_downsample={config.spatial_downsample} and '
-        f'temporal_downsample={config.temporal_downsample} need {max(space, time)}; '
-        'add levels to channel_multipliers.'
+      f'model.channel_multipliers {tuple(config.channel_multipliers)} gives {slots} '
+      f'downsampling slots, but spatial_downsample={config.spatial_downsample} and '
+      f'temporal_downsample={config.temporal_downsample} need {max(space, time)}; '
+      'add levels to channel_multipliers.'
     )
-  return [
-      (2 if i >= slots - time else 1, 2 if i < space else 1) for i in range(slots)
-  ]
+  return [(2 if i >= slots - time else 1, 2 if i < space else 1) for i in range(slots)]
 
 
 class Encoder(nnx.Module):
   """video [b, T, H, W, 3] -> latents [b, t, h, w, latent_dim] (float32)."""
 
   def __init__(
-      self, config: ml_collections.ConfigDict, latent_dim: int, *, dtype: jnp.dtype,
-      rngs: nnx.Rngs,
+    self,
+    config: ml_collections.ConfigDict,
+    latent_dim: int,
+    *,
+    dtype: jnp.dtype,
+    rngs: nnx.Rngs,
   ):
     channels = [config.channels * m for m in config.channel_multipliers]
     groups = config.norm_groups
@@ -76,14 +78,24 @@ class Encoder(nnx.Module):
         current = width
       if level < len(schedule):
         time_stride, space_stride = schedule[level]
-        blocks.append(layers.Downsample(
-            current, channels[level + 1], time_stride, space_stride, dtype=dtype, rngs=rngs))
+        blocks.append(
+          layers.Downsample(
+            current,
+            channels[level + 1],
+            time_stride,
+            space_stride,
+            dtype=dtype,
+            rngs=rngs,
+          )
+        )
         current = channels[level + 1]
     for _ in range(config.num_res_blocks):
       blocks.append(layers.ResBlock(current, current, groups, dtype=dtype, rngs=rngs))
     self.blocks = nnx.List(blocks)
     self.norm_out = layers.FrameGroupNorm(current, groups, rngs=rngs)
-    self.conv_out = layers.CausalConv3d(current, latent_dim, (1, 1, 1), dtype=dtype, rngs=rngs)
+    self.conv_out = layers.CausalConv3d(
+      current, latent_dim, (1, 1, 1), dtype=dtype, rngs=rngs
+    )
 
   def __call__(self, video: jax.Array) -> jax.Array:
     """video: [batch, T, H, W, 3] -> [batch, t, h, w, latent_dim] float32."""
@@ -101,8 +113,12 @@ class Decoder(nnx.Module):
   """quantized latents [b, t, h, w, latent_dim] -> video [b, T, H, W, 3]."""
 
   def __init__(
-      self, config: ml_collections.ConfigDict, latent_dim: int, *, dtype: jnp.dtype,
-      rngs: nnx.Rngs,
+    self,
+    config: ml_collections.ConfigDict,
+    latent_dim: int,
+    *,
+    dtype: jnp.dtype,
+    rngs: nnx.Rngs,
   ):
     channels = [config.channels * m for m in config.channel_multipliers]
     groups = config.norm_groups
@@ -114,12 +130,22 @@ class Decoder(nnx.Module):
       blocks.append(layers.ResBlock(current, current, groups, dtype=dtype, rngs=rngs))
     for level in reversed(range(len(channels))):
       for _ in range(config.num_res_blocks):
-        blocks.append(layers.ResBlock(current, channels[level], groups, dtype=dtype, rngs=rngs))
+        blocks.append(
+          layers.ResBlock(current, channels[level], groups, dtype=dtype, rngs=rngs)
+        )
         current = channels[level]
       if level > 0:
         time_stride, space_stride = schedule[level - 1]
-        blocks.append(layers.Upsample(
-            current, channels[level - 1], time_stride, space_stride, dtype=dtype, rngs=rngs))
+        blocks.append(
+          layers.Upsample(
+            current,
+            channels[level - 1],
+            time_stride,
+            space_stride,
+            dtype=dtype,
+            rngs=rngs,
+          )
+        )
         current = channels[level - 1]
     self.blocks = nnx.List(blocks)
     self.norm_out = layers.FrameGroupNorm(current, groups, rngs=rngs)
@@ -167,8 +193,11 @@ class VideoAutoencoder(nnx.Module):
   """
 
   def __init__(
-      self, config: ml_collections.ConfigDict, *, dtype: jnp.dtype = jnp.float32,
-      rngs: nnx.Rngs,
+    self,
+    config: ml_collections.ConfigDict,
+    *,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
   ):
     self.temporal_downsample = config.temporal_downsample
     self.spatial_downsample = config.spatial_downsample
@@ -179,8 +208,12 @@ class VideoAutoencoder(nnx.Module):
     self.decoder = Decoder(config, dim, dtype=dtype, rngs=rngs)
 
   def __call__(
-      self, video: jax.Array, *, step: jax.Array | int = 0, train: bool = False,
-      rng: jax.Array | None = None,
+    self,
+    video: jax.Array,
+    *,
+    step: jax.Array | int = 0,
+    train: bool = False,
+    rng: jax.Array | None = None,
   ) -> AutoencoderOutput:
     """Reconstructs `video` through the quantizer.
 
@@ -212,19 +245,19 @@ class VideoAutoencoder(nnx.Module):
     """(t, h, w) of the codes of a [T, H, W] clip; raises on sizes that do not fit."""
     if (num_frames - 1) % self.temporal_downsample or num_frames < 1:
       raise ValueError(
-          f'{num_frames} frames do not tokenize: the tokenizer needs 1 + '
-          f'{self.temporal_downsample} * k frames (e.g. 1, '
-          f'{1 + self.temporal_downsample}, {1 + 4 * self.temporal_downsample}).'
+        f'{num_frames} frames do not tokenize: the tokenizer needs 1 + '
+        f'{self.temporal_downsample} * k frames (e.g. 1, '
+        f'{1 + self.temporal_downsample}, {1 + 4 * self.temporal_downsample}).'
       )
     if height % self.spatial_downsample or width % self.spatial_downsample:
       raise ValueError(
-          f'Frames of {height}x{width} do not tokenize: height and width must be '
-          f'multiples of spatial_downsample={self.spatial_downsample}.'
+        f'Frames of {height}x{width} do not tokenize: height and width must be '
+        f'multiples of spatial_downsample={self.spatial_downsample}.'
       )
     return (
-        1 + (num_frames - 1) // self.temporal_downsample,
-        height // self.spatial_downsample,
-        width // self.spatial_downsample,
+      1 + (num_frames - 1) // self.temporal_downsample,
+      height // self.spatial_downsample,
+      width // self.spatial_downsample,
     )
 
   def num_frames_for(self, latent_frames: int) -> int:
@@ -239,7 +272,7 @@ class VideoAutoencoder(nnx.Module):
 
 
 def create_model(
-    config: ml_collections.ConfigDict, rng: jax.Array, *, dtype: jnp.dtype = jnp.float32
+  config: ml_collections.ConfigDict, rng: jax.Array, *, dtype: jnp.dtype = jnp.float32
 ) -> VideoAutoencoder:
   """Builds and initialises a model under one jit.
 

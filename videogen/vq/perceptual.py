@@ -65,8 +65,8 @@ class PerceptualLoss:
     """Reads a weights file (see the module docstring for its layout)."""
     if not os.path.exists(path):
       raise FileNotFoundError(
-          f'loss.perceptual_weights={path!r} does not exist; set it to an LPIPS-VGG16 '
-          "weights file or to '' to train without the perceptual loss."
+        f'loss.perceptual_weights={path!r} does not exist; set it to an LPIPS-VGG16 '
+        "weights file or to '' to train without the perceptual loss."
       )
     weights = _read_weights(path)
     convs, linear = [], []
@@ -75,10 +75,16 @@ class PerceptualLoss:
       for index in indices:
         kernel_key, bias_key = f'features.{index}.weight', f'features.{index}.bias'
         if kernel_key not in weights or bias_key not in weights:
-          raise ValueError(f'{path} has no {kernel_key!r}/{bias_key!r} (VGG16 layout expected)')
+          raise ValueError(
+            f'{path} has no {kernel_key!r}/{bias_key!r} (VGG16 layout expected)'
+          )
         kernel = np.transpose(weights[kernel_key], (2, 3, 1, 0))  # OIHW -> HWIO
-        layers.append((jnp.asarray(kernel, jnp.float32),
-                       jnp.asarray(weights[bias_key], jnp.float32)))
+        layers.append(
+          (
+            jnp.asarray(kernel, jnp.float32),
+            jnp.asarray(weights[bias_key], jnp.float32),
+          )
+        )
       convs.append(tuple(layers))
       lin_key = f'lin{block}.model.1.weight'
       if lin_key not in weights:
@@ -92,10 +98,13 @@ class PerceptualLoss:
     outputs = []
     for block, layers in enumerate(self.convs):
       if block > 0:
-        x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+        x = jax.lax.reduce_window(
+          x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID'
+        )
       for kernel, bias in layers:
         x = jax.lax.conv_general_dilated(
-            x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+          x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+        )
         x = jax.nn.relu(x + bias)
       outputs.append(x)
     return outputs
@@ -111,10 +120,14 @@ class PerceptualLoss:
       float32 scalar (0 for identical inputs).
     """
     frames = video.shape[-3:]
-    both = jnp.concatenate([video.reshape(-1, *frames), reconstruction.reshape(-1, *frames)])
+    both = jnp.concatenate(
+      [video.reshape(-1, *frames), reconstruction.reshape(-1, *frames)]
+    )
     total = jnp.float32(0.0)
-    for feature, weight in zip(self.features(both), self.linear):
-      feature = feature * jax.lax.rsqrt(jnp.sum(jnp.square(feature), -1, keepdims=True) + 1e-10)
+    for feature, weight in zip(self.features(both), self.linear, strict=True):
+      feature = feature * jax.lax.rsqrt(
+        jnp.sum(jnp.square(feature), -1, keepdims=True) + 1e-10
+      )
       real, fake = jnp.split(feature, 2)
       total += jnp.mean(jnp.sum(jnp.square(real - fake) * weight, axis=-1))
     return total

@@ -24,10 +24,10 @@ import math
 from typing import Protocol, Sequence
 
 import flax.struct
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
 from videogen.parallel import sharding
 
@@ -76,10 +76,12 @@ def usage_metrics(counts: jax.Array) -> dict[str, jax.Array]:
     frequencies)}, both float32 scalars (perplexity = size when uniform).
   """
   probs = counts / jnp.maximum(jnp.sum(counts), 1.0)
-  entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.maximum(probs, 1e-30)), 0.0))
+  entropy = -jnp.sum(
+    jnp.where(probs > 0, probs * jnp.log(jnp.maximum(probs, 1e-30)), 0.0)
+  )
   return {
-      'codebook_usage': jnp.mean((counts > 0).astype(jnp.float32)),
-      'perplexity': jnp.exp(entropy),
+    'codebook_usage': jnp.mean((counts > 0).astype(jnp.float32)),
+    'perplexity': jnp.exp(entropy),
   }
 
 
@@ -95,8 +97,12 @@ class Quantizer(Protocol):
   codebook_size: int
 
   def __call__(
-      self, z: jax.Array, *, step: jax.Array | int = 0, train: bool = False,
-      rng: jax.Array | None = None,
+    self,
+    z: jax.Array,
+    *,
+    step: jax.Array | int = 0,
+    train: bool = False,
+    rng: jax.Array | None = None,
   ) -> QuantizerOutput:
     """Quantizes `z`.
 
@@ -195,7 +201,9 @@ class LFQ(nnx.Module):
     """`entropy_weight`, times `anneal_factor` at step 0 decaying linearly to 1x."""
     if self.anneal_steps <= 0:
       return jnp.float32(self.entropy_weight)
-    remaining = jnp.clip(1.0 - jnp.asarray(step, jnp.float32) / self.anneal_steps, 0.0, 1.0)
+    remaining = jnp.clip(
+      1.0 - jnp.asarray(step, jnp.float32) / self.anneal_steps, 0.0, 1.0
+    )
     return self.entropy_weight * (1.0 + (self.anneal_factor - 1.0) * remaining)
 
   def entropies(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -213,8 +221,9 @@ class LFQ(nnx.Module):
     code_bits = (jnp.arange(self.codebook_size)[:, None] >> jnp.arange(self.bits)) & 1
     log_p1 = jax.nn.log_sigmoid(logits)
     log_p0 = jax.nn.log_sigmoid(-logits)
-    log_probs = jnp.sum(log_p0, -1, keepdims=True) + (log_p1 - log_p0) @ code_bits.T.astype(
-        jnp.float32)
+    log_probs = jnp.sum(log_p0, -1, keepdims=True) + (
+      log_p1 - log_p0
+    ) @ code_bits.T.astype(jnp.float32)
     mean_probs = jnp.mean(jnp.exp(log_probs), axis=0)
     batch = -jnp.sum(mean_probs * jnp.log(jnp.maximum(mean_probs, 1e-30)))
     return per_token, batch
@@ -230,12 +239,14 @@ class LFQ(nnx.Module):
     weight = self.entropy_weight_at(step)
     loss = self.commitment_weight * commitment + weight * entropy_loss
     metrics = usage_metrics(code_counts(codes, self.codebook_size))
-    metrics.update({
+    metrics.update(
+      {
         'lfq_commitment': commitment,
         'lfq_token_entropy': per_token,
         'lfq_batch_entropy': batch,
         'lfq_entropy_weight': weight,
-    })
+      }
+    )
     return QuantizerOutput(quantized, codes.astype(jnp.int32), loss, metrics)
 
   def codes_to_embeddings(self, codes: jax.Array) -> jax.Array:
@@ -244,7 +255,9 @@ class LFQ(nnx.Module):
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), 1e-12))
+  return x * jax.lax.rsqrt(
+    jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), 1e-12)
+  )
 
 
 class VQ(nnx.Module):
@@ -290,10 +303,11 @@ class VQ(nnx.Module):
     if train:
       metrics['vq_restarted_codes'] = self._update(z, codes, counts, rng)
     return QuantizerOutput(
-        straight_through(z, selected), codes, self.commitment_weight * commitment, metrics)
+      straight_through(z, selected), codes, self.commitment_weight * commitment, metrics
+    )
 
   def _update(
-      self, z: jax.Array, codes: jax.Array, counts: jax.Array, rng: jax.Array | None
+    self, z: jax.Array, codes: jax.Array, counts: jax.Array, rng: jax.Array | None
   ) -> jax.Array:
     """EMA codebook step and dead-code restarts; returns the restarted fraction."""
     flat = jax.lax.stop_gradient(z.reshape(-1, self.dim))
@@ -327,4 +341,6 @@ def create_quantizer(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Qu
     return LFQ(config.lfq)
   if config.quantizer == 'vq':
     return VQ(config.vq, rngs=rngs)
-  raise ValueError(f"Unknown model.quantizer {config.quantizer!r}; valid: 'fsq', 'lfq', 'vq'")
+  raise ValueError(
+    f"Unknown model.quantizer {config.quantizer!r}; valid: 'fsq', 'lfq', 'vq'"
+  )

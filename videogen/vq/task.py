@@ -16,12 +16,12 @@ import os
 from typing import Any, Iterable, Mapping
 
 import flax.struct
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
 from videogen.eval import metrics as eval_metrics
 from videogen.parallel import sharding
@@ -72,14 +72,21 @@ class TokenizerTask(Task):
     self.abstract_model = nnx.eval_shape(lambda: self._build_model(nnx.Rngs(0)))
     self.graphdef = nnx.split(self.abstract_model, nnx.Param, ...)[0]
     self.codebook_size = self.abstract_model.quantizer.codebook_size
+    data = config.data
+    self.latent_shape = self.abstract_model.latent_shape(
+      data.num_frames, data.height, data.width
+    )
     self.gan = config.loss.gan
     if self.gan.loss not in losses.GAN_KINDS:
-      raise ValueError(f'Unknown loss.gan.loss {self.gan.loss!r}; valid: {losses.GAN_KINDS}')
+      raise ValueError(
+        f'Unknown loss.gan.loss {self.gan.loss!r}; valid: {losses.GAN_KINDS}'
+      )
     if self.gan.enabled:
       self.abstract_disc = nnx.eval_shape(lambda: self._build_disc(nnx.Rngs(0)))
       self.disc_graphdef = nnx.split(self.abstract_disc, nnx.Param)[0]
       self.disc_optimizer = optax.adam(
-          self.gan.disc_learning_rate, b1=self.gan.disc_b1, b2=self.gan.disc_b2)
+        self.gan.disc_learning_rate, b1=self.gan.disc_b1, b2=self.gan.disc_b2
+      )
     path = config.loss.perceptual_weights
     self.perceptual = PerceptualLoss.load(os.path.expanduser(path)) if path else None
     self._eval_step = None
@@ -96,23 +103,32 @@ class TokenizerTask(Task):
     model_rng, disc_rng = jax.random.split(rng)
     model = self._build_model(nnx.Rngs(params=model_rng))
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    ema = jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
+    ema = (
+      jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
+    )
     fields = dict(
-        step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params),
-        model_state=model_state, ema_params=ema,
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=self.optimizer.init(params),
+      model_state=model_state,
+      ema_params=ema,
     )
     if not self.gan.enabled:
       return TrainState(**fields)
     _, disc_params = nnx.split(self._build_disc(nnx.Rngs(params=disc_rng)), nnx.Param)
     return GanTrainState(
-        **fields, disc_params=disc_params,
-        disc_opt_state=self.disc_optimizer.init(disc_params),
-        lecam_ema_real=jnp.zeros((), jnp.float32), lecam_ema_fake=jnp.zeros((), jnp.float32),
+      **fields,
+      disc_params=disc_params,
+      disc_opt_state=self.disc_optimizer.init(disc_params),
+      lecam_ema_real=jnp.zeros((), jnp.float32),
+      lecam_ema_fake=jnp.zeros((), jnp.float32),
     )
 
   # --- train step ------------------------------------------------------------
 
-  def _recon_loss(self, video: jax.Array, reconstruction: jax.Array) -> tuple[jax.Array, Metrics]:
+  def _recon_loss(
+    self, video: jax.Array, reconstruction: jax.Array
+  ) -> tuple[jax.Array, Metrics]:
     """Weighted reconstruction (+ perceptual) loss and its terms."""
     terms = losses.reconstruction_terms(video, reconstruction)
     loss = losses.reconstruction_loss(self.config.loss, terms)
@@ -122,8 +138,12 @@ class TokenizerTask(Task):
     return loss, terms
 
   def _generator_adversarial(
-      self, disc_params: PyTree, video: jax.Array, reconstruction: jax.Array,
-      features: jax.Array, head: layers.CausalConv3d,
+    self,
+    disc_params: PyTree,
+    video: jax.Array,
+    reconstruction: jax.Array,
+    features: jax.Array,
+    head: layers.CausalConv3d,
   ) -> tuple[jax.Array, Metrics]:
     """The decoder's weighted adversarial loss (only traced under `lax.cond`)."""
     disc = nnx.merge(self.disc_graphdef, disc_params)
@@ -142,16 +162,19 @@ class TokenizerTask(Task):
       bias = jax.lax.stop_gradient(head.bias[...])
       features = jax.lax.stop_gradient(features).astype(jnp.float32)
       _, pullback = jax.vjp(
-          lambda kernel: layers.causal_conv3d(features, kernel, bias, head.strides),
-          jax.lax.stop_gradient(head.kernel[...]),
+        lambda kernel: layers.causal_conv3d(features, kernel, bias, head.strides),
+        jax.lax.stop_gradient(head.kernel[...]),
       )
       weight = losses.adaptive_weight(
-          pullback(recon_grad_out)[0], pullback(gan_grad_out)[0], self.gan.max_adaptive_weight)
+        pullback(recon_grad_out)[0],
+        pullback(gan_grad_out)[0],
+        self.gan.max_adaptive_weight,
+      )
     total = self.gan.weight * weight * loss
     return total, {'gan_generator_loss': loss, 'gan_adaptive_weight': weight}
 
   def train_step(
-      self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
+    self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   ) -> tuple[TrainState, Metrics]:
     video = layers.constrain(batch['video'].astype(jnp.float32))
     gan_on = self.gan.enabled
@@ -166,40 +189,58 @@ class TokenizerTask(Task):
       metrics.update(out.quantizer.metrics, quantizer_loss=quantizer_loss)
       if gan_on:
         adversarial = functools.partial(
-            self._generator_adversarial, state.disc_params, video, out.reconstruction,
-            out.features, model.decoder.conv_out)
-        zeros = {'gan_generator_loss': jnp.float32(0.0), 'gan_adaptive_weight': jnp.float32(0.0)}
+          self._generator_adversarial,
+          state.disc_params,
+          video,
+          out.reconstruction,
+          out.features,
+          model.decoder.conv_out,
+        )
+        zeros = {
+          'gan_generator_loss': jnp.float32(0.0),
+          'gan_adaptive_weight': jnp.float32(0.0),
+        }
         gan_loss, gan_metrics = jax.lax.cond(
-            gan_active, adversarial, lambda: (jnp.float32(0.0), zeros))
+          gan_active, adversarial, lambda: (jnp.float32(0.0), zeros)
+        )
         total += gan_loss
         metrics.update(gan_metrics)
       new_model_state = nnx.state(model, nnx.Not(nnx.Param))
       return total, (metrics, new_model_state, out.reconstruction)
 
-    (loss, (metrics, model_state, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    (loss, (metrics, model_state, recon)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True
+    )(state.params)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
       ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay)
     metrics.update(
-        loss=loss, grad_norm=optax.global_norm(grads),
-        learning_rate=jnp.asarray(self.schedule(state.step), jnp.float32),
+      loss=loss,
+      grad_norm=optax.global_norm(grads),
+      learning_rate=jnp.asarray(self.schedule(state.step), jnp.float32),
     )
     new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state,
-        model_state=jax.lax.stop_gradient(model_state), ema_params=ema,
+      step=state.step + 1,
+      params=params,
+      opt_state=opt_state,
+      model_state=jax.lax.stop_gradient(model_state),
+      ema_params=ema,
     )
     if gan_on:
       new_state, disc_metrics = self._discriminator_step(
-          new_state, video, jax.lax.stop_gradient(recon), gan_active)
+        new_state, video, jax.lax.stop_gradient(recon), gan_active
+      )
       metrics.update(disc_metrics)
     return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
   def _discriminator_step(
-      self, state: GanTrainState, video: jax.Array, reconstruction: jax.Array,
-      active: jax.Array,
+    self,
+    state: GanTrainState,
+    video: jax.Array,
+    reconstruction: jax.Array,
+    active: jax.Array,
   ) -> tuple[GanTrainState, Metrics]:
     """One discriminator update with LeCam, applied only when `active`."""
     gan = self.gan
@@ -209,32 +250,59 @@ class TokenizerTask(Task):
         disc = nnx.merge(self.disc_graphdef, disc_params)
         real, fake = disc(video), disc(reconstruction)
         adversarial = losses.discriminator_loss(real, fake, gan.loss)
-        lecam = losses.lecam_regularizer(real, fake, state.lecam_ema_real, state.lecam_ema_fake)
+        lecam = losses.lecam_regularizer(
+          real, fake, state.lecam_ema_real, state.lecam_ema_fake
+        )
         return adversarial + gan.lecam_weight * lecam, (adversarial, lecam, real, fake)
 
       (_, (adversarial, lecam, real, fake)), grads = jax.value_and_grad(
-          disc_loss_fn, has_aux=True)(state.disc_params)
+        disc_loss_fn, has_aux=True
+      )(state.disc_params)
       updates, opt_state = self.disc_optimizer.update(
-          grads, state.disc_opt_state, state.disc_params)
+        grads, state.disc_opt_state, state.disc_params
+      )
       decay = gan.lecam_ema_decay
       mean_real, mean_fake = jnp.mean(real), jnp.mean(fake)
-      metrics = {'gan_disc_loss': adversarial, 'gan_lecam': lecam,
-                 'gan_logits_real': mean_real, 'gan_logits_fake': mean_fake}
-      return (optax.apply_updates(state.disc_params, updates), opt_state,
-              decay * state.lecam_ema_real + (1 - decay) * mean_real,
-              decay * state.lecam_ema_fake + (1 - decay) * mean_fake, metrics)
+      metrics = {
+        'gan_disc_loss': adversarial,
+        'gan_lecam': lecam,
+        'gan_logits_real': mean_real,
+        'gan_logits_fake': mean_fake,
+      }
+      return (
+        optax.apply_updates(state.disc_params, updates),
+        opt_state,
+        decay * state.lecam_ema_real + (1 - decay) * mean_real,
+        decay * state.lecam_ema_fake + (1 - decay) * mean_fake,
+        metrics,
+      )
 
     def skip():
       zero = jnp.float32(0.0)
-      metrics = {'gan_disc_loss': zero, 'gan_lecam': zero, 'gan_logits_real': zero,
-                 'gan_logits_fake': zero}
-      return (state.disc_params, state.disc_opt_state, state.lecam_ema_real,
-              state.lecam_ema_fake, metrics)
+      metrics = {
+        'gan_disc_loss': zero,
+        'gan_lecam': zero,
+        'gan_logits_real': zero,
+        'gan_logits_fake': zero,
+      }
+      return (
+        state.disc_params,
+        state.disc_opt_state,
+        state.lecam_ema_real,
+        state.lecam_ema_fake,
+        metrics,
+      )
 
-    disc_params, opt_state, ema_real, ema_fake, metrics = jax.lax.cond(active, update, skip)
+    disc_params, opt_state, ema_real, ema_fake, metrics = jax.lax.cond(
+      active, update, skip
+    )
     metrics['gan_active'] = active.astype(jnp.float32)
-    return state.replace(disc_params=disc_params, disc_opt_state=opt_state,
-                         lecam_ema_real=ema_real, lecam_ema_fake=ema_fake), metrics
+    return state.replace(
+      disc_params=disc_params,
+      disc_opt_state=opt_state,
+      lecam_ema_real=ema_real,
+      lecam_ema_fake=ema_fake,
+    ), metrics
 
   # --- evaluation ------------------------------------------------------------
 
@@ -247,9 +315,9 @@ class TokenizerTask(Task):
       out = model(layers.constrain(video))
       recon = jnp.clip(out.reconstruction, -1.0, 1.0)
       sums = {
-          'psnr': jnp.sum(eval_metrics.psnr(video, recon)),
-          'count': jnp.float32(video.shape[0]),
-          'recon_l1': jnp.sum(jnp.mean(jnp.abs(recon - video), axis=(1, 2, 3, 4))),
+        'psnr': jnp.sum(eval_metrics.psnr(video, recon)),
+        'count': jnp.float32(video.shape[0]),
+        'recon_l1': jnp.sum(jnp.mean(jnp.abs(recon - video), axis=(1, 2, 3, 4))),
       }
       if with_ssim:
         sums['ssim'] = jnp.sum(eval_metrics.ssim(video, recon))
@@ -259,8 +327,12 @@ class TokenizerTask(Task):
     return jax.jit(eval_step, out_shardings=replicated)
 
   def evaluate(
-      self, state: TrainState, batches: Iterable[Mapping[str, np.ndarray]], *, step: int,
-      sample_dir: str | None,
+    self,
+    state: TrainState,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    *,
+    step: int,
+    sample_dir: str | None,
   ) -> dict[str, float]:
     """PSNR, SSIM, L1 and codebook usage/perplexity over the eval batches.
 
@@ -278,14 +350,17 @@ class TokenizerTask(Task):
       for batch in batches:
         video = sharding.global_batch(batch, self.mesh, rules, keys=('video',))['video']
         sums, batch_counts, originals, recons = self._eval_step(
-            params, state.model_state, video)
+          params, state.model_state, video
+        )
         for key, value in sums.items():
           totals[key] = totals.get(key, 0.0) + float(value)
         counts += np.asarray(batch_counts)
         if samples is None:
           samples = (np.asarray(originals), np.asarray(recons))
     if not totals:
-      raise ValueError('evaluate got no eval batches (is the eval split smaller than a batch?)')
+      raise ValueError(
+        'evaluate got no eval batches (is the eval split smaller than a batch?)'
+      )
     count = totals.pop('count')
     results = {key: value / count for key, value in totals.items()}
     usage = quantizers.usage_metrics(jnp.asarray(counts, jnp.float32))
@@ -295,16 +370,19 @@ class TokenizerTask(Task):
     return results
 
   def _write_samples(
-      self, sample_dir: str, step: int, originals: np.ndarray, recons: np.ndarray
+    self, sample_dir: str, step: int, originals: np.ndarray, recons: np.ndarray
   ) -> None:
     from videogen.data import video_io  # Pulls mediapy/Pillow: only when writing.
 
     os.makedirs(sample_dir, exist_ok=True)
-    clips = [clip for pair in zip(originals, recons) for clip in pair]
+    clips = [clip for pair in zip(originals, recons, strict=True) for clip in pair]
     for suffix in ('gif', 'mp4'):
       video_io.write_grid(
-          os.path.join(sample_dir, f'recon_{step:06d}.{suffix}'), clips, fps=SAMPLE_FPS,
-          columns=2)
+        os.path.join(sample_dir, f'recon_{step:06d}.{suffix}'),
+        clips,
+        fps=SAMPLE_FPS,
+        columns=2,
+      )
 
   # --- accounting ------------------------------------------------------------
 
@@ -321,19 +399,25 @@ class TokenizerTask(Task):
     flops = 3.0 * self.abstract_model.flops(*frames)
     if self.gan.enabled:
       flops += 12.0 * self.abstract_disc.flops(*frames)
-    return StepCost(flops=flops * batch_size, tokens=0, frames=batch_size * data.num_frames)
+    return StepCost(
+      flops=flops * batch_size, tokens=0, frames=batch_size * data.num_frames
+    )
 
   def describe(self, state: TrainState) -> str:
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     model = self.config.model
     data = self.config.data
-    latent = self.abstract_model.latent_shape(data.num_frames, data.height, data.width)
+    latent = self.latent_shape
     text = (
-        f'TokenizerTask: {model.variant} {model.quantizer} tokenizer, {count:,} parameters, '
-        f'{self.codebook_size} codes, {data.num_frames}x{data.height}x{data.width} -> '
-        f'{"x".join(map(str, latent))} tokens ({math.prod(latent)} per clip)'
+      f'TokenizerTask: {model.variant} {model.quantizer} tokenizer, {count:,} parameters, '
+      f'{self.codebook_size} codes, {data.num_frames}x{data.height}x{data.width} -> '
+      f'{"x".join(map(str, latent))} tokens ({math.prod(latent)} per clip)'
     )
     if self.gan.enabled:
-      disc_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.disc_params))
-      text += f', discriminator {disc_count:,} parameters from step {self.gan.start_step}'
+      disc_count = sum(
+        int(np.prod(x.shape)) for x in jax.tree.leaves(state.disc_params)
+      )
+      text += (
+        f', discriminator {disc_count:,} parameters from step {self.gan.start_step}'
+      )
     return text

@@ -17,11 +17,11 @@ import contextlib
 import functools
 from typing import Any, Sequence
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from videogen.parallel import sharding
 from videogen.vq.model import VideoAutoencoder
@@ -68,9 +68,13 @@ class Tokenizer:
   """
 
   def __init__(
-      self, graphdef: nnx.GraphDef, state: nnx.State, config: ml_collections.ConfigDict, *,
-      mesh: jax.sharding.Mesh | None = None,
-      rules: Sequence[Sequence[Any]] | None = None,
+    self,
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    config: ml_collections.ConfigDict,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: Sequence[Sequence[Any]] | None = None,
   ):
     self.graphdef = graphdef
     self.state = state
@@ -83,8 +87,12 @@ class Tokenizer:
 
   @classmethod
   def from_model(
-      cls, model: VideoAutoencoder, config: ml_collections.ConfigDict, *,
-      mesh: jax.sharding.Mesh | None = None, rules: Sequence[Sequence[Any]] | None = None,
+    cls,
+    model: VideoAutoencoder,
+    config: ml_collections.ConfigDict,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: Sequence[Sequence[Any]] | None = None,
   ) -> Tokenizer:
     """Wraps a built model.
 
@@ -100,8 +108,12 @@ class Tokenizer:
 
   @classmethod
   def load(
-      cls, path: str, *, mesh: jax.sharding.Mesh | None = None, use_ema: bool = True,
-      dtype: str = 'float32',
+    cls,
+    path: str,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    use_ema: bool = True,
+    dtype: str = 'float32',
   ) -> Tokenizer:
     """Restores a trained tokenizer.
 
@@ -118,17 +130,21 @@ class Tokenizer:
     if config.get('stage') != 'tokenizer':
       raise ValueError(f'{path} is a {config.get("stage")!r} run, not a tokenizer run.')
     abstract = nnx.eval_shape(
-        lambda: VideoAutoencoder(config.model, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0)))
-    graphdef, abstract_params, abstract_model_state = nnx.split(abstract, nnx.Param, ...)
+      lambda: VideoAutoencoder(config.model, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
+    )
+    graphdef, abstract_params, abstract_model_state = nnx.split(
+      abstract, nnx.Param, ...
+    )
     rules = config.logical_axis_rules
     shardings = None
     if mesh is not None:
       shardings = {
-          'params': sharding.tree_shardings(abstract_params, mesh, rules),
-          'model_state': sharding.tree_shardings(abstract_model_state, mesh, rules),
+        'params': sharding.tree_shardings(abstract_params, mesh, rules),
+        'model_state': sharding.tree_shardings(abstract_model_state, mesh, rules),
       }
     params, model_state = checkpointing.restore_model(
-        path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings)
+      path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
+    )
     model = nnx.merge(graphdef, params, model_state)
     return cls.from_model(model, config.model, mesh=mesh, rules=rules)
 
@@ -137,7 +153,9 @@ class Tokenizer:
       return contextlib.nullcontext()
     from videogen import config_lib
 
-    rules = self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
+    rules = (
+      self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
+    )
     return sharding.axis_rules(self.mesh, rules)
 
   @property
@@ -145,7 +163,9 @@ class Tokenizer:
     """Number of distinct tokens."""
     return self._model.quantizer.codebook_size
 
-  def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+  def latent_shape(
+    self, num_frames: int, height: int, width: int
+  ) -> tuple[int, int, int]:
     """(t, h, w) tokens of a [num_frames, height, width] clip; raises if it does not fit."""
     return self._model.latent_shape(num_frames, height, width)
 
@@ -160,7 +180,9 @@ class Tokenizer:
   def encode(self, video: jax.Array | np.ndarray) -> jax.Array:
     """video: float [batch, T, H, W, 3] in [-1, 1] -> int32 tokens [batch, t, h, w]."""
     if video.ndim != 5 or video.shape[-1] != 3:
-      raise ValueError(f'encode expects video [batch, T, H, W, 3], got shape {video.shape}')
+      raise ValueError(
+        f'encode expects video [batch, T, H, W, 3], got shape {video.shape}'
+      )
     self.latent_shape(*video.shape[1:4])
     with self._context():
       return self._encode(self.state, jnp.asarray(video, jnp.float32))
@@ -168,7 +190,9 @@ class Tokenizer:
   def decode(self, tokens: jax.Array | np.ndarray) -> jax.Array:
     """tokens: int32 [batch, t, h, w] -> float32 [batch, T, H, W, 3] in [-1, 1]."""
     if tokens.ndim != 4:
-      raise ValueError(f'decode expects tokens [batch, t, h, w], got shape {tokens.shape}')
+      raise ValueError(
+        f'decode expects tokens [batch, t, h, w], got shape {tokens.shape}'
+      )
     with self._context():
       return self._decode(self.state, jnp.asarray(tokens, jnp.int32))
 
