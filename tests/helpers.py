@@ -38,13 +38,7 @@ def tiny_config(stage: str, data_dir: str, **overrides):
   values = dict(TINY_TOKENIZER if stage == 'tokenizer' else TINY_DATA)
   values['data.data_dir'] = data_dir
   values.update(overrides)
-  with config.unlocked():
-    for key, value in values.items():
-      node = config
-      *parents, leaf = key.split('.')
-      for parent in parents:
-        node = node[parent]
-      node[leaf] = value
+  config_lib.apply_overrides(config, values)
   return config
 
 

@@ -265,3 +265,18 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.tokenizer.checkpoint = ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
   config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
   return config
+
+
+def apply_overrides(config: ConfigDict, overrides: dict[str, Any]) -> ConfigDict:
+  """Sets dotted keys (`{'model.channels': 8}`) on `config`; unknown keys raise."""
+  with config.unlocked():
+    for key, value in overrides.items():
+      problem = describe_missing_key(config, key)
+      if problem:
+        raise KeyError(problem)
+      node = config
+      *parents, leaf = key.split('.')
+      for parent in parents:
+        node = node[parent]
+      node[leaf] = value
+  return config

@@ -48,15 +48,7 @@ PROMPTS = (
 def stage_config(stage: str, workdir: epath.Path, **overrides):
   """The quickstart (`size=tiny`) config of `stage`, with data under `workdir`."""
   config = config_lib.load_config_file(f'{CONFIGS / stage}.py:size=tiny')
-  with config.unlocked():
-    config.data.data_dir = str(workdir / 'data')
-    for key, value in overrides.items():
-      node = config
-      *parents, leaf = key.split('.')
-      for parent in parents:
-        node = node[parent]
-      node[leaf] = value
-  return config
+  return config_lib.apply_overrides(config, {'data.data_dir': str(workdir / 'data'), **overrides})
 
 
 def _banner(text: str) -> None:

@@ -111,8 +111,8 @@ def logical_to_spec(
 def constrain(x: jax.Array, logical_axes: LogicalAxes) -> jax.Array:
   """Annotates an activation with logical axes; a no-op outside `axis_rules`."""
   context = _CONTEXT.get()
-  if context is None:
-    return x
+  if context is None or context.mesh.size == 1:
+    return x  # On one device a constraint only costs (4.5x slower VQ step on CPU).
   spec = logical_to_spec(logical_axes, context.rules, context.mesh, x.shape)
   return jax.lax.with_sharding_constraint(x, NamedSharding(context.mesh, spec))
 
