@@ -7,7 +7,13 @@ import pathlib
 import subprocess
 import sys
 
-from videogen import config_lib
+import jax
+from flax import nnx
+
+from videogen import config_lib, vq
+from videogen.data import config as data_config
+from videogen.vq import config as vq_config
+from videogen.vq.model import VideoAutoencoder
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = REPO / 'configs'
@@ -40,6 +46,50 @@ def tiny_config(stage: str, data_dir: str, **overrides):
   values.update(overrides)
   config_lib.apply_overrides(config, values)
   return config
+
+
+def toy_tokenizer_model_config():
+  """A toy FSQ tokenizer: 4x spatial / 4x temporal compression, 1000 codes."""
+  config = vq_config.model_config('tiny')
+  config.update(channels=8, channel_multipliers=(1, 1, 1), norm_groups=4,
+                spatial_downsample=4, num_res_blocks=1)
+  return config
+
+
+def random_tokenizer() -> vq.Tokenizer:
+  """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
+  config = toy_tokenizer_model_config()
+  graphdef = nnx.split(nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0))))[0]
+  state = jax.jit(lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1])(
+      jax.random.key(0, impl='unsafe_rbg'))
+  return vq.Tokenizer(graphdef, state, config)
+
+
+def toy_transformer_config(data_dir, **overrides):
+  """A tiny transformer config over 5x16x16 clips; the tokenizer is a test double."""
+  data = data_config.data_config('shapes', num_frames=5, resolution=16)
+  data.data_dir = data_dir
+  data.num_train_examples = 16
+  data.num_test_examples = 8
+  data.max_objects = 1
+  config = config_lib.transformer_experiment('tiny', data)
+  config.batch_size = 8
+  config.num_train_steps = 2
+  config.tokenizer.checkpoint = '/unused/the/tokenizer/is/a/test/double'
+  config.tokenizer.cache_tokens = False
+  config.model.update(
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=64,
+    dropout=0.1,
+    remat_policy='full',
+  )
+  config.optimizer.ema_decay = 0.9
+  config.sampling.num_prompts = 2
+  config.text.max_length = 12
+  return config_lib.lock(config_lib.apply_overrides(config, overrides))
 
 
 def override_flags(overrides: dict) -> list[str]:

@@ -1,25 +1,27 @@
-"""Sharding equivalence: the same steps on 1 device and on 8-device meshes."""
+"""Sharding equivalence: the same steps on 1 device and on 8-device meshes, both stages."""
 
 import jax
 import numpy as np
 import pytest
 
 from tests import helpers
-
-pytestmark = pytest.mark.integration
+from videogen import text, vq
+from videogen.data import build, pipeline
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
+from videogen.transformer import task as transformer_task
 from videogen.vq.task import TokenizerTask
 
 MESHES = [(1, 1, 1), (8, 1, 1), (2, 4, 1), (2, 2, 2)]
 
 
-def _losses(config, mesh_sizes, batches):
+def _train(make_task, config, mesh_sizes, batches):
+  """Losses of `len(batches)` train steps on a (data, fsdp, tensor) mesh, and the state."""
   with config.unlocked():
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_sizes
   devices = jax.devices()[: int(np.prod(mesh_sizes))]
   mesh = mesh_lib.create_mesh(config.mesh, devices=devices)
-  task = TokenizerTask(config, mesh)
+  task = make_task(config, mesh)
   rules = config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
     rng = jax.random.key(0)
@@ -30,10 +32,20 @@ def _losses(config, mesh_sizes, batches):
                    donate_argnums=(0,))
     losses = []
     for index, batch in enumerate(batches):
-      state, metrics = step(state, sharding.global_batch(batch, mesh, rules, ('video',)),
-                            jax.random.key(index))
+      batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
+      state, metrics = step(state, batch, jax.random.key(index))
       losses.append(float(metrics['loss']))
   return losses, state
+
+
+def _assert_same_losses(make_task, config, batches):
+  reference, _ = _train(make_task, config, MESHES[0], batches)
+  print('losses on 1 device:', reference)
+  for sizes in MESHES[1:]:
+    losses, _ = _train(make_task, config, sizes, batches)
+    relative = np.max(np.abs(np.subtract(losses, reference)) / np.abs(reference))
+    print(f'mesh {sizes}: max relative difference {relative:.2e}')
+    np.testing.assert_allclose(losses, reference, rtol=1e-5, err_msg=str(sizes))
 
 
 @pytest.mark.parametrize('quantizer', ['fsq', 'vq'])
@@ -42,18 +54,40 @@ def test_tokenizer_losses_match_across_meshes(tmp_path, quantizer):
   rng = np.random.default_rng(0)
   batches = [{'video': rng.uniform(-1, 1, (8, 5, 16, 16, 3)).astype(np.float32)}
              for _ in range(3)]
-  reference, _ = _losses(config, MESHES[0], batches)
-  for sizes in MESHES[1:]:
-    losses, _ = _losses(config, sizes, batches)
-    np.testing.assert_allclose(losses, reference, rtol=1e-5, err_msg=str(sizes))
+  _assert_same_losses(lambda c, mesh: TokenizerTask(c, mesh), config, batches)
+
+
+def test_transformer_losses_match_across_meshes(tmp_path):
+  # Text dropout and residual dropout stay on: their random draws must not depend on the mesh.
+  config = helpers.toy_transformer_config(str(tmp_path / 'data'), **{
+      'tokenizer.cache_tokens': True, 'model.text_dropout_prob': 0.25})
+  build.ensure_built(config.data)
+  encoder = text.load_text_encoder(
+      config.text, workdir=tmp_path, captions=pipeline.split_captions(config, config.data.train_split))
+  frozen = transformer_task.FrozenModels(
+      helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
+
+  def make_task(c, mesh):
+    return transformer_task.TransformerTask(c, mesh, workdir=tmp_path, frozen=frozen)
+
+  tokenize = make_task(config, mesh_lib.create_mesh(config.mesh)).text_tokenizer()
+  rng = np.random.default_rng(0)
+  batches = []
+  for _ in range(3):
+    ids, mask = tokenize([f'a red circle moving {d}' for d in ['left', 'right'] * 4])
+    batches.append({'tokens': rng.integers(0, 1000, (8, 2, 4, 4), dtype=np.int32),
+                    'text_ids': ids, 'text_mask': mask})
+  _assert_same_losses(make_task, config, batches)
 
 
 def test_fsdp_shards_params_and_optimizer_state(tmp_path):
   config = helpers.tiny_config('tokenizer', str(tmp_path), **{
       'model.channels': 16, 'model.channel_multipliers': (1, 2, 2, 2)})
   batches = [{'video': np.zeros((8, 5, 16, 16, 3), np.float32)}]
-  _, state = _losses(config, (1, 8, 1), batches)
+  _, state = _train(lambda c, mesh: TokenizerTask(c, mesh), config, (1, 8, 1), batches)
   tree = (state.params, state.opt_state)
   per_device = sharding.bytes_per_device(tree)
   total = sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
+  print(f'FSDP on 8 devices: {max(per_device.values())} bytes per device of {total} '
+        f'({max(per_device.values()) / total:.4f} of the total)')
   assert max(per_device.values()) <= total / 8 * 1.05, (max(per_device.values()), total / 8)

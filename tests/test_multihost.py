@@ -45,7 +45,7 @@ def _run_two_processes(workdir, data_dir, steps):
       for index in range(2)
   ]
   outputs = [p.communicate(timeout=600)[0] for p in processes]
-  for process, output in zip(processes, outputs):
+  for process, output in zip(processes, outputs, strict=True):
     assert process.returncode == 0, output[-5000:]
   return outputs
 
@@ -59,8 +59,11 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
   checkpoints = workdir / 'checkpoints'
   assert {'2', '4'} <= {p.name for p in checkpoints.iterdir()}
   # Each process saved its own data-iterator state in the shared checkpoint.
-  data_files = sorted(p.name for p in (checkpoints / '4' / 'data').iterdir())
-  assert data_files == ['process_0-of-2.json', 'process_1-of-2.json']
+  data_files = sorted((checkpoints / '4' / 'data').glob('process_*.json'))
+  assert [p.name for p in data_files] == ['process_0-of-2.json', 'process_1-of-2.json']
+  # ... and the two processes read different shards of the data.
+  states = [json.loads(p.read_text()) for p in data_files]
+  assert states[0] != states[1], states
   # Only process 0 writes metrics.
   steps = [json.loads(line)['step'] for line in (workdir / 'metrics.jsonl').read_text().splitlines()
            if 'loss' in line]

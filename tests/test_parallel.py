@@ -27,7 +27,7 @@ def test_mesh_shapes(sizes):
   assert mesh.size == 8
   assert mesh.axis_names == ('data', 'fsdp', 'tensor')
   expected = [s for s in sizes if s != -1]
-  assert all(mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes) if s != -1)
+  assert all(mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes, strict=True) if s != -1)
   assert np.prod(expected) <= 8
 
 

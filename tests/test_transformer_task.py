@@ -11,80 +11,22 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests import helpers
 from videogen import config_lib, text, vq
 from videogen.data import build, pipeline
-from videogen.data import config as data_config
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import checkpointing
 from videogen.train.task import TrainState
 from videogen.transformer import losses, token_cache
 from videogen.transformer import task as task_lib
-from videogen.vq import config as vq_config
-from videogen.vq.model import VideoAutoencoder
-
-
-def _toy_tokenizer_config():
-  config = vq_config.model_config('tiny')
-  config.update(
-    channels=8,
-    channel_multipliers=(1, 1, 1),
-    norm_groups=4,
-    spatial_downsample=4,
-    num_res_blocks=1,
-  )
-  return config
-
-
-def _random_tokenizer() -> vq.Tokenizer:
-  """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
-  config = _toy_tokenizer_config()
-  graphdef = nnx.split(
-    nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0)))
-  )[0]
-  state = jax.jit(
-    lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1]
-  )(jax.random.key(0, impl='unsafe_rbg'))
-  return vq.Tokenizer(graphdef, state, config)
-
-
-def _config(data_dir, **overrides):
-  data = data_config.data_config('shapes', num_frames=5, resolution=16)
-  data.data_dir = data_dir
-  data.num_train_examples = 16
-  data.num_test_examples = 8
-  data.max_objects = 1
-  config = config_lib.transformer_experiment('tiny', data)
-  config.batch_size = 8
-  config.num_train_steps = 2
-  config.tokenizer.checkpoint = '/unused/the/tokenizer/is/a/test/double'
-  config.tokenizer.cache_tokens = False
-  config.model.update(
-    num_layers=2,
-    embed_dim=32,
-    num_heads=4,
-    num_kv_heads=2,
-    mlp_dim=64,
-    dropout=0.1,
-    remat_policy='full',
-  )
-  config.optimizer.ema_decay = 0.9
-  config.sampling.num_prompts = 2
-  config.text.max_length = 12
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config_lib.lock(config)
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('data'))
   workdir = tmp_path_factory.mktemp('workdir')
-  config = _config(data_dir)
+  config = helpers.toy_transformer_config(data_dir)
   build.ensure_built(config.data)
   encoder = text.load_text_encoder(
     config.text,
@@ -92,7 +34,7 @@ def setup(tmp_path_factory):
     captions=pipeline.split_captions(config, config.data.train_split),
   )
   frozen = task_lib.FrozenModels(
-    _random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
+    helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
   )
   mesh = mesh_lib.create_mesh(config.mesh)
   task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
@@ -196,7 +138,7 @@ def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
 
 
 def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
-  config = _config(setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True})
+  config = helpers.toy_transformer_config(setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True})
   task = task_lib.TransformerTask(
     config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen']
   )
@@ -234,7 +176,7 @@ def test_load_frozen_models_from_workdirs(setup, tmp_path):
   tokenizer_config = config_lib.tokenizer_experiment(
     'tiny', 'fsq', setup['config'].data
   )
-  tokenizer_config.model = _toy_tokenizer_config()
+  tokenizer_config.model = helpers.toy_tokenizer_model_config()
   checkpointing.write_config(tokenizer_dir, tokenizer_config)
   _, params, model_state = nnx.split(
     nnx.merge(tokenizer.graphdef, tokenizer.state), nnx.Param, ...
@@ -251,7 +193,7 @@ def test_load_frozen_models_from_workdirs(setup, tmp_path):
   manager.wait_until_finished()
   manager.close()
 
-  config = _config(
+  config = helpers.toy_transformer_config(
     setup['config'].data.data_dir, **{'tokenizer.checkpoint': str(tokenizer_dir)}
   )
   workdir = tmp_path / 'transformer'

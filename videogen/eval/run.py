@@ -11,6 +11,7 @@ TensorBoard.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import Any
 
@@ -76,7 +77,7 @@ def evaluate_workdir(workdir: str, split: str = 'test') -> EvalResults:
     state, _ = checkpointing.restore(manager, step, abstract, shardings, None)
     iterator = pipeline.create_iterator(config, split, train=False,
                                         text_tokenizer=task.text_tokenizer())
-    batches = (b for _, b in zip(range(config.num_eval_batches), iterator))
+    batches = itertools.islice(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(workdir, config, split))

@@ -21,7 +21,7 @@ def resolve_axis_sizes(sizes: Sequence[int], total: int, what: str) -> tuple[int
     ValueError: naming the mesh and the device count when they do not match.
   """
   sizes = list(sizes)
-  described = dict(zip(AXES, sizes))
+  described = dict(zip(AXES, sizes, strict=True))
   if sizes.count(-1) > 1:
     raise ValueError(f'At most one {what} mesh axis may be -1, got {described}')
   if -1 in sizes:
