@@ -6,57 +6,57 @@ import re
 import setuptools
 
 _VERSION = re.search(
-    r"__version__ = '([^']+)'",
-    pathlib.Path(__file__).with_name('videogen').joinpath('__init__.py').read_text(),
+  r"__version__ = '([^']+)'",
+  pathlib.Path(__file__).with_name('videogen').joinpath('__init__.py').read_text(),
 ).group(1)
 
 # Ranges that resolved together on Python 3.11 (see shared/docs/STACK.md).
 _INSTALL_REQUIRES = [
-    'jax>=0.10.2,<0.12',
-    'flax>=0.12.8,<0.13',
-    'optax>=0.2.8,<0.3',
-    'orbax-checkpoint>=0.12.8,<0.13',
-    'tensorflow-cpu>=2.21,<2.22',  # TFDS builders and clu writers; CPU only.
-    'tensorflow-datasets>=4.9.10,<4.10',
-    'array_record>=0.8.6,<0.9',
-    'grain>=0.2.18,<0.3',
-    'sentencepiece>=0.2.3,<0.3',
-    'safetensors>=0.4',
-    'ml_collections>=1.1.0,<1.2',
-    'clu>=0.0.12,<0.1',
-    'tensorboard>=2.20',
-    'mediapy>=1.2.7,<1.3',
-    'imageio-ffmpeg==0.7.0',  # 0.8's ffmpeg breaks mediapy.read_video.
-    'pillow>=10',
-    'einops>=0.8',
-    'etils[epath]>=1.7',
-    'absl-py>=2.1',
-    'numpy>=1.26',
-    'scipy>=1.11',
-    'tqdm>=4.66',
-    'importlib_resources>=6',  # TFDS 4.9.10 imports it without declaring it.
+  'jax>=0.10.2,<0.12',
+  'flax>=0.12.8,<0.13',
+  'optax>=0.2.8,<0.3',
+  'orbax-checkpoint>=0.12.8,<0.13',
+  'tensorflow-cpu>=2.21,<2.22',  # TFDS builders and clu writers; CPU only.
+  'tensorflow-datasets>=4.9.10,<4.10',
+  'array_record>=0.8.6,<0.9',
+  'grain>=0.2.18,<0.3',
+  'sentencepiece>=0.2.3,<0.3',
+  'safetensors>=0.4',
+  'ml_collections>=1.1.0,<1.2',
+  'clu>=0.0.12,<0.1',
+  'tensorboard>=2.20',
+  'mediapy>=1.2.7,<1.3',
+  'imageio-ffmpeg==0.7.0',  # 0.8's ffmpeg breaks mediapy.read_video.
+  'pillow>=10',
+  'einops>=0.8',
+  'etils[epath]>=1.7',
+  'absl-py>=2.1',
+  'numpy>=1.26',
+  'scipy>=1.11',
+  'tqdm>=4.66',
+  'importlib_resources>=6',  # TFDS 4.9.10 imports it without declaring it.
 ]
 
 _TEST_REQUIRES = [
-    'pytest>=8',
-    'pytest-xdist>=3.5',
-    'torch==2.13.0',  # T5 reference numerics; the CPU wheel is on the machine.
-    'transformers>=5,<6',
-    'nbclient>=0.10',
-    'nbformat>=5.10',
-    'ipykernel>=6.29',
-    'ruff>=0.6',
+  'pytest>=8',
+  'pytest-xdist>=3.5',
+  'torch==2.13.0',  # T5 reference numerics; the CPU wheel is on the machine.
+  'transformers>=5,<6',
+  'nbclient>=0.10',
+  'nbformat>=5.10',
+  'ipykernel>=6.29',
+  'ruff>=0.6',
 ]
 
 setuptools.setup(
-    name='videogen',
-    version=_VERSION,
-    description='Text-to-video generation in JAX: video tokenizer + autoregressive transformer.',
-    long_description=pathlib.Path(__file__).with_name('README.md').read_text(),
-    long_description_content_type='text/markdown',
-    python_requires='>=3.11',
-    packages=setuptools.find_packages(include=['videogen', 'videogen.*']),
-    install_requires=_INSTALL_REQUIRES,
-    extras_require={'test': _TEST_REQUIRES},
-    entry_points={'console_scripts': ['videogen = videogen.cli:run']},
+  name='videogen',
+  version=_VERSION,
+  description='Text-to-video generation in JAX: video tokenizer + autoregressive transformer.',
+  long_description=pathlib.Path(__file__).with_name('README.md').read_text(),
+  long_description_content_type='text/markdown',
+  python_requires='>=3.11',
+  packages=setuptools.find_packages(include=['videogen', 'videogen.*']),
+  install_requires=_INSTALL_REQUIRES,
+  extras_require={'test': _TEST_REQUIRES},
+  entry_points={'console_scripts': ['videogen = videogen.cli:run']},
 )

@@ -29,8 +29,12 @@ from videogen.text import T5Encoder, T5EncoderConfig
 
 # Hugging Face google/t5-v1_1-{small,base} encoder shapes.
 SIZES = {
-    'small': T5EncoderConfig(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6),
-    'base': T5EncoderConfig(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12),
+  'small': T5EncoderConfig(
+    vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6
+  ),
+  'base': T5EncoderConfig(
+    vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12
+  ),
 }
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results' / 'text_encoder.json'
 
@@ -76,7 +80,12 @@ def matmul_flops_per_second(n: int, repeats: int) -> float:
 
 
 def benchmark_size(
-    name: str, batch_size: int, max_length: int, dtype: str, repeats: int, matmul_rate: float
+  name: str,
+  batch_size: int,
+  max_length: int,
+  dtype: str,
+  repeats: int,
+  matmul_rate: float,
 ) -> Row:
   config = SIZES[name]
   encoder = T5Encoder.from_config(config, dtype=dtype)
@@ -88,59 +97,74 @@ def benchmark_size(
   seconds = _median_seconds(lambda: encoder.encode_ids(ids, mask), repeats)
   rate = encoder_flops(config, max_length) * batch_size / seconds
   return Row(
-      size=name,
-      parameters=parameters,
-      batch_size=batch_size,
-      max_length=max_length,
-      dtype=dtype,
-      seconds_per_batch=seconds,
-      prompts_per_second=batch_size / seconds,
-      gflops_per_second=rate / 1e9,
-      fraction_of_matmul=rate / matmul_rate,
+    size=name,
+    parameters=parameters,
+    batch_size=batch_size,
+    max_length=max_length,
+    dtype=dtype,
+    seconds_per_batch=seconds,
+    prompts_per_second=batch_size / seconds,
+    gflops_per_second=rate / 1e9,
+    fraction_of_matmul=rate / matmul_rate,
   )
 
 
 def markdown(rows: list[Row], matmul_rate: float, matmul_size: int) -> str:
   lines = [
-      f'Reference: float32 {matmul_size}x{matmul_size} matmul at {matmul_rate / 1e9:.1f} GFLOP/s (same run).',
-      '',
-      '| T5 v1.1 | params | batch x length | dtype | ms / batch | prompts/s | GFLOP/s | of matmul |',
-      '|---|---|---|---|---|---|---|---|',
+    f'Reference: float32 {matmul_size}x{matmul_size} matmul at {matmul_rate / 1e9:.1f} GFLOP/s (same run).',
+    '',
+    '| T5 v1.1 | params | batch x length | dtype | ms / batch | prompts/s | GFLOP/s | of matmul |',
+    '|---|---|---|---|---|---|---|---|',
   ]
   for r in rows:
     lines.append(
-        f'| {r.size} | {r.parameters / 1e6:.1f}M | {r.batch_size} x {r.max_length} | {r.dtype} | '
-        f'{r.seconds_per_batch * 1e3:.0f} | {r.prompts_per_second:.1f} | '
-        f'{r.gflops_per_second:.1f} | {r.fraction_of_matmul:.2f} |'
+      f'| {r.size} | {r.parameters / 1e6:.1f}M | {r.batch_size} x {r.max_length} | {r.dtype} | '
+      f'{r.seconds_per_batch * 1e3:.0f} | {r.prompts_per_second:.1f} | '
+      f'{r.gflops_per_second:.1f} | {r.fraction_of_matmul:.2f} |'
     )
   return '\n'.join(lines)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--sizes', default='small,base', help='Comma-separated subset of small,base.')
-  parser.add_argument('--batch_size', type=int, default=8, help='Prompts per encoder call.')
+  parser.add_argument(
+    '--sizes', default='small,base', help='Comma-separated subset of small,base.'
+  )
+  parser.add_argument(
+    '--batch_size', type=int, default=8, help='Prompts per encoder call.'
+  )
   parser.add_argument('--max_length', type=int, default=64, help='Tokens per prompt.')
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  parser.add_argument('--repeats', type=int, default=3, help='Timed calls per size (median kept).')
-  parser.add_argument('--matmul_size', type=int, default=2048, help='Side of the reference matmul.')
-  parser.add_argument('--out', default=str(RESULTS), help='Where to write the JSON results.')
+  parser.add_argument(
+    '--repeats', type=int, default=3, help='Timed calls per size (median kept).'
+  )
+  parser.add_argument(
+    '--matmul_size', type=int, default=2048, help='Side of the reference matmul.'
+  )
+  parser.add_argument(
+    '--out', default=str(RESULTS), help='Where to write the JSON results.'
+  )
   args = parser.parse_args()
 
   matmul_rate = matmul_flops_per_second(args.matmul_size, args.repeats)
   rows = [
-      benchmark_size(name, args.batch_size, args.max_length, args.dtype, args.repeats, matmul_rate)
-      for name in args.sizes.split(',')
+    benchmark_size(
+      name, args.batch_size, args.max_length, args.dtype, args.repeats, matmul_rate
+    )
+    for name in args.sizes.split(',')
   ]
   result = {
-      'benchmark': 'text_encoder',
-      'device': jax.devices()[0].device_kind,
-      'platform': jax.default_backend(),
-      'cpu_count': os.cpu_count(),
-      'machine': platform.machine(),
-      'jax_version': jax.__version__,
-      'reference_matmul': {'size': args.matmul_size, 'gflops_per_second': matmul_rate / 1e9},
-      'rows': [dataclasses.asdict(r) for r in rows],
+    'benchmark': 'text_encoder',
+    'device': jax.devices()[0].device_kind,
+    'platform': jax.default_backend(),
+    'cpu_count': os.cpu_count(),
+    'machine': platform.machine(),
+    'jax_version': jax.__version__,
+    'reference_matmul': {
+      'size': args.matmul_size,
+      'gflops_per_second': matmul_rate / 1e9,
+    },
+    'rows': [dataclasses.asdict(r) for r in rows],
   }
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,27 +20,29 @@ CONFIGS = REPO / 'configs'
 
 # Overrides that shrink the shapes configs to seconds per step on one CPU core.
 TINY_DATA = {
-    'data.num_frames': 5,
-    'data.height': 16,
-    'data.width': 16,
-    'data.num_train_examples': 32,
-    'data.num_test_examples': 8,
-    'data.max_objects': 1,
+  'data.num_frames': 5,
+  'data.height': 16,
+  'data.width': 16,
+  'data.num_train_examples': 32,
+  'data.num_test_examples': 8,
+  'data.max_objects': 1,
 }
 TINY_TOKENIZER = {
-    **TINY_DATA,
-    'batch_size': 8,
-    'model.channels': 8,
-    'model.channel_multipliers': (1, 1, 1, 1),
-    'model.norm_groups': 4,
-    'model.spatial_downsample': 4,
-    'optimizer.warmup_steps': 1,
+  **TINY_DATA,
+  'batch_size': 8,
+  'model.channels': 8,
+  'model.channel_multipliers': (1, 1, 1, 1),
+  'model.norm_groups': 4,
+  'model.spatial_downsample': 4,
+  'optimizer.warmup_steps': 1,
 }
 
 
 def tiny_config(stage: str, data_dir: str, **overrides):
   """A shapes config shrunk for tests, with `overrides` applied (dotted keys)."""
-  config = config_lib.load_config_file(f'{CONFIGS / "shapes" / stage}.py:size=tiny,runlocal')
+  config = config_lib.load_config_file(
+    f'{CONFIGS / "shapes" / stage}.py:size=tiny,runlocal'
+  )
   values = dict(TINY_TOKENIZER if stage == 'tokenizer' else TINY_DATA)
   values['data.data_dir'] = data_dir
   values.update(overrides)
@@ -51,17 +53,25 @@ def tiny_config(stage: str, data_dir: str, **overrides):
 def toy_tokenizer_model_config():
   """A toy FSQ tokenizer: 4x spatial / 4x temporal compression, 1000 codes."""
   config = vq_config.model_config('tiny')
-  config.update(channels=8, channel_multipliers=(1, 1, 1), norm_groups=4,
-                spatial_downsample=4, num_res_blocks=1)
+  config.update(
+    channels=8,
+    channel_multipliers=(1, 1, 1),
+    norm_groups=4,
+    spatial_downsample=4,
+    num_res_blocks=1,
+  )
   return config
 
 
 def random_tokenizer() -> vq.Tokenizer:
   """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
   config = toy_tokenizer_model_config()
-  graphdef = nnx.split(nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0))))[0]
-  state = jax.jit(lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1])(
-      jax.random.key(0, impl='unsafe_rbg'))
+  graphdef = nnx.split(
+    nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0)))
+  )[0]
+  state = jax.jit(
+    lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1]
+  )(jax.random.key(0, impl='unsafe_rbg'))
   return vq.Tokenizer(graphdef, state, config)
 
 
@@ -105,8 +115,15 @@ def override_flags(overrides: dict) -> list[str]:
 def run_videogen(*args, env_update=None, timeout=600, check=True, **popen):
   env = dict(os.environ)
   env.update(env_update or {})
-  result = subprocess.run([sys.executable, '-m', 'videogen', *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO, **popen)
+  result = subprocess.run(
+    [sys.executable, '-m', 'videogen', *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+    cwd=REPO,
+    **popen,
+  )
   if check and result.returncode != 0:
     raise AssertionError(f'videogen {" ".join(args)} failed:\n{result.stderr[-6000:]}')
   return result

@@ -8,15 +8,23 @@ from videogen import config_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / 'configs'
 CONFIG_FILES = sorted(str(p) for p in CONFIG_DIR.glob('*/*.py'))
-STABLE_KEYS = ('seed', 'batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
-               'checkpoint_every_steps')
+STABLE_KEYS = (
+  'seed',
+  'batch_size',
+  'num_train_steps',
+  'log_every_steps',
+  'eval_every_steps',
+  'checkpoint_every_steps',
+)
 
 
 def test_config_files_found():
   assert len(CONFIG_FILES) >= 8
 
 
-@pytest.mark.parametrize('path', CONFIG_FILES, ids=lambda p: '/'.join(p.split('/')[-2:]))
+@pytest.mark.parametrize(
+  'path', CONFIG_FILES, ids=lambda p: '/'.join(p.split('/')[-2:])
+)
 @pytest.mark.parametrize('arg', [None, 'runlocal'])
 def test_config_builds(path, arg):
   config = config_lib.load_config_file(path + (f':{arg}' if arg else ''))
@@ -32,10 +40,14 @@ def test_config_builds(path, arg):
 @pytest.mark.parametrize('size', ['tiny', 'small', 'base'])
 def test_shapes_sizes(size):
   for stage in ('tokenizer', 'transformer'):
-    config = config_lib.load_config_file(str(CONFIG_DIR / 'shapes' / f'{stage}.py') + f':size={size}')
+    config = config_lib.load_config_file(
+      str(CONFIG_DIR / 'shapes' / f'{stage}.py') + f':size={size}'
+    )
     assert config.model.variant == size
 
 
 def test_unknown_config_argument_names_valid_ones():
   with pytest.raises(ValueError, match=r"'colour'.*valid arguments"):
-    config_lib.load_config_file(str(CONFIG_DIR / 'shapes' / 'tokenizer.py') + ':colour=red')
+    config_lib.load_config_file(
+      str(CONFIG_DIR / 'shapes' / 'tokenizer.py') + ':colour=red'
+    )

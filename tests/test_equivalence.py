@@ -28,8 +28,11 @@ def _train(make_task, config, mesh_sizes, batches):
     abstract = jax.eval_shape(task.init_state, rng)
     shardings = sharding.tree_shardings(abstract, mesh, rules)
     state = jax.jit(task.init_state, out_shardings=shardings)(rng)
-    step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)),
-                   donate_argnums=(0,))
+    step = jax.jit(
+      task.train_step,
+      out_shardings=(shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,),
+    )
     losses = []
     for index, batch in enumerate(batches):
       batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
@@ -50,22 +53,32 @@ def _assert_same_losses(make_task, config, batches):
 
 @pytest.mark.parametrize('quantizer', ['fsq', 'vq'])
 def test_tokenizer_losses_match_across_meshes(tmp_path, quantizer):
-  config = helpers.tiny_config('tokenizer', str(tmp_path), **{'model.quantizer': quantizer})
+  config = helpers.tiny_config(
+    'tokenizer', str(tmp_path), **{'model.quantizer': quantizer}
+  )
   rng = np.random.default_rng(0)
-  batches = [{'video': rng.uniform(-1, 1, (8, 5, 16, 16, 3)).astype(np.float32)}
-             for _ in range(3)]
+  batches = [
+    {'video': rng.uniform(-1, 1, (8, 5, 16, 16, 3)).astype(np.float32)}
+    for _ in range(3)
+  ]
   _assert_same_losses(lambda c, mesh: TokenizerTask(c, mesh), config, batches)
 
 
 def test_transformer_losses_match_across_meshes(tmp_path):
   # Text dropout and residual dropout stay on: their random draws must not depend on the mesh.
-  config = helpers.toy_transformer_config(str(tmp_path / 'data'), **{
-      'tokenizer.cache_tokens': True, 'model.text_dropout_prob': 0.25})
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'),
+    **{'tokenizer.cache_tokens': True, 'model.text_dropout_prob': 0.25},
+  )
   build.ensure_built(config.data)
   encoder = text.load_text_encoder(
-      config.text, workdir=tmp_path, captions=pipeline.split_captions(config, config.data.train_split))
+    config.text,
+    workdir=tmp_path,
+    captions=pipeline.split_captions(config, config.data.train_split),
+  )
   frozen = transformer_task.FrozenModels(
-      helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
+    helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
+  )
 
   def make_task(c, mesh):
     return transformer_task.TransformerTask(c, mesh, workdir=tmp_path, frozen=frozen)
@@ -75,19 +88,32 @@ def test_transformer_losses_match_across_meshes(tmp_path):
   batches = []
   for _ in range(3):
     ids, mask = tokenize([f'a red circle moving {d}' for d in ['left', 'right'] * 4])
-    batches.append({'tokens': rng.integers(0, 1000, (8, 2, 4, 4), dtype=np.int32),
-                    'text_ids': ids, 'text_mask': mask})
+    batches.append(
+      {
+        'tokens': rng.integers(0, 1000, (8, 2, 4, 4), dtype=np.int32),
+        'text_ids': ids,
+        'text_mask': mask,
+      }
+    )
   _assert_same_losses(make_task, config, batches)
 
 
 def test_fsdp_shards_params_and_optimizer_state(tmp_path):
-  config = helpers.tiny_config('tokenizer', str(tmp_path), **{
-      'model.channels': 16, 'model.channel_multipliers': (1, 2, 2, 2)})
+  config = helpers.tiny_config(
+    'tokenizer',
+    str(tmp_path),
+    **{'model.channels': 16, 'model.channel_multipliers': (1, 2, 2, 2)},
+  )
   batches = [{'video': np.zeros((8, 5, 16, 16, 3), np.float32)}]
   _, state = _train(lambda c, mesh: TokenizerTask(c, mesh), config, (1, 8, 1), batches)
   tree = (state.params, state.opt_state)
   per_device = sharding.bytes_per_device(tree)
   total = sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
-  print(f'FSDP on 8 devices: {max(per_device.values())} bytes per device of {total} '
-        f'({max(per_device.values()) / total:.4f} of the total)')
-  assert max(per_device.values()) <= total / 8 * 1.05, (max(per_device.values()), total / 8)
+  print(
+    f'FSDP on 8 devices: {max(per_device.values())} bytes per device of {total} '
+    f'({max(per_device.values()) / total:.4f} of the total)'
+  )
+  assert max(per_device.values()) <= total / 8 * 1.05, (
+    max(per_device.values()),
+    total / 8,
+  )

@@ -23,26 +23,42 @@ def _free_port():
 def _run_two_processes(workdir, data_dir, steps):
   port = _free_port()
   overrides = {
-      **helpers.TINY_TOKENIZER,
-      'data.data_dir': data_dir,
-      'num_train_steps': steps,
-      'log_every_steps': 1,
-      'eval_every_steps': steps,
-      'checkpoint_every_steps': 2,
-      'mesh.data': 2,
-      'mesh.fsdp': 4,
+    **helpers.TINY_TOKENIZER,
+    'data.data_dir': data_dir,
+    'num_train_steps': steps,
+    'log_every_steps': 1,
+    'eval_every_steps': steps,
+    'checkpoint_every_steps': 2,
+    'mesh.data': 2,
+    'mesh.fsdp': 4,
   }
   env = dict(os.environ, JAX_NUM_CPU_DEVICES='4', XLA_FLAGS='')
   processes = [
-      subprocess.Popen(
-          [sys.executable, '-m', 'videogen', 'train',
-           '--config', 'configs/shapes/tokenizer.py:size=tiny,runlocal',
-           '--workdir', str(workdir), *helpers.override_flags(overrides),
-           '--coordinator_address', f'127.0.0.1:{port}', '--num_processes', '2',
-           '--process_id', str(index)],
-          cwd=helpers.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      )
-      for index in range(2)
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'videogen',
+        'train',
+        '--config',
+        'configs/shapes/tokenizer.py:size=tiny,runlocal',
+        '--workdir',
+        str(workdir),
+        *helpers.override_flags(overrides),
+        '--coordinator_address',
+        f'127.0.0.1:{port}',
+        '--num_processes',
+        '2',
+        '--process_id',
+        str(index),
+      ],
+      cwd=helpers.REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for index in range(2)
   ]
   outputs = [p.communicate(timeout=600)[0] for p in processes]
   for process, output in zip(processes, outputs, strict=True):
@@ -65,13 +81,19 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
   states = [json.loads(p.read_text()) for p in data_files]
   assert states[0] != states[1], states
   # Only process 0 writes metrics.
-  steps = [json.loads(line)['step'] for line in (workdir / 'metrics.jsonl').read_text().splitlines()
-           if 'loss' in line]
+  steps = [
+    json.loads(line)['step']
+    for line in (workdir / 'metrics.jsonl').read_text().splitlines()
+    if 'loss' in line
+  ]
   assert steps == [1, 2, 3, 4]
 
   outputs = _run_two_processes(workdir, data_dir, 6)
   assert 'Resuming from' in outputs[0] and 'Resuming from' in outputs[1]
-  steps = [json.loads(line)['step'] for line in (workdir / 'metrics.jsonl').read_text().splitlines()
-           if 'loss' in line]
+  steps = [
+    json.loads(line)['step']
+    for line in (workdir / 'metrics.jsonl').read_text().splitlines()
+    if 'loss' in line
+  ]
   assert steps == [1, 2, 3, 4, 5, 6]
   assert pathlib.Path(checkpoints / '6').exists()

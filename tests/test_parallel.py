@@ -21,13 +21,17 @@ def _mesh_config(data=1, fsdp=-1, tensor=1):
   return config
 
 
-@pytest.mark.parametrize('sizes', [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, -1, 1), (-1, 2, 2)])
+@pytest.mark.parametrize(
+  'sizes', [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, -1, 1), (-1, 2, 2)]
+)
 def test_mesh_shapes(sizes):
   mesh = mesh_lib.create_mesh(_mesh_config(*sizes))
   assert mesh.size == 8
   assert mesh.axis_names == ('data', 'fsdp', 'tensor')
   expected = [s for s in sizes if s != -1]
-  assert all(mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes, strict=True) if s != -1)
+  assert all(
+    mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes, strict=True) if s != -1
+  )
   assert np.prod(expected) <= 8
 
 
@@ -41,14 +45,19 @@ def test_mesh_mismatch_names_mesh_and_device_count():
 def test_logical_to_spec_drops_non_divisible_and_reused_axes():
   mesh = mesh_lib.create_mesh(_mesh_config(2, 2, 2))
   rules = sharding.normalize_rules(RULES)
-  assert sharding.logical_to_spec(('embed', 'mlp'), rules, mesh, (16, 32)) == jax.P('fsdp', 'tensor')
+  assert sharding.logical_to_spec(('embed', 'mlp'), rules, mesh, (16, 32)) == jax.P(
+    'fsdp', 'tensor'
+  )
   # 3 channels cannot split over fsdp=2: replicated instead of failing.
-  assert sharding.logical_to_spec(('conv_in', 'conv_out'), rules, mesh, (4, 3)) == jax.P(None, None)
-  assert sharding.logical_to_spec(('batch', 'embed'), rules, mesh, (8, 16)) == jax.P(('data', 'fsdp'), None)
+  assert sharding.logical_to_spec(
+    ('conv_in', 'conv_out'), rules, mesh, (4, 3)
+  ) == jax.P(None, None)
+  assert sharding.logical_to_spec(('batch', 'embed'), rules, mesh, (8, 16)) == jax.P(
+    ('data', 'fsdp'), None
+  )
 
 
 class _Model(nnx.Module):
-
   def __init__(self, rngs):
     init = sharding.with_logical(nnx.initializers.lecun_normal(), ('embed', 'mlp'))
     self.dense = nnx.Linear(64, 128, kernel_init=init, rngs=rngs)
@@ -67,7 +76,9 @@ def test_state_initialised_directly_sharded():
   params, opt_state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
   kernel = params['dense']['kernel'][...]
   assert kernel.sharding.spec == jax.P('fsdp', 'tensor')
-  assert opt_state[0].mu['dense']['kernel'][...].sharding.spec == jax.P('fsdp', 'tensor')
+  assert opt_state[0].mu['dense']['kernel'][...].sharding.spec == jax.P(
+    'fsdp', 'tensor'
+  )
   assert opt_state[0].count.sharding.spec == jax.P()
   per_device = sharding.bytes_per_device(params)
   # The kernel is split 8 ways; the bias has no logical axes and is replicated.
@@ -86,7 +97,10 @@ def test_constrain_is_noop_outside_rules_and_shards_inside():
 
 def test_global_batch_shards_leading_axis():
   mesh = mesh_lib.create_mesh(_mesh_config(2, 4, 1))
-  batch = {'video': np.zeros((8, 2, 4, 4, 3), np.float32), 'caption': np.array(['a'] * 8)}
+  batch = {
+    'video': np.zeros((8, 2, 4, 4, 3), np.float32),
+    'caption': np.array(['a'] * 8),
+  }
   result = sharding.global_batch(batch, mesh, RULES)
   assert set(result) == {'video'}
   assert result['video'].shape == (8, 2, 4, 4, 3)
@@ -94,7 +108,9 @@ def test_global_batch_shards_leading_axis():
 
 
 def test_parse_arg_and_missing_key_messages():
-  arg = config_lib.parse_arg('size=tiny,runlocal', size='small', runlocal=False, steps=10)
+  arg = config_lib.parse_arg(
+    'size=tiny,runlocal', size='small', runlocal=False, steps=10
+  )
   assert arg.size == 'tiny' and arg.runlocal is True and arg.steps == 10
   with pytest.raises(ValueError, match=r"'sise'.*\['runlocal', 'size'\]"):
     config_lib.parse_arg('sise=tiny', size='small', runlocal=False)

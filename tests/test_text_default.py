@@ -17,15 +17,19 @@ from videogen.text.config import text_config
 from videogen.text.default import ensure_default_t5
 
 CAPTIONS = [
-    f'a {c} {s} moving {m}'
-    for c, s, m in itertools.product(('red', 'green', 'blue'), ('square', 'circle'), ('left', 'up'))
+  f'a {c} {s} moving {m}'
+  for c, s, m in itertools.product(
+    ('red', 'green', 'blue'), ('square', 'circle'), ('left', 'up')
+  )
 ]
 SIZES = dict(d_model=32, num_layers=1, num_heads=2, d_kv=8, d_ff=64, max_vocab_size=128)
 
 
 @pytest.fixture(scope='module')
 def default_dir(tmp_path_factory):
-  return ensure_default_t5(tmp_path_factory.mktemp('t5') / 'text_encoder', CAPTIONS, **SIZES)
+  return ensure_default_t5(
+    tmp_path_factory.mktemp('t5') / 'text_encoder', CAPTIONS, **SIZES
+  )
 
 
 @pytest.fixture(scope='module')
@@ -35,7 +39,10 @@ def encoder(default_dir):
 
 def test_default_layout_vocab_and_idempotence(default_dir, encoder):
   config = json.loads(open(f'{default_dir}/config.json').read())
-  assert config['architectures'] == ['T5EncoderModel'] and config['feed_forward_proj'] == 'gated-gelu'
+  assert (
+    config['architectures'] == ['T5EncoderModel']
+    and config['feed_forward_proj'] == 'gated-gelu'
+  )
   # The embedding is sized from the trained tokenizer, not from max_vocab_size.
   assert config['vocab_size'] == encoder.tokenizer.vocab_size < SIZES['max_vocab_size']
   weights = open(f'{default_dir}/model.safetensors', 'rb').read()
@@ -52,14 +59,19 @@ def test_default_layout_vocab_and_idempotence(default_dir, encoder):
 def test_default_is_deterministic(default_dir, tmp_path):
   again = ensure_default_t5(tmp_path / 'again', CAPTIONS[::-1] + CAPTIONS, **SIZES)
   for name in ('model.safetensors', 'spiece.model', 'config.json'):
-    assert open(f'{again}/{name}', 'rb').read() == open(f'{default_dir}/{name}', 'rb').read()
+    assert (
+      open(f'{again}/{name}', 'rb').read() == open(f'{default_dir}/{name}', 'rb').read()
+    )
   with pytest.raises(ValueError, match='no non-empty captions'):
     ensure_default_t5(tmp_path / 'empty', [], **SIZES)
 
 
 def test_encode_text_distinct_captions(encoder):
   embeddings, mask = encoder.encode_text(CAPTIONS, max_length=8)
-  assert embeddings.shape == (len(CAPTIONS), 8, encoder.embed_dim) and mask.shape == (len(CAPTIONS), 8)
+  assert embeddings.shape == (len(CAPTIONS), 8, encoder.embed_dim) and mask.shape == (
+    len(CAPTIONS),
+    8,
+  )
   pooled = np.asarray((embeddings * mask[..., None]).sum(1))
   distances = np.linalg.norm(pooled[:, None] - pooled[None], axis=-1)
   assert np.all(distances[~np.eye(len(CAPTIONS), dtype=bool)] > 1e-3)
@@ -77,7 +89,8 @@ def test_load_text_encoder_from_config(tmp_path):
   assert encoder.embed_dim == SIZES['d_model']
   again = load_text_encoder(config, workdir=tmp_path)  # Sampling: no captions needed.
   np.testing.assert_array_equal(
-      np.asarray(again.encode_text(CAPTIONS[:2])[0]), np.asarray(encoder.encode_text(CAPTIONS[:2])[0])
+    np.asarray(again.encode_text(CAPTIONS[:2])[0]),
+    np.asarray(encoder.encode_text(CAPTIONS[:2])[0]),
   )
   config.path = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='missing'):

@@ -26,7 +26,9 @@ def mesh():
 @pytest.fixture(scope='module')
 def encoder():
   # Sizes divisible by the mesh so that every annotated axis really shards.
-  config = T5EncoderConfig(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
+  config = T5EncoderConfig(
+    vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4
+  )
   return T5Encoder.from_config(config, seed=1)
 
 
@@ -45,8 +47,8 @@ def _sharded_encode(mesh, graphdef, state, ids, mask):
   ids, mask = jax.device_put(ids, batch), jax.device_put(mask, batch)
   with sharding.axis_rules(mesh, RULES):
     run = jax.jit(
-        functools.partial(encode_fn, graphdef),
-        in_shardings=(state_shardings, batch, batch),
+      functools.partial(encode_fn, graphdef),
+      in_shardings=(state_shardings, batch, batch),
     )
     return run(state, ids, mask), state
 
@@ -57,8 +59,12 @@ def test_sharded_matches_single_device(mesh, encoder):
   output, state = _sharded_encode(mesh, encoder.graphdef, encoder.state, ids, mask)
   query_spec = state['layers']['query'][...].sharding.spec
   assert query_spec == jax.sharding.PartitionSpec(None, 'fsdp', 'tensor', None)
-  assert state['layers']['wi'][...].sharding.spec == jax.sharding.PartitionSpec(None, 'fsdp', 'tensor')
-  assert state['token_embedding'][...].sharding.spec == jax.sharding.PartitionSpec('tensor', 'fsdp')
+  assert state['layers']['wi'][...].sharding.spec == jax.sharding.PartitionSpec(
+    None, 'fsdp', 'tensor'
+  )
+  assert state['token_embedding'][...].sharding.spec == jax.sharding.PartitionSpec(
+    'tensor', 'fsdp'
+  )
   np.testing.assert_allclose(np.asarray(output), expected, rtol=0, atol=1e-5)
 
 
@@ -67,7 +73,13 @@ def test_from_pretrained_onto_mesh(mesh, encoder, tmp_path):
   loaded = T5Encoder.from_pretrained(tmp_path, mesh=mesh, rules=RULES)
   wo = loaded.network.layers.wo[...]
   assert wo.sharding.spec == jax.sharding.PartitionSpec(None, 'tensor', 'fsdp')
-  assert len(wo.addressable_shards) == 8 and wo.addressable_shards[0].data.shape == (2, 16, 16)
+  assert len(wo.addressable_shards) == 8 and wo.addressable_shards[0].data.shape == (
+    2,
+    16,
+    16,
+  )
   ids, mask = _batch()
   output, _ = _sharded_encode(mesh, loaded.graphdef, loaded.state, ids, mask)
-  np.testing.assert_allclose(np.asarray(output), np.asarray(encoder.encode_ids(ids, mask)), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(output), np.asarray(encoder.encode_ids(ids, mask)), atol=1e-5
+  )

@@ -28,9 +28,16 @@ LENGTH = 24  # Past relative_attention_max_distance / 2, so log-spaced buckets a
 def _hf_config(feed_forward_proj, model='t5'):
   config_class = transformers.UMT5Config if model == 'umt5' else transformers.T5Config
   return config_class(
-      vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
-      relative_attention_num_buckets=8, relative_attention_max_distance=20,
-      feed_forward_proj=feed_forward_proj, dropout_rate=0.0,
+    vocab_size=VOCAB,
+    d_model=32,
+    d_kv=8,
+    d_ff=48,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+    feed_forward_proj=feed_forward_proj,
+    dropout_rate=0.0,
   )
 
 
@@ -38,9 +45,9 @@ def _save_reference(path, feed_forward_proj='gated-gelu', model='t5', dtype=None
   """A random reference encoder saved with save_pretrained(safe_serialization=True)."""
   torch.manual_seed(0)
   model_class = {
-      't5': transformers.T5EncoderModel,
-      'umt5': transformers.UMT5EncoderModel,
-      't5-seq2seq': transformers.T5ForConditionalGeneration,
+    't5': transformers.T5EncoderModel,
+    'umt5': transformers.UMT5EncoderModel,
+    't5-seq2seq': transformers.T5ForConditionalGeneration,
   }[model]
   reference = model_class(_hf_config(feed_forward_proj, model)).eval()
   if dtype is not None:
@@ -63,13 +70,20 @@ def _reference_output(reference, ids, mask):
   if isinstance(reference, transformers.T5ForConditionalGeneration):
     reference = reference.encoder
   with torch.no_grad():
-    output = reference.float()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+    output = reference.float()(
+      input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
+    )
   return output.last_hidden_state.numpy()
 
 
 @pytest.mark.parametrize(
-    'feed_forward_proj,model',
-    [('gated-gelu', 't5'), ('relu', 't5'), ('gated-gelu', 'umt5'), ('gated-gelu', 't5-seq2seq')],
+  'feed_forward_proj,model',
+  [
+    ('gated-gelu', 't5'),
+    ('relu', 't5'),
+    ('gated-gelu', 'umt5'),
+    ('gated-gelu', 't5-seq2seq'),
+  ],
 )
 def test_matches_reference_with_padding(tmp_path, feed_forward_proj, model):
   reference = _save_reference(tmp_path, feed_forward_proj, model)
@@ -80,7 +94,9 @@ def test_matches_reference_with_padding(tmp_path, feed_forward_proj, model):
   output = np.asarray(encoder.encode_ids(ids.astype(np.int32), mask))
   assert output.shape == (3, LENGTH, 32) and output.dtype == np.float32
   # Padded positions too: the reference computes them, and so do we.
-  np.testing.assert_allclose(output, _reference_output(reference, ids, mask), rtol=0, atol=1e-4)
+  np.testing.assert_allclose(
+    output, _reference_output(reference, ids, mask), rtol=0, atol=1e-4
+  )
 
 
 def test_relative_buckets_match_reference():
@@ -88,28 +104,41 @@ def test_relative_buckets_match_reference():
   relative = positions[None, :] - positions[:, None]
   for buckets, distance in [(32, 128), (8, 20)]:
     expected = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket(
-        relative, bidirectional=True, num_buckets=buckets, max_distance=distance
+      relative, bidirectional=True, num_buckets=buckets, max_distance=distance
     ).numpy()
-    np.testing.assert_array_equal(relative_position_buckets(70, buckets, distance), expected)
+    np.testing.assert_array_equal(
+      relative_position_buckets(70, buckets, distance), expected
+    )
 
 
 def test_sharded_safetensors_with_index(tmp_path):
   reference = _save_reference(tmp_path / 'single')
   tensors = safetensors_io.SafetensorsFile(tmp_path / 'single' / 'model.safetensors')
   names = sorted(tensors.names)
-  halves = {'model-00001-of-00002.safetensors': names[::2], 'model-00002-of-00002.safetensors': names[1::2]}
+  halves = {
+    'model-00001-of-00002.safetensors': names[::2],
+    'model-00002-of-00002.safetensors': names[1::2],
+  }
   sharded = tmp_path / 'sharded'
   sharded.mkdir()
-  (sharded / 'config.json').write_text((tmp_path / 'single' / 'config.json').read_text())
+  (sharded / 'config.json').write_text(
+    (tmp_path / 'single' / 'config.json').read_text()
+  )
   weight_map = {}
   for file_name, part in halves.items():
-    safetensors_io.save_file({n: np.array(tensors.get(n)) for n in part}, sharded / file_name)
+    safetensors_io.save_file(
+      {n: np.array(tensors.get(n)) for n in part}, sharded / file_name
+    )
     weight_map.update({n: file_name for n in part})
-  (sharded / checkpoint.INDEX_NAME).write_text(json.dumps({'metadata': {}, 'weight_map': weight_map}))
+  (sharded / checkpoint.INDEX_NAME).write_text(
+    json.dumps({'metadata': {}, 'weight_map': weight_map})
+  )
 
   ids, mask = _padded_batch()
   output = T5Encoder.from_pretrained(sharded).encode_ids(ids, mask)
-  np.testing.assert_allclose(np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4
+  )
 
   (sharded / 'model-00002-of-00002.safetensors').unlink()
   with pytest.raises(FileNotFoundError, match='model-00002-of-00002'):
@@ -119,11 +148,18 @@ def test_sharded_safetensors_with_index(tmp_path):
 def test_bfloat16_checkpoint_and_compute(tmp_path):
   """bf16-stored weights (as many released T5s are) load without torch; bf16 compute is close."""
   reference = _save_reference(tmp_path, dtype=torch.bfloat16)
-  assert safetensors_io.SafetensorsFile(tmp_path / 'model.safetensors').dtype_name('shared.weight') == 'BF16'
+  assert (
+    safetensors_io.SafetensorsFile(tmp_path / 'model.safetensors').dtype_name(
+      'shared.weight'
+    )
+    == 'BF16'
+  )
   ids, mask = _padded_batch()
   expected = _reference_output(reference, ids, mask)  # bf16 weights, f32 compute.
   np.testing.assert_allclose(
-      np.asarray(T5Encoder.from_pretrained(tmp_path, 'float32').encode_ids(ids, mask)), expected, atol=1e-4
+    np.asarray(T5Encoder.from_pretrained(tmp_path, 'float32').encode_ids(ids, mask)),
+    expected,
+    atol=1e-4,
   )
   bf16 = T5Encoder.from_pretrained(tmp_path, 'bfloat16')
   assert bf16.network.layers.query[...].dtype == jnp.bfloat16
@@ -140,24 +176,36 @@ def test_untied_checkpoint_prefers_encoder_embedding(tmp_path):
   tensors = safetensors_io.SafetensorsFile(file)
   values = {n: np.array(tensors.get(n)) for n in tensors.names}
   values['encoder.embed_tokens.weight'] = values.pop('shared.weight')
-  values['shared.weight'] = np.zeros_like(values['encoder.embed_tokens.weight'])  # A decoy.
+  values['shared.weight'] = np.zeros_like(
+    values['encoder.embed_tokens.weight']
+  )  # A decoy.
   safetensors_io.save_file(values, file)
   ids, mask = _padded_batch()
   output = T5Encoder.from_pretrained(tmp_path).encode_ids(ids, mask)
-  np.testing.assert_allclose(np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4
+  )
 
 
 def test_save_pretrained_round_trip_loads_in_transformers(tmp_path):
   config = T5EncoderConfig(
-      vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
-      relative_attention_num_buckets=8, relative_attention_max_distance=20,
+    vocab_size=VOCAB,
+    d_model=32,
+    d_kv=8,
+    d_ff=48,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
   )
   ours = T5Encoder.from_config(config, seed=3)
   ours.save_pretrained(tmp_path)
   reference = transformers.T5EncoderModel.from_pretrained(str(tmp_path)).eval()
   ids, mask = _padded_batch()
   np.testing.assert_allclose(
-      np.asarray(ours.encode_ids(ids, mask)), _reference_output(reference, ids, mask), atol=1e-4
+    np.asarray(ours.encode_ids(ids, mask)),
+    _reference_output(reference, ids, mask),
+    atol=1e-4,
   )
 
 
@@ -167,8 +215,8 @@ def test_shape_mismatch_names_the_tensor(tmp_path):
   values['d_ff'] = 64
   (tmp_path / 'config.json').write_text(json.dumps(values))
   expected = (
-      r"'encoder\.block\.0\.layer\.1\.DenseReluDense\.wo\.weight' has shape \(32, 48\)"
-      r'.*d_ff=64.*implies \(32, 64\)'
+    r"'encoder\.block\.0\.layer\.1\.DenseReluDense\.wo\.weight' has shape \(32, 48\)"
+    r'.*d_ff=64.*implies \(32, 64\)'
   )
   with pytest.raises(CheckpointError, match=expected):
     T5Encoder.from_pretrained(tmp_path)
@@ -196,7 +244,9 @@ def test_missing_files_and_unsupported_architecture(tmp_path):
 
 
 def test_encode_fn_is_frozen_and_jittable():
-  config = T5EncoderConfig(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+  config = T5EncoderConfig(
+    vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2
+  )
   encoder = T5Encoder.from_config(config)
   ids, mask = _padded_batch()
   graphdef, state = encoder.graphdef, encoder.state
@@ -209,4 +259,8 @@ def test_encode_fn_is_frozen_and_jittable():
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
   with pytest.raises(ValueError, match='must lie in'):
     encoder.encode_ids(np.full((1, 4), VOCAB), np.ones((1, 4)))
-  assert encoder.encode_ids(np.zeros((0, 4), np.int32), np.zeros((0, 4))).shape == (0, 4, 16)
+  assert encoder.encode_ids(np.zeros((0, 4), np.int32), np.zeros((0, 4))).shape == (
+    0,
+    4,
+    16,
+  )

@@ -14,7 +14,9 @@ from videogen.text.default import train_sentencepiece
 COLORS = ('red', 'green', 'blue', 'yellow', 'cyan', 'magenta', 'white', 'orange')
 SHAPES = ('square', 'circle', 'triangle')
 MOTIONS = ('left', 'right', 'up', 'down')
-CAPTIONS = [f'a {c} {s} moving {m}' for c, s, m in itertools.product(COLORS, SHAPES, MOTIONS)]
+CAPTIONS = [
+  f'a {c} {s} moving {m}' for c, s, m in itertools.product(COLORS, SHAPES, MOTIONS)
+]
 
 
 @pytest.fixture(scope='module')
@@ -26,14 +28,20 @@ def test_t5_ids_padding_and_mask(model_proto):
   tokenizer = SentencePieceTokenizer(model_proto)
   # Few distinct captions cannot fill 1000 pieces; the trained size is smaller.
   assert 20 < tokenizer.vocab_size < 1000
-  ids, mask = tokenizer(['a red circle moving left', '', 'a blue square moving up'], max_length=8)
+  ids, mask = tokenizer(
+    ['a red circle moving left', '', 'a blue square moving up'], max_length=8
+  )
   assert ids.dtype == np.int32 and mask.dtype == np.int32 and ids.shape == (3, 8)
   pieces = tokenizer.encode(['a red circle moving left'])[0]
   assert len(pieces) == 5  # BPE learned whole words.
   np.testing.assert_array_equal(ids[0], pieces + [1, 0, 0])
   np.testing.assert_array_equal(mask[0], [1] * 6 + [0] * 2)
   np.testing.assert_array_equal(ids[1], [1] + [0] * 7)  # An empty prompt is just eos.
-  assert tokenizer.decode(ids) == ['a red circle moving left', '', 'a blue square moving up']
+  assert tokenizer.decode(ids) == [
+    'a red circle moving left',
+    '',
+    'a blue square moving up',
+  ]
   # Words never seen fall back to characters or unk (2); never pad or eos.
   unseen = tokenizer.encode(['a purple star'])[0]
   assert 0 not in unseen and 1 not in unseen
@@ -69,8 +77,11 @@ def test_rejects_non_t5_special_ids():
   buffer = io.BytesIO()
   # sentencepiece's own defaults: unk 0, bos 1, eos 2, no pad.
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(CAPTIONS), model_writer=buffer, vocab_size=40,
-      hard_vocab_limit=False, minloglevel=2,
+    sentence_iterator=iter(CAPTIONS),
+    model_writer=buffer,
+    vocab_size=40,
+    hard_vocab_limit=False,
+    minloglevel=2,
   )
   with pytest.raises(ValueError, match='Not a T5 sentencepiece model'):
     SentencePieceTokenizer(buffer.getvalue())

@@ -23,17 +23,23 @@ def _losses(workdir):
 
 def _train_args(workdir, data_dir, steps, **extra):
   overrides = {
-      **helpers.TINY_TOKENIZER,
-      'data.data_dir': data_dir,
-      'num_train_steps': steps,
-      'log_every_steps': 1,
-      'eval_every_steps': 0,
-      'checkpoint_every_steps': 1000,
-      'checkpoint.async_save': False,
-      **extra,
+    **helpers.TINY_TOKENIZER,
+    'data.data_dir': data_dir,
+    'num_train_steps': steps,
+    'log_every_steps': 1,
+    'eval_every_steps': 0,
+    'checkpoint_every_steps': 1000,
+    'checkpoint.async_save': False,
+    **extra,
   }
-  return ['train', '--config', 'configs/shapes/tokenizer.py:size=tiny,runlocal',
-          '--workdir', str(workdir), *helpers.override_flags(overrides)]
+  return [
+    'train',
+    '--config',
+    'configs/shapes/tokenizer.py:size=tiny,runlocal',
+    '--workdir',
+    str(workdir),
+    *helpers.override_flags(overrides),
+  ]
 
 
 @pytest.fixture(scope='module')
@@ -50,8 +56,11 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, data_dir):
 
   preempted = tmp_path / 'preempted'
   process = subprocess.Popen(
-      [sys.executable, '-m', 'videogen', *_train_args(preempted, data_dir, steps)],
-      cwd=helpers.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    [sys.executable, '-m', 'videogen', *_train_args(preempted, data_dir, steps)],
+    cwd=helpers.REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
   )
   metrics = preempted / 'metrics.jsonl'
   deadline = time.time() + 300
@@ -62,7 +71,9 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, data_dir):
   process.send_signal(signal.SIGTERM)
   output, _ = process.communicate(timeout=300)
   assert process.returncode == 0, output[-4000:]
-  saved = sorted(int(p.name) for p in (preempted / 'checkpoints').iterdir() if p.name.isdigit())
+  saved = sorted(
+    int(p.name) for p in (preempted / 'checkpoints').iterdir() if p.name.isdigit()
+  )
   assert saved and saved[-1] < steps, f'no early checkpoint: {saved}\n{output[-3000:]}'
   assert 'Preempted' in output
 
@@ -70,7 +81,9 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, data_dir):
   resumed = _losses(preempted)
   assert sorted(resumed) == list(range(1, steps + 1))
   for step in range(1, steps + 1):
-    np.testing.assert_allclose(resumed[step], expected[step], rtol=1e-6, err_msg=f'step {step}')
+    np.testing.assert_allclose(
+      resumed[step], expected[step], rtol=1e-6, err_msg=f'step {step}'
+    )
 
 
 def test_partial_save_is_ignored_on_resume(tmp_path, data_dir):
@@ -87,8 +100,8 @@ def test_partial_save_is_ignored_on_resume(tmp_path, data_dir):
 
 def test_nan_loss_stops_naming_the_step(tmp_path, data_dir):
   result = helpers.run_videogen(
-      *_train_args(tmp_path / 'nan', data_dir, 3, **{'optimizer.learning_rate': 1e30}),
-      check=False,
+    *_train_args(tmp_path / 'nan', data_dir, 3, **{'optimizer.learning_rate': 1e30}),
+    check=False,
   )
   assert result.returncode != 0
   assert 'Non-finite loss at step' in result.stderr
@@ -96,18 +109,26 @@ def test_nan_loss_stops_naming_the_step(tmp_path, data_dir):
 
 def test_tokenizer_from_8_devices_loads_in_single_device_process(tmp_path, data_dir):
   workdir = tmp_path / 'eight'
-  helpers.run_videogen(*_train_args(workdir, data_dir, 2, **{'mesh.fsdp': 4, 'mesh.data': 2}))
+  helpers.run_videogen(
+    *_train_args(workdir, data_dir, 2, **{'mesh.fsdp': 4, 'mesh.data': 2})
+  )
   script = (
-      'import jax, numpy as np\n'
-      'from videogen import vq\n'
-      f'tok = vq.Tokenizer.load({str(workdir)!r})\n'
-      'assert jax.device_count() == 1\n'
-      'video = np.zeros((1, 5, 16, 16, 3), np.float32)\n'
-      'tokens = tok.encode(video)\n'
-      'print(tokens.shape, tok.decode(tokens).shape)\n'
+    'import jax, numpy as np\n'
+    'from videogen import vq\n'
+    f'tok = vq.Tokenizer.load({str(workdir)!r})\n'
+    'assert jax.device_count() == 1\n'
+    'video = np.zeros((1, 5, 16, 16, 3), np.float32)\n'
+    'tokens = tok.encode(video)\n'
+    'print(tokens.shape, tok.decode(tokens).shape)\n'
   )
   env = dict(os.environ, JAX_NUM_CPU_DEVICES='1', XLA_FLAGS='')
-  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          env=env, cwd=helpers.REPO, timeout=300)
+  result = subprocess.run(
+    [sys.executable, '-c', script],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=helpers.REPO,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   assert '(1, 5, 16, 16, 3)' in result.stdout

@@ -138,7 +138,9 @@ def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
 
 
 def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
-  config = helpers.toy_transformer_config(setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True})
+  config = helpers.toy_transformer_config(
+    setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True}
+  )
   task = task_lib.TransformerTask(
     config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen']
   )

@@ -19,25 +19,25 @@ ConfigDict = ml_collections.ConfigDict
 # Logical axis name -> mesh axes. Modules name their axes; only this table
 # says where they go. Order matters for a name listed twice: first match wins.
 DEFAULT_LOGICAL_AXIS_RULES = (
-    ('batch', ('data', 'fsdp')),
-    ('embed', 'fsdp'),
-    ('mlp', 'tensor'),
-    ('heads', 'tensor'),
-    ('kv_heads', 'tensor'),
-    ('head_dim', None),
-    ('vocab', 'tensor'),
-    ('length', None),
-    ('kv_length', None),
-    ('text_length', None),
-    ('layers', None),
-    ('conv_in', None),
-    ('conv_out', 'fsdp'),
-    ('conv_kernel', None),
-    ('codebook', None),
-    ('time', None),
-    ('height', None),
-    ('width', None),
-    ('channels', None),
+  ('batch', ('data', 'fsdp')),
+  ('embed', 'fsdp'),
+  ('mlp', 'tensor'),
+  ('heads', 'tensor'),
+  ('kv_heads', 'tensor'),
+  ('head_dim', None),
+  ('vocab', 'tensor'),
+  ('length', None),
+  ('kv_length', None),
+  ('text_length', None),
+  ('layers', None),
+  ('conv_in', None),
+  ('conv_out', 'fsdp'),
+  ('conv_kernel', None),
+  ('codebook', None),
+  ('time', None),
+  ('height', None),
+  ('width', None),
+  ('channels', None),
 )
 
 
@@ -64,7 +64,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
       key, _, value = item.partition('=')
       if key not in defaults:
         raise ValueError(
-            f'Unknown config argument {key!r}; valid arguments: {sorted(defaults)}'
+          f'Unknown config argument {key!r}; valid arguments: {sorted(defaults)}'
         )
       default = defaults[key]
       if not _:  # Bare `key` means True.
@@ -85,13 +85,19 @@ def mesh_config() -> ConfigDict:
   mesh.data = 1  # Data-parallel axis size; -1 = all devices left over.
   mesh.fsdp = -1  # Fully-sharded data-parallel axis size; -1 = all devices left over.
   mesh.tensor = 1  # Tensor (model) parallel axis size; -1 = all devices left over.
-  mesh.dcn_data = 1  # Data-parallel size across slices (multi-slice TPU); 1 = one slice.
+  mesh.dcn_data = (
+    1  # Data-parallel size across slices (multi-slice TPU); 1 = one slice.
+  )
   mesh.dcn_fsdp = 1  # FSDP size across slices; 1 = one slice.
-  mesh.dcn_tensor = 1  # Tensor-parallel size across slices (rarely useful); 1 = one slice.
+  mesh.dcn_tensor = (
+    1  # Tensor-parallel size across slices (rarely useful); 1 = one slice.
+  )
   return mesh
 
 
-def optimizer_config(learning_rate: float = 1e-3, warmup_steps: int = 100) -> ConfigDict:
+def optimizer_config(
+  learning_rate: float = 1e-3, warmup_steps: int = 100
+) -> ConfigDict:
   """AdamW with linear warmup and cosine decay, from optax."""
   opt = ConfigDict()
   opt.name = 'adamw'  # 'adamw' or 'adafactor'.
@@ -112,7 +118,9 @@ def checkpoint_config() -> ConfigDict:
   """Orbax checkpoint manager settings."""
   ckpt = ConfigDict()
   ckpt.max_to_keep = 3  # Keep the last K checkpoints.
-  ckpt.keep_period = 0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
+  ckpt.keep_period = (
+    0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
+  )
   ckpt.async_save = True  # Save in a background thread while training goes on.
   return ckpt
 
@@ -125,14 +133,26 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.batch_size = 16  # Global batch size across all devices and hosts.
   config.num_train_steps = 1000  # Total optimizer steps.
   config.log_every_steps = 50  # Write train metrics every N steps.
-  config.eval_every_steps = 500  # Evaluate (and write samples) every N steps; 0 = only at the end.
-  config.checkpoint_every_steps = 500  # Save a checkpoint every N steps (and always at the end).
+  config.eval_every_steps = (
+    500  # Evaluate (and write samples) every N steps; 0 = only at the end.
+  )
+  config.checkpoint_every_steps = (
+    500  # Save a checkpoint every N steps (and always at the end).
+  )
   config.num_eval_batches = 4  # Batches of the eval split per evaluation.
-  config.nan_policy = 'stop'  # On a NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
-  config.compute_dtype = 'float32'  # Activation dtype: 'float32' or 'bfloat16' (params stay float32).
-  config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
+  config.nan_policy = (
+    'stop'  # On a NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
+  )
+  config.compute_dtype = (
+    'float32'  # Activation dtype: 'float32' or 'bfloat16' (params stay float32).
+  )
+  config.peak_flops = (
+    0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
+  )
   config.mesh = mesh_config()
-  config.logical_axis_rules = [list(rule) for rule in DEFAULT_LOGICAL_AXIS_RULES]  # Logical axis -> mesh axes.
+  config.logical_axis_rules = [
+    list(rule) for rule in DEFAULT_LOGICAL_AXIS_RULES
+  ]  # Logical axis -> mesh axes.
   config.optimizer = optimizer_config()
   config.checkpoint = checkpoint_config()
   return config
@@ -181,7 +201,9 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
   walked = ['config']
   for part in dotted_key.split('.'):
     if not isinstance(node, ConfigDict):
-      return f'config key {".".join(walked)} is a value, not a section; it has no {part!r}.'
+      return (
+        f'config key {".".join(walked)} is a value, not a section; it has no {part!r}.'
+      )
     if part not in node:
       where = '.'.join(walked)
       valid = ', '.join(sorted(node.keys()))
@@ -193,16 +215,16 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
 TOKENIZER_SCHEDULES = {
-    'tiny': (1000, 8, 2e-3),
-    'small': (20000, 16, 1e-3),
-    'base': (100000, 64, 1e-4),
+  'tiny': (1000, 8, 2e-3),
+  'small': (20000, 16, 1e-3),
+  'base': (100000, 64, 1e-4),
 }
 TRANSFORMER_SCHEDULES = {
-    'tiny': (1500, 32, 1e-3),
-    'small': (50000, 64, 3e-4),
-    'base': (100000, 128, 3e-4),
-    'large': (200000, 256, 2e-4),
-    'xl': (300000, 512, 1.5e-4),
+  'tiny': (1500, 32, 1e-3),
+  'small': (50000, 64, 3e-4),
+  'base': (100000, 128, 3e-4),
+  'large': (200000, 256, 2e-4),
+  'xl': (300000, 512, 1.5e-4),
 }
 
 
@@ -262,8 +284,12 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.sampling = transformer_config.sampling_config()
   config.text = text_config.text_config()
   config.tokenizer = ConfigDict()
-  config.tokenizer.checkpoint = ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
-  config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
+  config.tokenizer.checkpoint = (
+    ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
+  )
+  config.tokenizer.cache_tokens = (
+    True  # Encode the train split once into workdir/token_cache.
+  )
   return config
 
 

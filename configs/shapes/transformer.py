@@ -15,11 +15,11 @@ from videogen.data import config as data_config
 
 # size: (frames, resolution, clips in the train split)
 _DATA = {
-    'tiny': (9, 32, 2000),
-    'small': (17, 64, 20000),
-    'base': (17, 64, 50000),
-    'large': (17, 64, 50000),
-    'xl': (17, 64, 50000),
+  'tiny': (9, 32, 2000),
+  'small': (17, 64, 20000),
+  'base': (17, 64, 50000),
+  'large': (17, 64, 50000),
+  'xl': (17, 64, 50000),
 }
 
 

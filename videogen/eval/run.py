@@ -75,22 +75,28 @@ def evaluate_workdir(workdir: str, split: str = 'test') -> EvalResults:
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {workdir}: train it first.')
     state, _ = checkpointing.restore(manager, step, abstract, shardings, None)
-    iterator = pipeline.create_iterator(config, split, train=False,
-                                        text_tokenizer=task.text_tokenizer())
+    iterator = pipeline.create_iterator(
+      config, split, train=False, text_tokenizer=task.text_tokenizer()
+    )
     batches = itertools.islice(iterator, config.num_eval_batches)
-    metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
+    metrics: dict[str, Any] = dict(
+      task.evaluate(state, batches, step=step, sample_dir=None)
+    )
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(workdir, config, split))
   available, reason = fvd.fvd_available(fvd.default_weights_path())
   metrics['fvd'] = (
-      'weights found, but `videogen eval` does not compute FVD yet: use videogen.eval.fvd'
-      if available else f'unavailable: {reason}'
+    'weights found, but `videogen eval` does not compute FVD yet: use videogen.eval.fvd'
+    if available
+    else f'unavailable: {reason}'
   )
   path = epath.Path(workdir) / f'eval_{split}.json'
   if jax.process_index() == 0:
     path.write_text(json.dumps({'step': step, 'split': split, **metrics}, indent=2))
     writer = metric_writers.create_default_writer(str(epath.Path(workdir) / 'eval'))
-    writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()
-                                if isinstance(v, (int, float))})
+    writer.write_scalars(
+      step,
+      {f'{split}/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))},
+    )
     writer.flush()
   return EvalResults(config.stage, step, split, metrics, str(path))

@@ -20,9 +20,9 @@ def _auto_detectable() -> str | None:
 
 
 def initialize(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
 ) -> None:
   """Starts jax.distributed when this is one process of a multi-process job.
 
@@ -40,7 +40,7 @@ def initialize(
   if coordinator_address:
     if num_processes is None or process_id is None:
       raise ValueError(
-          '--coordinator_address needs --num_processes and --process_id as well.'
+        '--coordinator_address needs --num_processes and --process_id as well.'
       )
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
   else:
@@ -50,6 +50,9 @@ def initialize(
     logging.info('Initialising jax.distributed from the %s environment.', environment)
     jax.distributed.initialize()
   logging.info(
-      'Process %d of %d; %d local devices, %d in all.',
-      jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    'Process %d of %d; %d local devices, %d in all.',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
   )

@@ -28,21 +28,21 @@ def resolve_axis_sizes(sizes: Sequence[int], total: int, what: str) -> tuple[int
     known = math.prod(s for s in sizes if s != -1)
     if known <= 0 or total % known:
       raise ValueError(
-          f'The {what} mesh {described} does not fit {total} devices: '
-          f'{total} is not divisible by {known}.'
+        f'The {what} mesh {described} does not fit {total} devices: '
+        f'{total} is not divisible by {known}.'
       )
     sizes[sizes.index(-1)] = total // known
   if math.prod(sizes) != total:
     raise ValueError(
-        f'The {what} mesh {described} has {math.prod(sizes)} devices but '
-        f'{total} devices are available; set the sizes to multiply to {total} '
-        '(or make one of them -1).'
+      f'The {what} mesh {described} has {math.prod(sizes)} devices but '
+      f'{total} devices are available; set the sizes to multiply to {total} '
+      '(or make one of them -1).'
     )
   return tuple(sizes)
 
 
 def create_mesh(
-    config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
+  config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
 ) -> Mesh:
   """Builds the (data, fsdp, tensor) mesh over all devices (all hosts).
 
@@ -59,10 +59,10 @@ def create_mesh(
   num_slices = math.prod(dcn)
   if len(devices) % num_slices:
     raise ValueError(
-        f'{len(devices)} devices cannot form {num_slices} slices (dcn mesh {dcn}).'
+      f'{len(devices)} devices cannot form {num_slices} slices (dcn mesh {dcn}).'
     )
   ici = resolve_axis_sizes(
-      (config.data, config.fsdp, config.tensor), len(devices) // num_slices, 'per-slice'
+    (config.data, config.fsdp, config.tensor), len(devices) // num_slices, 'per-slice'
   )
   if num_slices > 1:
     device_array = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)

@@ -35,7 +35,7 @@ class _Context:
 
 
 _CONTEXT: contextvars.ContextVar[_Context | None] = contextvars.ContextVar(
-    'videogen_sharding_context', default=None
+  'videogen_sharding_context', default=None
 )
 
 
@@ -68,10 +68,10 @@ def current_mesh() -> Mesh | None:
 
 
 def logical_to_spec(
-    logical_axes: LogicalAxes,
-    rules: Rules,
-    mesh: Mesh,
-    shape: Sequence[int] | None = None,
+  logical_axes: LogicalAxes,
+  rules: Rules,
+  mesh: Mesh,
+  shape: Sequence[int] | None = None,
 ) -> PartitionSpec:
   """Maps logical axis names to a PartitionSpec.
 
@@ -158,17 +158,21 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[Sequence[Any]]) -> Any
   return jax.tree.map(node_sharding, tree, is_leaf=_is_variable)
 
 
-def batch_sharding(mesh: Mesh, rules: Sequence[Sequence[Any]], ndim: int) -> NamedSharding:
+def batch_sharding(
+  mesh: Mesh, rules: Sequence[Sequence[Any]], ndim: int
+) -> NamedSharding:
   """The sharding of a batch-leading array: dim 0 over the `batch` rule's axes."""
-  spec = logical_to_spec(('batch',) + (None,) * (ndim - 1), normalize_rules(rules), mesh)
+  spec = logical_to_spec(
+    ('batch',) + (None,) * (ndim - 1), normalize_rules(rules), mesh
+  )
   return NamedSharding(mesh, spec)
 
 
 def global_batch(
-    local_batch: Mapping[str, np.ndarray],
-    mesh: Mesh,
-    rules: Sequence[Sequence[Any]],
-    keys: Sequence[str] | None = None,
+  local_batch: Mapping[str, np.ndarray],
+  mesh: Mesh,
+  rules: Sequence[Sequence[Any]],
+  keys: Sequence[str] | None = None,
 ) -> dict[str, jax.Array]:
   """Assembles per-process numpy batches into global arrays sharded by batch.
 

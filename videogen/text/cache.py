@@ -39,16 +39,18 @@ def encoder_fingerprint(encoder: T5Encoder) -> str:
   and different for any two checkpoints one would plausibly swap.
   """
   digest = hashlib.sha256()
-  digest.update(json.dumps(checkpoint.config_to_hf_dict(encoder.config), sort_keys=True).encode())
+  digest.update(
+    json.dumps(checkpoint.config_to_hf_dict(encoder.config), sort_keys=True).encode()
+  )
   digest.update(str(encoder.network.dtype).encode())
   if encoder.tokenizer is not None:
     digest.update(encoder.tokenizer.model_proto)
   network = encoder.network
   samples = [
-      network.final_norm[...],
-      network.token_embedding[...][:8],
-      network.layers.wo[...][:, :8, :8],
-      network.layers.query[...][:, :8, :1],
+    network.final_norm[...],
+    network.token_embedding[...][:8],
+    network.layers.wo[...][:, :8, :8],
+    network.layers.query[...][:, :8, :1],
   ]
   for sample in samples:
     digest.update(np.asarray(jax.device_get(sample), np.float32).tobytes())
@@ -59,14 +61,14 @@ class EmbeddingCache:
   """Caption -> (embeddings [L, D], mask [L]), computed by `encoder` on a miss."""
 
   def __init__(
-      self,
-      directory: str | epath.PathLike,
-      encoder: T5Encoder,
-      max_length: int,
-      *,
-      storage_dtype: str = 'float32',
-      batch_size: int = 64,
-      writable: bool = True,
+    self,
+    directory: str | epath.PathLike,
+    encoder: T5Encoder,
+    max_length: int,
+    *,
+    storage_dtype: str = 'float32',
+    batch_size: int = 64,
+    writable: bool = True,
   ):
     """Opens (or creates) a cache directory.
 
@@ -83,7 +85,9 @@ class EmbeddingCache:
       ValueError: the directory was filled by another encoder or max_length.
     """
     if storage_dtype not in _STORAGE_DTYPES:
-      raise ValueError(f'storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype!r}.')
+      raise ValueError(
+        f'storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype!r}.'
+      )
     self.directory = epath.Path(directory)
     self.encoder = encoder
     self.max_length = max_length
@@ -92,10 +96,10 @@ class EmbeddingCache:
     self._dtype = np.dtype(storage_dtype)
     self._entries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     meta = {
-        'fingerprint': encoder_fingerprint(encoder),
-        'max_length': max_length,
-        'embed_dim': encoder.embed_dim,
-        'storage_dtype': storage_dtype,
+      'fingerprint': encoder_fingerprint(encoder),
+      'max_length': max_length,
+      'embed_dim': encoder.embed_dim,
+      'storage_dtype': storage_dtype,
     }
     meta_file = self.directory / META_NAME
     if meta_file.exists():
@@ -103,8 +107,8 @@ class EmbeddingCache:
       changed = sorted(k for k in meta if existing.get(k) != meta[k])
       if changed:
         raise ValueError(
-            f'The embedding cache {self.directory} was computed with different {changed}; '
-            'point the cache elsewhere or delete it.'
+          f'The embedding cache {self.directory} was computed with different {changed}; '
+          'point the cache elsewhere or delete it.'
         )
       for chunk in sorted(self.directory.glob('chunk-*.npz')):
         self._read_chunk(chunk)
@@ -137,8 +141,8 @@ class EmbeddingCache:
     self.precompute(captions)
     if not len(captions):
       return (
-          np.zeros((0, self.max_length, self.encoder.embed_dim), np.float32),
-          np.zeros((0, self.max_length), np.int32),
+        np.zeros((0, self.max_length, self.encoder.embed_dim), np.float32),
+        np.zeros((0, self.max_length), np.int32),
       )
     embeddings = np.stack([self._entries[c][0] for c in captions]).astype(np.float32)
     mask = np.stack([self._entries[c][1] for c in captions])
@@ -153,10 +157,17 @@ class EmbeddingCache:
     if self.writable:
       self._write_chunk(captions, embeddings, mask)
 
-  def _write_chunk(self, captions: list[str], embeddings: np.ndarray, mask: np.ndarray) -> None:
+  def _write_chunk(
+    self, captions: list[str], embeddings: np.ndarray, mask: np.ndarray
+  ) -> None:
     digest = hashlib.sha256('\n'.join(captions).encode()).hexdigest()[:24]
     buffer = io.BytesIO()
-    np.savez(buffer, captions=np.array(captions, dtype=np.str_), embeddings=embeddings, mask=mask)
+    np.savez(
+      buffer,
+      captions=np.array(captions, dtype=np.str_),
+      embeddings=embeddings,
+      mask=mask,
+    )
     final = self.directory / f'chunk-{digest}.npz'
     temporary = self.directory / f'.tmp-{digest}-{os.getpid()}.npz'
     temporary.write_bytes(buffer.getvalue())

@@ -35,9 +35,15 @@ SPIECE_NAME = 'spiece.model'
 # model_type -> every layer has its own relative position bias.
 _MODEL_TYPES = {'t5': False, 'mt5': False, 'umt5': True}
 _ARCHITECTURE_TYPES = {
-    'T5EncoderModel': 't5', 'T5ForConditionalGeneration': 't5', 'T5Model': 't5',
-    'MT5EncoderModel': 'mt5', 'MT5ForConditionalGeneration': 'mt5', 'MT5Model': 'mt5',
-    'UMT5EncoderModel': 'umt5', 'UMT5ForConditionalGeneration': 'umt5', 'UMT5Model': 'umt5',
+  'T5EncoderModel': 't5',
+  'T5ForConditionalGeneration': 't5',
+  'T5Model': 't5',
+  'MT5EncoderModel': 'mt5',
+  'MT5ForConditionalGeneration': 'mt5',
+  'MT5Model': 'mt5',
+  'UMT5EncoderModel': 'umt5',
+  'UMT5ForConditionalGeneration': 'umt5',
+  'UMT5Model': 'umt5',
 }
 _EMBEDDING_NAMES = ('encoder.embed_tokens.weight', 'shared.weight')
 
@@ -56,59 +62,67 @@ def read_config(path: str | epath.PathLike) -> T5EncoderConfig:
   file = epath.Path(path) / CONFIG_NAME
   if not file.exists():
     raise FileNotFoundError(
-        f'{file} not found: a T5 checkpoint directory needs config.json '
-        '(Hugging Face layout, as save_pretrained writes it).'
+      f'{file} not found: a T5 checkpoint directory needs config.json '
+      '(Hugging Face layout, as save_pretrained writes it).'
     )
   values = json.loads(file.read_text())
   model_type = values.get('model_type')
   if model_type is None:
     architectures = values.get('architectures') or []
-    model_type = next((_ARCHITECTURE_TYPES[a] for a in architectures if a in _ARCHITECTURE_TYPES), None)
+    model_type = next(
+      (_ARCHITECTURE_TYPES[a] for a in architectures if a in _ARCHITECTURE_TYPES), None
+    )
   if model_type not in _MODEL_TYPES:
     raise CheckpointError(
-        f'{file}: unsupported architecture (model_type={values.get("model_type")!r}, '
-        f'architectures={values.get("architectures")!r}); supported model types: '
-        f'{sorted(_MODEL_TYPES)}.'
+      f'{file}: unsupported architecture (model_type={values.get("model_type")!r}, '
+      f'architectures={values.get("architectures")!r}); supported model types: '
+      f'{sorted(_MODEL_TYPES)}.'
     )
   required = ('vocab_size', 'd_model', 'd_kv', 'd_ff', 'num_layers', 'num_heads')
   missing = [key for key in required if key not in values]
   if missing:
     raise CheckpointError(f'{file} lacks the T5 config fields {missing}.')
   return T5EncoderConfig(
-      **{key: int(values[key]) for key in required},
-      relative_attention_num_buckets=int(values.get('relative_attention_num_buckets', 32)),
-      relative_attention_max_distance=int(values.get('relative_attention_max_distance', 128)),
-      feed_forward_proj=values.get('feed_forward_proj', 'relu'),
-      layer_norm_epsilon=float(values.get('layer_norm_epsilon', 1e-6)),
-      per_layer_position_bias=_MODEL_TYPES[model_type],
+    **{key: int(values[key]) for key in required},
+    relative_attention_num_buckets=int(
+      values.get('relative_attention_num_buckets', 32)
+    ),
+    relative_attention_max_distance=int(
+      values.get('relative_attention_max_distance', 128)
+    ),
+    feed_forward_proj=values.get('feed_forward_proj', 'relu'),
+    layer_norm_epsilon=float(values.get('layer_norm_epsilon', 1e-6)),
+    per_layer_position_bias=_MODEL_TYPES[model_type],
   )
 
 
-def config_to_hf_dict(config: T5EncoderConfig, *, tie_word_embeddings: bool = True) -> dict[str, Any]:
+def config_to_hf_dict(
+  config: T5EncoderConfig, *, tie_word_embeddings: bool = True
+) -> dict[str, Any]:
   """HF `T5Config` / `UMT5Config` keys for an encoder-only checkpoint."""
   umt5 = config.per_layer_position_bias
   return {
-      'architectures': ['UMT5EncoderModel' if umt5 else 'T5EncoderModel'],
-      'model_type': 'umt5' if umt5 else 't5',
-      'vocab_size': config.vocab_size,
-      'd_model': config.d_model,
-      'd_kv': config.d_kv,
-      'd_ff': config.d_ff,
-      'num_layers': config.num_layers,
-      'num_decoder_layers': config.num_layers,
-      'num_heads': config.num_heads,
-      'relative_attention_num_buckets': config.relative_attention_num_buckets,
-      'relative_attention_max_distance': config.relative_attention_max_distance,
-      'feed_forward_proj': config.feed_forward_proj,
-      'layer_norm_epsilon': config.layer_norm_epsilon,
-      'dropout_rate': 0.0,
-      'initializer_factor': 1.0,
-      'tie_word_embeddings': tie_word_embeddings,
-      'is_encoder_decoder': False,
-      'use_cache': False,
-      'pad_token_id': 0,
-      'eos_token_id': 1,
-      'decoder_start_token_id': 0,
+    'architectures': ['UMT5EncoderModel' if umt5 else 'T5EncoderModel'],
+    'model_type': 'umt5' if umt5 else 't5',
+    'vocab_size': config.vocab_size,
+    'd_model': config.d_model,
+    'd_kv': config.d_kv,
+    'd_ff': config.d_ff,
+    'num_layers': config.num_layers,
+    'num_decoder_layers': config.num_layers,
+    'num_heads': config.num_heads,
+    'relative_attention_num_buckets': config.relative_attention_num_buckets,
+    'relative_attention_max_distance': config.relative_attention_max_distance,
+    'feed_forward_proj': config.feed_forward_proj,
+    'layer_norm_epsilon': config.layer_norm_epsilon,
+    'dropout_rate': 0.0,
+    'initializer_factor': 1.0,
+    'tie_word_embeddings': tie_word_embeddings,
+    'is_encoder_decoder': False,
+    'use_cache': False,
+    'pad_token_id': 0,
+    'eos_token_id': 1,
+    'decoder_start_token_id': 0,
   }
 
 
@@ -126,15 +140,23 @@ def weight_files(path: str | epath.PathLike) -> dict[str, str]:
       raise CheckpointError(f'{index} has no "weight_map".')
     for shard in sorted(set(weight_map.values())):
       if not (directory / shard).exists():
-        raise FileNotFoundError(f'{directory / shard} not found; {index} lists it as a shard.')
+        raise FileNotFoundError(
+          f'{directory / shard} not found; {index} lists it as a shard.'
+        )
     return {name: str(directory / shard) for name, shard in weight_map.items()}
   single = directory / WEIGHTS_NAME
   if single.exists():
     return {name: str(single) for name in SafetensorsFile(single).names}
-  pickled = [n for n in ('pytorch_model.bin', 'pytorch_model.bin.index.json') if (directory / n).exists()]
+  pickled = [
+    n
+    for n in ('pytorch_model.bin', 'pytorch_model.bin.index.json')
+    if (directory / n).exists()
+  ]
   hint = (
-      f' Found {pickled[0]} (a torch pickle, which videogen does not load); re-save it with '
-      "save_pretrained(dir, safe_serialization=True)." if pickled else ''
+    f' Found {pickled[0]} (a torch pickle, which videogen does not load); re-save it with '
+    'save_pretrained(dir, safe_serialization=True).'
+    if pickled
+    else ''
   )
   raise FileNotFoundError(f'No {WEIGHTS_NAME} or {INDEX_NAME} in {directory}.{hint}')
 
@@ -161,7 +183,9 @@ class _TensorMap:
     return self.param.startswith('layers.')
 
 
-def tensor_maps(config: T5EncoderConfig, embedding_name: str = 'shared.weight') -> list[_TensorMap]:
+def tensor_maps(
+  config: T5EncoderConfig, embedding_name: str = 'shared.weight'
+) -> list[_TensorMap]:
   """The mapping between our parameters and HF tensor names for `config`."""
   d, h, k, f = config.d_model, config.num_heads, config.d_kv, config.d_ff
   same = lambda x: x
@@ -185,25 +209,75 @@ def tensor_maps(config: T5EncoderConfig, embedding_name: str = 'shared.weight') 
   attention = 'layer.0.SelfAttention'
   mlp = 'layer.1.DenseReluDense'
   maps = [
-      _TensorMap('token_embedding', (embedding_name,), (config.vocab_size, d), same, same),
-      _TensorMap('layers.attention_norm', per_layer('layer.0.layer_norm.weight'), (d,), same, same),
-      _TensorMap('layers.query', per_layer(f'{attention}.q.weight'), (h * k, d), heads_in, heads_in_hf),
-      _TensorMap('layers.key', per_layer(f'{attention}.k.weight'), (h * k, d), heads_in, heads_in_hf),
-      _TensorMap('layers.value', per_layer(f'{attention}.v.weight'), (h * k, d), heads_in, heads_in_hf),
-      _TensorMap('layers.out', per_layer(f'{attention}.o.weight'), (d, h * k), heads_out, heads_out_hf),
-      _TensorMap('layers.mlp_norm', per_layer('layer.1.layer_norm.weight'), (d,), same, same),
-      _TensorMap('layers.wo', per_layer(f'{mlp}.wo.weight'), (d, f), transpose, transpose),
-      _TensorMap('final_norm', ('encoder.final_layer_norm.weight',), (d,), same, same),
+    _TensorMap(
+      'token_embedding', (embedding_name,), (config.vocab_size, d), same, same
+    ),
+    _TensorMap(
+      'layers.attention_norm', per_layer('layer.0.layer_norm.weight'), (d,), same, same
+    ),
+    _TensorMap(
+      'layers.query',
+      per_layer(f'{attention}.q.weight'),
+      (h * k, d),
+      heads_in,
+      heads_in_hf,
+    ),
+    _TensorMap(
+      'layers.key',
+      per_layer(f'{attention}.k.weight'),
+      (h * k, d),
+      heads_in,
+      heads_in_hf,
+    ),
+    _TensorMap(
+      'layers.value',
+      per_layer(f'{attention}.v.weight'),
+      (h * k, d),
+      heads_in,
+      heads_in_hf,
+    ),
+    _TensorMap(
+      'layers.out',
+      per_layer(f'{attention}.o.weight'),
+      (d, h * k),
+      heads_out,
+      heads_out_hf,
+    ),
+    _TensorMap(
+      'layers.mlp_norm', per_layer('layer.1.layer_norm.weight'), (d,), same, same
+    ),
+    _TensorMap(
+      'layers.wo', per_layer(f'{mlp}.wo.weight'), (d, f), transpose, transpose
+    ),
+    _TensorMap('final_norm', ('encoder.final_layer_norm.weight',), (d,), same, same),
   ]
   if config.is_gated:
-    maps.append(_TensorMap('layers.wi', per_layer(f'{mlp}.wi_0.weight'), (f, d), transpose, transpose))
-    maps.append(_TensorMap('layers.wi_linear', per_layer(f'{mlp}.wi_1.weight'), (f, d), transpose, transpose))
+    maps.append(
+      _TensorMap(
+        'layers.wi', per_layer(f'{mlp}.wi_0.weight'), (f, d), transpose, transpose
+      )
+    )
+    maps.append(
+      _TensorMap(
+        'layers.wi_linear',
+        per_layer(f'{mlp}.wi_1.weight'),
+        (f, d),
+        transpose,
+        transpose,
+      )
+    )
   else:
-    maps.append(_TensorMap('layers.wi', per_layer(f'{mlp}.wi.weight'), (f, d), transpose, transpose))
+    maps.append(
+      _TensorMap(
+        'layers.wi', per_layer(f'{mlp}.wi.weight'), (f, d), transpose, transpose
+      )
+    )
   bias_shape = (config.relative_attention_num_buckets, h)
   if config.per_layer_position_bias:
     names = per_layer(f'{attention}.relative_attention_bias.weight')
-    maps.append(_TensorMap('layers.relative_attention_bias', names, bias_shape, same, same))
+    maps.append(
+      _TensorMap('layers.relative_attention_bias', names, bias_shape, same, same)
+    )
   else:
     name = f'encoder.block.0.{attention}.relative_attention_bias.weight'
     maps.append(_TensorMap('relative_attention_bias', (name,), bias_shape, same, same))
@@ -211,7 +285,7 @@ def tensor_maps(config: T5EncoderConfig, embedding_name: str = 'shared.weight') 
 
 
 def load_encoder_arrays(
-    path: str | epath.PathLike, config: T5EncoderConfig, dtype: Any
+  path: str | epath.PathLike, config: T5EncoderConfig, dtype: Any
 ) -> dict[str, np.ndarray]:
   """Reads the encoder tensors of a checkpoint into our layout, on the host.
 
@@ -231,7 +305,9 @@ def load_encoder_arrays(
   locations = weight_files(path)
   embedding_name = next((n for n in _EMBEDDING_NAMES if n in locations), None)
   if embedding_name is None:
-    raise CheckpointError(f'{path}: no embedding table; expected one of {list(_EMBEDDING_NAMES)}.')
+    raise CheckpointError(
+      f'{path}: no embedding table; expected one of {list(_EMBEDDING_NAMES)}.'
+    )
   files: dict[str, SafetensorsFile] = {}
 
   def read(name: str, expected: tuple[int, ...]) -> np.ndarray:
@@ -243,23 +319,25 @@ def load_encoder_arrays(
     file = files[file_path]
     if file.shape(name) != expected:
       raise CheckpointError(
-          f'{path}: tensor {name!r} has shape {file.shape(name)} but the config '
-          f'(d_model={config.d_model}, num_heads={config.num_heads}, d_kv={config.d_kv}, '
-          f'd_ff={config.d_ff}, vocab_size={config.vocab_size}, '
-          f'relative_attention_num_buckets={config.relative_attention_num_buckets}) '
-          f'implies {expected}.'
+        f'{path}: tensor {name!r} has shape {file.shape(name)} but the config '
+        f'(d_model={config.d_model}, num_heads={config.num_heads}, d_kv={config.d_kv}, '
+        f'd_ff={config.d_ff}, vocab_size={config.vocab_size}, '
+        f'relative_attention_num_buckets={config.relative_attention_num_buckets}) '
+        f'implies {expected}.'
       )
     return file.get(name)
 
   arrays = {}
   for spec in tensor_maps(config, embedding_name):
-    parts = [spec.to_ours(read(name, spec.hf_shape)).astype(dtype) for name in spec.hf_names]
+    parts = [
+      spec.to_ours(read(name, spec.hf_shape)).astype(dtype) for name in spec.hf_names
+    ]
     arrays[spec.param] = np.stack(parts) if spec.stacked else parts[0]
   return arrays
 
 
 def encoder_tensors(
-    arrays: Mapping[str, np.ndarray], config: T5EncoderConfig
+  arrays: Mapping[str, np.ndarray], config: T5EncoderConfig
 ) -> dict[str, np.ndarray]:
   """Our parameter arrays (as `load_encoder_arrays` returns) -> HF tensors."""
   tensors = {}
@@ -275,7 +353,10 @@ def find_spiece_model(path: str | epath.PathLike) -> epath.Path | None:
   """The sentencepiece model of a checkpoint: `<path>/spiece.model`, else the
   `tokenizer/` sibling that diffusers pipelines use, else None."""
   directory = epath.Path(path)
-  for candidate in (directory / SPIECE_NAME, directory.parent / 'tokenizer' / SPIECE_NAME):
+  for candidate in (
+    directory / SPIECE_NAME,
+    directory.parent / 'tokenizer' / SPIECE_NAME,
+  ):
     if candidate.exists():
       return candidate
   return None

@@ -57,21 +57,23 @@ def train_sentencepiece(captions: Iterable[str], max_vocab_size: int) -> bytes:
   """
   sentences = sorted({c.strip() for c in captions if c.strip()})
   if not sentences:
-    raise ValueError('Cannot train the default tokenizer: no non-empty captions were given.')
+    raise ValueError(
+      'Cannot train the default tokenizer: no non-empty captions were given.'
+    )
   buffer = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(sentences),
-      model_writer=buffer,
-      vocab_size=max_vocab_size,
-      hard_vocab_limit=False,
-      model_type='bpe',
-      character_coverage=1.0,
-      pad_id=PAD_ID,
-      eos_id=EOS_ID,
-      unk_id=UNK_ID,
-      bos_id=-1,
-      num_threads=1,  # Deterministic merges.
-      minloglevel=2,
+    sentence_iterator=iter(sentences),
+    model_writer=buffer,
+    vocab_size=max_vocab_size,
+    hard_vocab_limit=False,
+    model_type='bpe',
+    character_coverage=1.0,
+    pad_id=PAD_ID,
+    eos_id=EOS_ID,
+    unk_id=UNK_ID,
+    bos_id=-1,
+    num_threads=1,  # Deterministic merges.
+    minloglevel=2,
   )
   return buffer.getvalue()
 
@@ -82,17 +84,17 @@ def _captions_digest(captions: Iterable[str]) -> tuple[str, int]:
 
 
 def ensure_default_t5(
-    out_dir: str | epath.PathLike,
-    captions: Iterable[str],
-    *,
-    seed: int = 0,
-    d_model: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    d_kv: int = 16,
-    d_ff: int = 128,
-    feed_forward_proj: str = 'gated-gelu',
-    max_vocab_size: int = 256,
+  out_dir: str | epath.PathLike,
+  captions: Iterable[str],
+  *,
+  seed: int = 0,
+  d_model: int = 64,
+  num_layers: int = 2,
+  num_heads: int = 4,
+  d_kv: int = 16,
+  d_ff: int = 128,
+  feed_forward_proj: str = 'gated-gelu',
+  max_vocab_size: int = 256,
 ) -> str:
   """Builds the default T5 in HF layout in `out_dir` unless it is already there.
 
@@ -114,16 +116,16 @@ def ensure_default_t5(
   captions = list(captions)
   digest, count = _captions_digest(captions)
   stamp = {
-      'captions_sha256': digest,
-      'num_captions': count,
-      'seed': seed,
-      'd_model': d_model,
-      'num_layers': num_layers,
-      'num_heads': num_heads,
-      'd_kv': d_kv,
-      'd_ff': d_ff,
-      'feed_forward_proj': feed_forward_proj,
-      'max_vocab_size': max_vocab_size,
+    'captions_sha256': digest,
+    'num_captions': count,
+    'seed': seed,
+    'd_model': d_model,
+    'num_layers': num_layers,
+    'num_heads': num_heads,
+    'd_kv': d_kv,
+    'd_ff': d_ff,
+    'feed_forward_proj': feed_forward_proj,
+    'max_vocab_size': max_vocab_size,
   }
   stamp_file = directory / STAMP_NAME
   needed = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, checkpoint.SPIECE_NAME)
@@ -133,32 +135,36 @@ def ensure_default_t5(
       return str(directory)
     changed = sorted(k for k in stamp if existing.get(k) != stamp[k])
     raise ValueError(
-        f'{directory} holds a default text encoder built with different {changed}. '
-        'A transformer trained on it would silently change conditioning; delete the '
-        'directory to rebuild, or use another workdir.'
+      f'{directory} holds a default text encoder built with different {changed}. '
+      'A transformer trained on it would silently change conditioning; delete the '
+      'directory to rebuild, or use another workdir.'
     )
   if not count:
-    raise ValueError('Cannot build the default text encoder: no non-empty captions were given.')
+    raise ValueError(
+      'Cannot build the default text encoder: no non-empty captions were given.'
+    )
   tokenizer = SentencePieceTokenizer(train_sentencepiece(captions, max_vocab_size))
   config = T5EncoderConfig(
-      vocab_size=tokenizer.vocab_size,
-      d_model=d_model,
-      d_kv=d_kv,
-      d_ff=d_ff,
-      num_layers=num_layers,
-      num_heads=num_heads,
-      feed_forward_proj=feed_forward_proj,
+    vocab_size=tokenizer.vocab_size,
+    d_model=d_model,
+    d_kv=d_kv,
+    d_ff=d_ff,
+    num_layers=num_layers,
+    num_heads=num_heads,
+    feed_forward_proj=feed_forward_proj,
   )
-  T5Encoder.from_config(config, seed=seed, tokenizer=tokenizer).save_pretrained(directory)
+  T5Encoder.from_config(config, seed=seed, tokenizer=tokenizer).save_pretrained(
+    directory
+  )
   # The stamp goes last: its presence means every other file is complete.
   stamp_file.write_text(json.dumps(stamp, indent=2) + '\n')
   return str(directory)
 
 
 def ensure_default_from_config(
-    out_dir: str | epath.PathLike,
-    captions: Iterable[str],
-    model_config: ml_collections.ConfigDict,
+  out_dir: str | epath.PathLike,
+  captions: Iterable[str],
+  model_config: ml_collections.ConfigDict,
 ) -> str:
   """`ensure_default_t5` with sizes from `text_config().default_model`."""
   values: dict[str, Any] = model_config.to_dict()

@@ -29,7 +29,10 @@ from videogen.text.safetensors_io import save_file
 from videogen.text.t5 import T5EncoderConfig, T5Stack, encode_jit
 from videogen.text.tokenizer import SentencePieceTokenizer
 
-_DTYPES = {'float32': (jnp.float32, np.float32), 'bfloat16': (jnp.bfloat16, ml_dtypes.bfloat16)}
+_DTYPES = {
+  'float32': (jnp.float32, np.float32),
+  'bfloat16': (jnp.bfloat16, ml_dtypes.bfloat16),
+}
 
 
 def _dtypes(dtype: str) -> tuple[Any, Any]:
@@ -48,41 +51,41 @@ class T5Encoder(nnx.Module):
     embed_dim: D, the width of the embeddings.
   """
 
-  def __init__(
-      self, network: T5Stack, tokenizer: SentencePieceTokenizer | None = None
-  ):
+  def __init__(self, network: T5Stack, tokenizer: SentencePieceTokenizer | None = None):
     self.network = network
     self.config: T5EncoderConfig = network.config
     self.tokenizer = tokenizer
     if tokenizer is not None and tokenizer.vocab_size > self.config.vocab_size:
       raise ValueError(
-          f'The tokenizer has {tokenizer.vocab_size} pieces but the encoder embeds only '
-          f'{self.config.vocab_size} ids; they do not belong together.'
+        f'The tokenizer has {tokenizer.vocab_size} pieces but the encoder embeds only '
+        f'{self.config.vocab_size} ids; they do not belong together.'
       )
 
   @classmethod
   def from_config(
-      cls,
-      config: T5EncoderConfig,
-      *,
-      dtype: str = 'float32',
-      seed: int = 0,
-      tokenizer: SentencePieceTokenizer | None = None,
+    cls,
+    config: T5EncoderConfig,
+    *,
+    dtype: str = 'float32',
+    seed: int = 0,
+    tokenizer: SentencePieceTokenizer | None = None,
   ) -> T5Encoder:
     """A randomly initialised encoder (HF's init), e.g. for benchmarks."""
     compute_dtype, _ = _dtypes(dtype)
-    network = T5Stack(config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(seed))
+    network = T5Stack(
+      config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(seed)
+    )
     return cls(network, tokenizer)
 
   @classmethod
   def from_pretrained(
-      cls,
-      path: str | epath.PathLike,
-      dtype: str = 'float32',
-      *,
-      tokenizer_path: str | epath.PathLike | None = None,
-      mesh: jax.sharding.Mesh | None = None,
-      rules: Sequence[Sequence[Any]] | None = None,
+    cls,
+    path: str | epath.PathLike,
+    dtype: str = 'float32',
+    *,
+    tokenizer_path: str | epath.PathLike | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: Sequence[Sequence[Any]] | None = None,
   ) -> T5Encoder:
     """Loads an HF-layout T5 / FLAN-T5 / mT5 / UMT5 checkpoint directory.
 
@@ -111,16 +114,22 @@ class T5Encoder(nnx.Module):
     compute_dtype, host_dtype = _dtypes(dtype)
     arrays = checkpoint.load_encoder_arrays(directory, config, host_dtype)
     network = nnx.eval_shape(
-        lambda: T5Stack(config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(0))
+      lambda: T5Stack(
+        config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(0)
+      )
     )
     for param_path, array in arrays.items():
       variable = network
       for name in param_path.split('.'):
         variable = getattr(variable, name)
       variable.value = _place(array, variable, mesh, rules)
-    unset = [v for v in jax.tree.leaves(nnx.state(network)) if not isinstance(v, jax.Array)]
+    unset = [
+      v for v in jax.tree.leaves(nnx.state(network)) if not isinstance(v, jax.Array)
+    ]
     if unset:
-      raise checkpoint.CheckpointError(f'{len(unset)} encoder parameters have no checkpoint mapping.')
+      raise checkpoint.CheckpointError(
+        f'{len(unset)} encoder parameters have no checkpoint mapping.'
+      )
     if tokenizer_path is not None:
       spiece = epath.Path(tokenizer_path)
       if not spiece.exists():
@@ -146,9 +155,14 @@ class T5Encoder(nnx.Module):
       arrays[spec.param] = np.asarray(jax.device_get(variable[...]), np.float32)
     if self.tokenizer is not None:
       (directory / checkpoint.SPIECE_NAME).write_bytes(self.tokenizer.model_proto)
-    save_file(checkpoint.encoder_tensors(arrays, self.config), directory / checkpoint.WEIGHTS_NAME)
+    save_file(
+      checkpoint.encoder_tensors(arrays, self.config),
+      directory / checkpoint.WEIGHTS_NAME,
+    )
     hf_config = checkpoint.config_to_hf_dict(self.config)
-    (directory / checkpoint.CONFIG_NAME).write_text(json.dumps(hf_config, indent=2) + '\n')
+    (directory / checkpoint.CONFIG_NAME).write_text(
+      json.dumps(hf_config, indent=2) + '\n'
+    )
 
   @property
   def embed_dim(self) -> int:
@@ -178,8 +192,8 @@ class T5Encoder(nnx.Module):
     attention_mask = jnp.asarray(attention_mask, jnp.int32)
     if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
       raise ValueError(
-          f'input_ids and attention_mask must both be [batch, length]; got '
-          f'{input_ids.shape} and {attention_mask.shape}.'
+        f'input_ids and attention_mask must both be [batch, length]; got '
+        f'{input_ids.shape} and {attention_mask.shape}.'
       )
     if input_ids.size == 0:
       return jnp.zeros((*input_ids.shape, self.embed_dim), jnp.float32)
@@ -188,7 +202,9 @@ class T5Encoder(nnx.Module):
     graphdef, state = nnx.split(self.network)
     return encode_jit(graphdef, state, input_ids, attention_mask)
 
-  def encode_text(self, texts: Sequence[str], max_length: int = 32) -> tuple[jax.Array, jax.Array]:
+  def encode_text(
+    self, texts: Sequence[str], max_length: int = 32
+  ) -> tuple[jax.Array, jax.Array]:
     """Tokenizes and encodes prompts.
 
     Args:
@@ -201,23 +217,27 @@ class T5Encoder(nnx.Module):
     """
     if self.tokenizer is None:
       raise ValueError(
-          'This T5 checkpoint has no spiece.model; pass tokenizer_path= to '
-          'from_pretrained, or tokenize yourself and call encode_ids.'
+        'This T5 checkpoint has no spiece.model; pass tokenizer_path= to '
+        'from_pretrained, or tokenize yourself and call encode_ids.'
       )
     ids, mask = self.tokenizer(texts, max_length)
     return self.encode_ids(ids, mask), jnp.asarray(mask)
 
 
 def _place(
-    array: np.ndarray,
-    variable: nnx.Variable,
-    mesh: jax.sharding.Mesh | None,
-    rules: Sequence[Sequence[Any]] | None,
+  array: np.ndarray,
+  variable: nnx.Variable,
+  mesh: jax.sharding.Mesh | None,
+  rules: Sequence[Sequence[Any]] | None,
 ) -> jax.Array:
   """Puts a host array on device(s); sharded by the variable's logical axes on `mesh`."""
   if mesh is None:
     return jnp.asarray(array)
   axes = sharding.param_logical_axes(variable)
-  rules = sharding.normalize_rules(rules if rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES)
+  rules = sharding.normalize_rules(
+    rules if rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
+  )
   spec = sharding.logical_to_spec(axes, rules, mesh, array.shape)
-  return jax.make_array_from_callback(array.shape, NamedSharding(mesh, spec), lambda index: array[index])
+  return jax.make_array_from_callback(
+    array.shape, NamedSharding(mesh, spec), lambda index: array[index]
+  )

@@ -17,18 +17,20 @@ from videogen.text.encoder import T5Encoder
 CACHE_DIR_NAME = 'text_cache'
 
 
-def encoder_dir(text_config: ml_collections.ConfigDict, workdir: str | epath.PathLike) -> str:
+def encoder_dir(
+  text_config: ml_collections.ConfigDict, workdir: str | epath.PathLike
+) -> str:
   """The checkpoint directory `text_config` selects: `path`, or `<workdir>/text_encoder`."""
   return text_config.path or str(epath.Path(workdir) / DEFAULT_DIR_NAME)
 
 
 def load_text_encoder(
-    text_config: ml_collections.ConfigDict,
-    *,
-    workdir: str | epath.PathLike,
-    captions: Iterable[str] | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-    rules: Sequence[Sequence[Any]] | None = None,
+  text_config: ml_collections.ConfigDict,
+  *,
+  workdir: str | epath.PathLike,
+  captions: Iterable[str] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+  rules: Sequence[Sequence[Any]] | None = None,
 ) -> T5Encoder:
   """Loads the text encoder `text_config` names.
 
@@ -51,24 +53,24 @@ def load_text_encoder(
       ensure_default_from_config(directory, captions, text_config.default_model)
     elif not (epath.Path(directory) / checkpoint.CONFIG_NAME).exists():
       raise FileNotFoundError(
-          f'No default text encoder in {directory}; it is built from the dataset '
-          'captions when training starts (pass captions=...), or set text.path.'
+        f'No default text encoder in {directory}; it is built from the dataset '
+        'captions when training starts (pass captions=...), or set text.path.'
       )
   return T5Encoder.from_pretrained(
-      directory,
-      text_config.dtype,
-      tokenizer_path=text_config.tokenizer_path or None,
-      mesh=mesh,
-      rules=rules,
+    directory,
+    text_config.dtype,
+    tokenizer_path=text_config.tokenizer_path or None,
+    mesh=mesh,
+    rules=rules,
   )
 
 
 def open_embedding_cache(
-    text_config: ml_collections.ConfigDict,
-    encoder: T5Encoder,
-    *,
-    workdir: str | epath.PathLike,
-    writable: bool = True,
+  text_config: ml_collections.ConfigDict,
+  encoder: T5Encoder,
+  *,
+  workdir: str | epath.PathLike,
+  writable: bool = True,
 ) -> EmbeddingCache | None:
   """The caption embedding cache when `text_config.cache_embeddings`, else None.
 

@@ -23,16 +23,16 @@ import safetensors.numpy
 from etils import epath
 
 _DTYPES = {
-    'F64': np.float64,
-    'F32': np.float32,
-    'F16': np.float16,
-    'BF16': ml_dtypes.bfloat16,
-    'I64': np.int64,
-    'I32': np.int32,
-    'I16': np.int16,
-    'I8': np.int8,
-    'U8': np.uint8,
-    'BOOL': np.bool_,
+  'F64': np.float64,
+  'F32': np.float32,
+  'F16': np.float16,
+  'BF16': ml_dtypes.bfloat16,
+  'I64': np.int64,
+  'I32': np.int32,
+  'I16': np.int16,
+  'I8': np.int8,
+  'U8': np.uint8,
+  'BOOL': np.bool_,
 }
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # The format's own limit; larger means corrupt.
 
@@ -80,8 +80,8 @@ class SafetensorsFile:
     shape = tuple(entry['shape'])
     if end - begin != math.prod(shape) * dtype.itemsize:
       raise ValueError(
-          f'{self.path}: tensor {name!r} has {end - begin} bytes, but shape {shape} '
-          f'of {code} needs {math.prod(shape) * dtype.itemsize}; the file is corrupt.'
+        f'{self.path}: tensor {name!r} has {end - begin} bytes, but shape {shape} '
+        f'of {code} needs {math.prod(shape) * dtype.itemsize}; the file is corrupt.'
       )
     start = self._data_start + begin
     return self._buffer[start : self._data_start + end].view(dtype).reshape(shape)
@@ -94,9 +94,9 @@ class SafetensorsFile:
 
 
 def save_file(
-    tensors: Mapping[str, np.ndarray],
-    path: str | os.PathLike[str],
-    metadata: Mapping[str, str] | None = None,
+  tensors: Mapping[str, np.ndarray],
+  path: str | os.PathLike[str],
+  metadata: Mapping[str, str] | None = None,
 ) -> None:
   """Writes float/int numpy tensors to `path` (local or remote) as safetensors.
 

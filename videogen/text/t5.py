@@ -36,12 +36,12 @@ from videogen.parallel import sharding
 
 # HF `ACT2FN` names that T5-family configs use, as JAX functions.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'relu': jax.nn.relu,
-    'gelu': functools.partial(jax.nn.gelu, approximate=False),
-    'gelu_new': functools.partial(jax.nn.gelu, approximate=True),
-    'gelu_pytorch_tanh': functools.partial(jax.nn.gelu, approximate=True),
-    'silu': jax.nn.silu,
-    'swish': jax.nn.silu,
+  'relu': jax.nn.relu,
+  'gelu': functools.partial(jax.nn.gelu, approximate=False),
+  'gelu_new': functools.partial(jax.nn.gelu, approximate=True),
+  'gelu_pytorch_tanh': functools.partial(jax.nn.gelu, approximate=True),
+  'silu': jax.nn.silu,
+  'swish': jax.nn.silu,
 }
 
 
@@ -79,13 +79,13 @@ class T5EncoderConfig:
     parts = self.feed_forward_proj.split('-')
     if len(parts) > 2 or (len(parts) == 2 and parts[0] != 'gated'):
       raise ValueError(
-          f'feed_forward_proj={self.feed_forward_proj!r} is not of the form '
-          "'<act>' or 'gated-<act>' (e.g. 'relu', 'gated-gelu')."
+        f'feed_forward_proj={self.feed_forward_proj!r} is not of the form '
+        "'<act>' or 'gated-<act>' (e.g. 'relu', 'gated-gelu')."
       )
     if self.activation not in ACTIVATIONS:
       raise ValueError(
-          f'feed_forward_proj={self.feed_forward_proj!r}: activation '
-          f'{self.activation!r} is not supported; supported: {sorted(ACTIVATIONS)}.'
+        f'feed_forward_proj={self.feed_forward_proj!r}: activation '
+        f'{self.activation!r} is not supported; supported: {sorted(ACTIVATIONS)}.'
       )
 
   @property
@@ -105,7 +105,7 @@ class T5EncoderConfig:
 
 
 def relative_position_buckets(
-    length: int, num_buckets: int, max_distance: int
+  length: int, num_buckets: int, max_distance: int
 ) -> np.ndarray:
   """Bidirectional T5 relative position buckets, bucket[query, key].
 
@@ -144,11 +144,11 @@ def rms_norm(x: jax.Array, scale: jax.Array, epsilon: float) -> jax.Array:
 
 
 def _param(
-    rngs: nnx.Rngs,
-    shape: tuple[int, ...],
-    axes: tuple[str | None, ...],
-    param_dtype: Any,
-    std: float | None,
+  rngs: nnx.Rngs,
+  shape: tuple[int, ...],
+  axes: tuple[str | None, ...],
+  param_dtype: Any,
+  std: float | None,
 ) -> nnx.Param:
   """A parameter with logical axes, normal(std) or ones (std None) like HF's init."""
   init = nnx.initializers.ones if std is None else nnx.initializers.normal(std)
@@ -159,33 +159,53 @@ class EncoderLayers(nnx.Module):
   """All encoder blocks, parameters stacked along a leading `layers` axis."""
 
   def __init__(
-      self, config: T5EncoderConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs
+    self, config: T5EncoderConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs
   ):
     n, d, h, k, f = (
-        config.num_layers, config.d_model, config.num_heads, config.d_kv, config.d_ff
+      config.num_layers,
+      config.d_model,
+      config.num_heads,
+      config.d_kv,
+      config.d_ff,
     )
     self.config = config
     self.dtype = dtype
     make = functools.partial(_param, rngs, param_dtype=param_dtype)
     self.attention_norm = make((n, d), ('layers', 'embed'), std=None)
-    self.query = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=(d * k) ** -0.5)
+    self.query = make(
+      (n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=(d * k) ** -0.5
+    )
     self.key = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5)
-    self.value = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5)
-    self.out = make((n, h, k, d), ('layers', 'heads', 'head_dim', 'embed'), std=(h * k) ** -0.5)
+    self.value = make(
+      (n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5
+    )
+    self.out = make(
+      (n, h, k, d), ('layers', 'heads', 'head_dim', 'embed'), std=(h * k) ** -0.5
+    )
     self.mlp_norm = make((n, d), ('layers', 'embed'), std=None)
     # `wi` is the activated branch (HF `wi`, or `wi_0` when gated); `wi_linear` is HF `wi_1`.
     self.wi = make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5)
-    self.wi_linear = make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5) if config.is_gated else None
+    self.wi_linear = (
+      make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5)
+      if config.is_gated
+      else None
+    )
     self.wo = make((n, f, d), ('layers', 'mlp', 'embed'), std=f**-0.5)
     if config.per_layer_position_bias:
       self.relative_attention_bias = make(
-          (n, config.relative_attention_num_buckets, h), ('layers', None, 'heads'), std=d**-0.5
+        (n, config.relative_attention_num_buckets, h),
+        ('layers', None, 'heads'),
+        std=d**-0.5,
       )
     else:
       self.relative_attention_bias = None
 
   def __call__(
-      self, x: jax.Array, mask: jax.Array, buckets: np.ndarray, shared_bias: jax.Array | None
+    self,
+    x: jax.Array,
+    mask: jax.Array,
+    buckets: np.ndarray,
+    shared_bias: jax.Array | None,
   ) -> jax.Array:
     """Runs every block.
 
@@ -202,7 +222,9 @@ class EncoderLayers(nnx.Module):
     config, dtype = self.config, self.dtype
     # float32 means float32: without HIGHEST, GPUs/TPUs run f32 matmuls at reduced precision.
     precision = jax.lax.Precision.HIGHEST if dtype == jnp.float32 else None
-    einsum = functools.partial(jnp.einsum, precision=precision, preferred_element_type=jnp.float32)
+    einsum = functools.partial(
+      jnp.einsum, precision=precision, preferred_element_type=jnp.float32
+    )
     activation = ACTIVATIONS[config.activation]
     names = ['attention_norm', 'query', 'key', 'value', 'out', 'mlp_norm', 'wi', 'wo']
     names += ['wi_linear'] if config.is_gated else []
@@ -222,10 +244,12 @@ class EncoderLayers(nnx.Module):
       else:
         position_bias = shared_position_bias
 
-      normed = rms_norm(x, params['attention_norm'], config.layer_norm_epsilon).astype(dtype)
+      normed = rms_norm(x, params['attention_norm'], config.layer_norm_epsilon).astype(
+        dtype
+      )
       q, k, v = (
-          einsum('bld,dhk->blhk', normed, params[n].astype(dtype)).astype(dtype)
-          for n in ('query', 'key', 'value')
+        einsum('bld,dhk->blhk', normed, params[n].astype(dtype)).astype(dtype)
+        for n in ('query', 'key', 'value')
       )
       q = sharding.constrain(q, ('batch', 'length', 'heads', 'head_dim'))
       scores = einsum('bqhd,bkhd->bhqk', q, k) + position_bias[None]
@@ -238,7 +262,9 @@ class EncoderLayers(nnx.Module):
       normed = rms_norm(x, params['mlp_norm'], config.layer_norm_epsilon).astype(dtype)
       hidden = activation(einsum('bld,df->blf', normed, params['wi'].astype(dtype)))
       if config.is_gated:
-        hidden = hidden * einsum('bld,df->blf', normed, params['wi_linear'].astype(dtype))
+        hidden = hidden * einsum(
+          'bld,df->blf', normed, params['wi_linear'].astype(dtype)
+        )
       hidden = sharding.constrain(hidden.astype(dtype), ('batch', 'length', 'mlp'))
       x = x + einsum('blf,fd->bld', hidden, params['wo'].astype(dtype))
       return sharding.constrain(x, ('batch', 'length', 'embed')), None
@@ -251,12 +277,12 @@ class T5Stack(nnx.Module):
   """The T5 encoder: token ids -> contextual embeddings."""
 
   def __init__(
-      self,
-      config: T5EncoderConfig,
-      *,
-      dtype: Any = jnp.float32,
-      param_dtype: Any = jnp.float32,
-      rngs: nnx.Rngs,
+    self,
+    config: T5EncoderConfig,
+    *,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    rngs: nnx.Rngs,
   ):
     """Builds the encoder with HF's random init (tests and the offline default).
 
@@ -270,16 +296,20 @@ class T5Stack(nnx.Module):
     self.config = config
     self.dtype = jnp.dtype(dtype)
     make = functools.partial(_param, rngs, param_dtype=param_dtype)
-    self.token_embedding = make((config.vocab_size, config.d_model), ('vocab', 'embed'), std=1.0)
+    self.token_embedding = make(
+      (config.vocab_size, config.d_model), ('vocab', 'embed'), std=1.0
+    )
     if config.per_layer_position_bias:
       self.relative_attention_bias = None
     else:
       self.relative_attention_bias = make(
-          (config.relative_attention_num_buckets, config.num_heads),
-          (None, 'heads'),
-          std=config.d_model**-0.5,
+        (config.relative_attention_num_buckets, config.num_heads),
+        (None, 'heads'),
+        std=config.d_model**-0.5,
       )
-    self.layers = EncoderLayers(config, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
+    self.layers = EncoderLayers(
+      config, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs
+    )
     self.final_norm = make((config.d_model,), ('embed',), std=None)
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -298,17 +328,24 @@ class T5Stack(nnx.Module):
     x = jnp.take(self.token_embedding[...], input_ids, axis=0).astype(jnp.float32)
     x = sharding.constrain(x, ('batch', 'length', 'embed'))
     buckets = relative_position_buckets(
-        input_ids.shape[1],
-        config.relative_attention_num_buckets,
-        config.relative_attention_max_distance,
+      input_ids.shape[1],
+      config.relative_attention_num_buckets,
+      config.relative_attention_max_distance,
     )
-    shared_bias = None if self.relative_attention_bias is None else self.relative_attention_bias[...]
+    shared_bias = (
+      None
+      if self.relative_attention_bias is None
+      else self.relative_attention_bias[...]
+    )
     x = self.layers(x, mask, buckets, shared_bias)
     return rms_norm(x, self.final_norm[...], config.layer_norm_epsilon)
 
 
 def encode_fn(
-    graphdef: nnx.GraphDef, state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array
+  graphdef: nnx.GraphDef,
+  state: nnx.State,
+  input_ids: jax.Array,
+  attention_mask: jax.Array,
 ) -> jax.Array:
   """Pure, frozen encoder forward for use inside another jitted step.
 

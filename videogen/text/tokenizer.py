@@ -43,8 +43,8 @@ class SentencePieceTokenizer:
     pad, eos = self._processor.pad_id(), self._processor.eos_id()
     if (pad, eos) != (PAD_ID, EOS_ID):
       raise ValueError(
-          f'Not a T5 sentencepiece model: pad_id={pad}, eos_id={eos}; T5 needs '
-          f'pad_id={PAD_ID}, eos_id={EOS_ID}.'
+        f'Not a T5 sentencepiece model: pad_id={pad}, eos_id={eos}; T5 needs '
+        f'pad_id={PAD_ID}, eos_id={EOS_ID}.'
       )
     self._warned_truncation = False
 
@@ -67,7 +67,9 @@ class SentencePieceTokenizer:
       texts.append(self._processor.decode([i for i in row if i != PAD_ID]))
     return texts
 
-  def __call__(self, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+  def __call__(
+    self, texts: Sequence[str], max_length: int
+  ) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes a batch with eos, right padding and truncation.
 
     Args:
@@ -81,7 +83,9 @@ class SentencePieceTokenizer:
     if isinstance(texts, str):
       raise TypeError('texts must be a sequence of strings, not one string.')
     if max_length < 1:
-      raise ValueError(f'max_length must be at least 1 (room for eos), got {max_length}.')
+      raise ValueError(
+        f'max_length must be at least 1 (room for eos), got {max_length}.'
+      )
     ids = np.full((len(texts), max_length), PAD_ID, np.int32)
     mask = np.zeros((len(texts), max_length), np.int32)
     truncated = 0
@@ -95,8 +99,8 @@ class SentencePieceTokenizer:
     if truncated and not self._warned_truncation:
       self._warned_truncation = True
       warnings.warn(
-          f'{truncated} of {len(texts)} prompts are longer than max_length={max_length} '
-          'tokens (eos included) and were truncated; further truncations are not reported.',
-          stacklevel=2,
+        f'{truncated} of {len(texts)} prompts are longer than max_length={max_length} '
+        'tokens (eos included) and were truncated; further truncations are not reported.',
+        stacklevel=2,
       )
     return ids, mask

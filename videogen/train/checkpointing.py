@@ -44,41 +44,44 @@ def checkpoint_dir(workdir: str | epath.Path) -> epath.Path:
 
 
 def make_manager(
-    workdir: str | epath.Path, config: ml_collections.ConfigDict, *, read_only: bool = False
+  workdir: str | epath.Path,
+  config: ml_collections.ConfigDict,
+  *,
+  read_only: bool = False,
 ) -> ocp.CheckpointManager:
   """A CheckpointManager over `workdir/checkpoints` from `config.checkpoint`."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.max_to_keep,
-      keep_period=config.keep_period or None,
-      enable_async_checkpointing=config.async_save and not read_only,
-      cleanup_tmp_directories=not read_only,
-      create=not read_only,
-      read_only=read_only,
+    max_to_keep=config.max_to_keep,
+    keep_period=config.keep_period or None,
+    enable_async_checkpointing=config.async_save and not read_only,
+    cleanup_tmp_directories=not read_only,
+    create=not read_only,
+    read_only=read_only,
   )
   return ocp.CheckpointManager(
-      checkpoint_dir(workdir), item_names=(STATE, DATA, METADATA), options=options
+    checkpoint_dir(workdir), item_names=(STATE, DATA, METADATA), options=options
   )
 
 
 def save(
-    manager: ocp.CheckpointManager,
-    step: int,
-    state: Any,
-    data_iterator: Any,
-    config: ml_collections.ConfigDict,
-    *,
-    force: bool = False,
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  data_iterator: Any,
+  config: ml_collections.ConfigDict,
+  *,
+  force: bool = False,
 ) -> bool:
   """Saves `state`, the iterator and metadata at `step` (async if configured)."""
   metadata = {
-      'stage': config.stage,
-      'step': int(step),
-      'videogen_version': __version__,
-      'config': config_lib.config_to_json_dict(config),
+    'stage': config.stage,
+    'step': int(step),
+    'videogen_version': __version__,
+    'config': config_lib.config_to_json_dict(config),
   }
   items = {
-      STATE: ocp.args.PyTreeSave(state),
-      METADATA: ocp.args.JsonSave(metadata),
+    STATE: ocp.args.PyTreeSave(state),
+    METADATA: ocp.args.JsonSave(metadata),
   }
   if data_iterator is not None:
     items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -115,13 +118,13 @@ def check_compatible(saved_metadata: Any, abstract: Any, what: str) -> None:
   for name, shape in expected.items():
     if name not in saved:
       raise CheckpointMismatchError(
-          f'{what} has no parameter {name!r} (expected shape {shape}); it was '
-          'written by a different model or stage.'
+        f'{what} has no parameter {name!r} (expected shape {shape}); it was '
+        'written by a different model or stage.'
       )
     if saved[name] != shape:
       raise CheckpointMismatchError(
-          f'{what}: parameter {name!r} has shape {saved[name]} in the checkpoint '
-          f'but {shape} in the current config.'
+        f'{what}: parameter {name!r} has shape {saved[name]} in the checkpoint '
+        f'but {shape} in the current config.'
       )
 
 
@@ -133,16 +136,16 @@ def _saved_tree(item_dir: epath.Path) -> Any:
 
 def _restore_target(abstract: Any, shardings: Any) -> Any:
   return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings
   )
 
 
 def restore(
-    manager: ocp.CheckpointManager,
-    step: int,
-    abstract_state: Any,
-    state_shardings: Any,
-    data_iterator: Any | None,
+  manager: ocp.CheckpointManager,
+  step: int,
+  abstract_state: Any,
+  state_shardings: Any,
+  data_iterator: Any | None,
 ) -> tuple[Any, dict[str, Any]]:
   """Restores the train state (onto `state_shardings`) and the iterator in place.
 
@@ -150,14 +153,16 @@ def restore(
     The restored state and the saved metadata dict.
   """
   where = f'checkpoint {manager.directory / str(step)}'
-  check_compatible(_saved_tree(manager.directory / str(step) / STATE), abstract_state, where)
+  check_compatible(
+    _saved_tree(manager.directory / str(step) / STATE), abstract_state, where
+  )
   target = _restore_target(abstract_state, state_shardings)
   items = {
-      STATE: ocp.args.PyTreeRestore(
-          item=target,
-          restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      ),
-      METADATA: ocp.args.JsonRestore(),
+    STATE: ocp.args.PyTreeRestore(
+      item=target,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+    ),
+    METADATA: ocp.args.JsonRestore(),
   }
   if data_iterator is not None:
     items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
@@ -169,7 +174,7 @@ def write_config(workdir: str | epath.Path, config: ml_collections.ConfigDict) -
   path = epath.Path(workdir)
   path.mkdir(parents=True, exist_ok=True)
   (path / CONFIG_FILE).write_text(
-      json.dumps(config_lib.config_to_json_dict(config), indent=2, sort_keys=True)
+    json.dumps(config_lib.config_to_json_dict(config), indent=2, sort_keys=True)
   )
 
 
@@ -189,7 +194,7 @@ def read_config(path: str | epath.Path) -> ml_collections.ConfigDict:
   config_path = workdir / CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
-        f'{config_path} does not exist: {workdir} is not a videogen workdir.'
+      f'{config_path} does not exist: {workdir} is not a videogen workdir.'
     )
   return config_lib.config_from_json_dict(json.loads(config_path.read_text()))
 
@@ -206,12 +211,12 @@ def latest_step(path: str | epath.Path) -> int:
 
 
 def restore_model(
-    path: str | epath.Path,
-    abstract_params: Any,
-    abstract_model_state: Any,
-    *,
-    use_ema: bool = True,
-    shardings: Mapping[str, Any] | None = None,
+  path: str | epath.Path,
+  abstract_params: Any,
+  abstract_model_state: Any,
+  *,
+  use_ema: bool = True,
+  shardings: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Any]:
   """Restores only a model's variables from a run, for inference.
 
@@ -231,7 +236,9 @@ def restore_model(
   ckpt = checkpoint_dir(workdir) / str(step) / STATE
   saved_tree = _saved_tree(ckpt)
   saved_keys = set(saved_tree.keys()) if hasattr(saved_tree, 'keys') else set()
-  params_key = 'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
+  params_key = (
+    'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
+  )
   where = f'checkpoint {ckpt.parent}'
   check_compatible(saved_tree[params_key], abstract_params, where)
   if 'model_state' in saved_keys:
@@ -240,22 +247,24 @@ def restore_model(
   single = jax.sharding.SingleDeviceSharding(device)
   shardings = shardings or {}
   target = {
-      params_key: _restore_target(
-          abstract_params, shardings.get('params') or jax.tree.map(lambda _: single, abstract_params)
-      ),
-      'model_state': _restore_target(
-          abstract_model_state,
-          shardings.get('model_state') or jax.tree.map(lambda _: single, abstract_model_state),
-      ),
+    params_key: _restore_target(
+      abstract_params,
+      shardings.get('params') or jax.tree.map(lambda _: single, abstract_params),
+    ),
+    'model_state': _restore_target(
+      abstract_model_state,
+      shardings.get('model_state')
+      or jax.tree.map(lambda _: single, abstract_model_state),
+    ),
   }
   with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
     restored = checkpointer.restore(
-        ckpt,
-        args=ocp.args.PyTreeRestore(
-            item=target,
-            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-            partial_restore=True,
-        ),
+      ckpt,
+      args=ocp.args.PyTreeRestore(
+        item=target,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True,
+      ),
     )
   return restored[params_key], restored['model_state']
 
@@ -265,4 +274,3 @@ def _has_values(saved_tree: Any, key: str) -> bool:
     return False
   value = saved_tree[key]
   return value is not None and bool(jax.tree.leaves(value))
-

@@ -50,7 +50,7 @@ class _MetricsLog:
   def __init__(self, workdir: epath.Path):
     self.is_main = jax.process_index() == 0
     self.writer = metric_writers.create_default_writer(
-        str(workdir), just_logging=not self.is_main
+      str(workdir), just_logging=not self.is_main
     )
     self._jsonl = workdir / 'metrics.jsonl'
 
@@ -88,7 +88,7 @@ def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
   from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
 
   iterator = pipeline.create_iterator(
-      config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
+    config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
   )
   for index, batch in enumerate(iterator):
     if index >= config.num_eval_batches:
@@ -106,13 +106,13 @@ def _log_memory(compiled) -> None:
     return
   gib = 1 / 2**30
   logging.info(
-      'Compiled train step memory per device: arguments %.3f GiB, outputs %.3f GiB, '
-      'temporaries %.3f GiB, generated code %.3f GiB (aliased %.3f GiB).',
-      stats.argument_size_in_bytes * gib,
-      stats.output_size_in_bytes * gib,
-      stats.temp_size_in_bytes * gib,
-      stats.generated_code_size_in_bytes * gib,
-      stats.alias_size_in_bytes * gib,
+    'Compiled train step memory per device: arguments %.3f GiB, outputs %.3f GiB, '
+    'temporaries %.3f GiB, generated code %.3f GiB (aliased %.3f GiB).',
+    stats.argument_size_in_bytes * gib,
+    stats.output_size_in_bytes * gib,
+    stats.temp_size_in_bytes * gib,
+    stats.generated_code_size_in_bytes * gib,
+    stats.alias_size_in_bytes * gib,
   )
 
 
@@ -136,13 +136,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   is_main = jax.process_index() == 0
   mesh = mesh_lib.create_mesh(config.mesh)
   rules = config.logical_axis_rules
-  logging.info('Mesh: %s over %d devices, %d processes.', mesh_lib.describe(mesh),
-               mesh.size, jax.process_count())
+  logging.info(
+    'Mesh: %s over %d devices, %d processes.',
+    mesh_lib.describe(mesh),
+    mesh.size,
+    jax.process_count(),
+  )
   batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
   if config.batch_size % batch_shards:
     raise ValueError(
-        f'batch_size {config.batch_size} is not divisible by the batch axes '
-        f'data*fsdp = {batch_shards}.'
+      f'batch_size {config.batch_size} is not divisible by the batch axes '
+      f'data*fsdp = {batch_shards}.'
     )
   build.ensure_built(config.data)
   task = tasks.create_task(config, mesh, workdir)
@@ -156,13 +160,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
     manager = checkpointing.make_manager(workdir, config.checkpoint)
     train_iter = task.create_train_iterator() or pipeline.create_iterator(
-        config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
+      config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
     )
     start_step = manager.latest_step()
     if start_step is not None:
       logging.info('Resuming from %s', manager.directory / str(start_step))
       state, _ = checkpointing.restore(
-          manager, start_step, abstract_state, state_shardings, train_iter
+        manager, start_step, abstract_state, state_shardings, train_iter
       )
     else:
       start_step = 0
@@ -170,19 +174,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     logging.info('%s', task.describe(state))
 
     step_fn = jax.jit(
-        _nan_guarded(task, config.nan_policy),
-        out_shardings=(state_shardings, sharding.replicated(mesh)),
-        donate_argnums=(0,),
+      _nan_guarded(task, config.nan_policy),
+      out_shardings=(state_shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,),
     )
-    result = _run(config, workdir, task, mesh, manager, state, step_fn, train_iter,
-                  start_step, train_rng)
+    result = _run(
+      config,
+      workdir,
+      task,
+      mesh,
+      manager,
+      state,
+      step_fn,
+      train_iter,
+      start_step,
+      train_rng,
+    )
   manager.wait_until_finished()
   manager.close()
   return result
 
 
-def _run(config, workdir, task, mesh, manager, state, step_fn, train_iter, start_step,
-         train_rng) -> TrainResult:
+def _run(
+  config,
+  workdir,
+  task,
+  mesh,
+  manager,
+  state,
+  step_fn,
+  train_iter,
+  start_step,
+  train_rng,
+) -> TrainResult:
   """The step loop; see `train_and_evaluate`."""
   rules = config.logical_axis_rules
   is_main = jax.process_index() == 0
@@ -194,8 +218,9 @@ def _run(config, workdir, task, mesh, manager, state, step_fn, train_iter, start
     return result
   cost = task.step_cost(config.batch_size)
   reference, reference_name = throughput.reference_flops(config.peak_flops)
-  progress = periodic_actions.ReportProgress(num_train_steps=total, writer=log.writer,
-                                            every_steps=config.log_every_steps)
+  progress = periodic_actions.ReportProgress(
+    num_train_steps=total, writer=log.writer, every_steps=config.log_every_steps
+  )
   watcher = preemption.PreemptionWatcher()
   sample_dir = str(workdir / 'samples') if is_main else None
   keys = task.batch_keys()
@@ -213,11 +238,13 @@ def _run(config, workdir, task, mesh, manager, state, step_fn, train_iter, start
       nonfinite = float(metrics['nonfinite'])
       if nonfinite and config.nan_policy == 'stop':
         raise FloatingPointError(
-            f'Non-finite loss at step {step}; the update was not applied. Lower the '
-            'learning rate, or set --config.nan_policy=skip to skip such steps.'
+          f'Non-finite loss at step {step}; the update was not applied. Lower the '
+          'learning rate, or set --config.nan_policy=skip to skip such steps.'
         )
       if _is_due(step, config.log_every_steps, total):
-        summary = {k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]}
+        summary = {
+          k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]
+        }
         pending.clear()
         now = time.perf_counter()
         steps_per_s = (step - last_log_step) / max(now - last_log_time, 1e-9)
@@ -231,11 +258,13 @@ def _run(config, workdir, task, mesh, manager, state, step_fn, train_iter, start
           summary['mfu'] = cost.flops * steps_per_s / reference
         log.write(step, summary)
         result.last_train_metrics = summary
-        logging.info('step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items()))
+        logging.info(
+          'step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items())
+        )
       if _is_due(step, config.eval_every_steps, total):
         with progress.timed('eval'):
           result.eval_metrics = task.evaluate(
-              state, _eval_batches(config, task), step=step, sample_dir=sample_dir
+            state, _eval_batches(config, task), step=step, sample_dir=sample_dir
           )
         log.write(step, {f'eval/{k}': v for k, v in result.eval_metrics.items()})
         logging.info('eval at step %d: %s', step, result.eval_metrics)

@@ -8,7 +8,9 @@ import ml_collections
 import optax
 
 
-def make_schedule(config: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
+def make_schedule(
+  config: ml_collections.ConfigDict, num_train_steps: int
+) -> optax.Schedule:
   """Linear warmup to `learning_rate`, then cosine/linear/constant decay."""
   peak = config.learning_rate
   warmup = min(config.warmup_steps, max(num_train_steps - 1, 0))
@@ -16,23 +18,23 @@ def make_schedule(config: ml_collections.ConfigDict, num_train_steps: int) -> op
   end = peak * config.min_lr_ratio
   if config.decay == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, peak, max(warmup, 1), warmup + decay_steps, end_value=end
+      0.0, peak, max(warmup, 1), warmup + decay_steps, end_value=end
     )
   if config.decay == 'linear':
     return optax.join_schedules(
-        [
-            optax.linear_schedule(0.0, peak, max(warmup, 1)),
-            optax.linear_schedule(peak, end, decay_steps),
-        ],
-        [max(warmup, 1)],
+      [
+        optax.linear_schedule(0.0, peak, max(warmup, 1)),
+        optax.linear_schedule(peak, end, decay_steps),
+      ],
+      [max(warmup, 1)],
     )
   if config.decay == 'constant':
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, max(warmup, 1)), optax.constant_schedule(peak)],
-        [max(warmup, 1)],
+      [optax.linear_schedule(0.0, peak, max(warmup, 1)), optax.constant_schedule(peak)],
+      [max(warmup, 1)],
     )
   raise ValueError(
-      f"Unknown optimizer.decay {config.decay!r}; valid: 'cosine', 'linear', 'constant'"
+    f"Unknown optimizer.decay {config.decay!r}; valid: 'cosine', 'linear', 'constant'"
   )
 
 
@@ -42,7 +44,7 @@ def _decay_mask(params):
 
 
 def make_optimizer(
-    config: ml_collections.ConfigDict, num_train_steps: int
+  config: ml_collections.ConfigDict, num_train_steps: int
 ) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer`, with clipping and its schedule.
 
@@ -57,17 +59,19 @@ def make_optimizer(
   schedule = make_schedule(config, num_train_steps)
   if config.name == 'adamw':
     main = optax.adamw(
-        schedule,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        mask=_decay_mask,
+      schedule,
+      b1=config.b1,
+      b2=config.b2,
+      eps=config.eps,
+      weight_decay=config.weight_decay,
+      mask=_decay_mask,
     )
   elif config.name == 'adafactor':
     main = optax.adafactor(schedule, weight_decay_rate=config.weight_decay or None)
   else:
-    raise ValueError(f"Unknown optimizer.name {config.name!r}; valid: 'adamw', 'adafactor'")
+    raise ValueError(
+      f"Unknown optimizer.name {config.name!r}; valid: 'adamw', 'adafactor'"
+    )
   chain = []
   if config.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
@@ -77,4 +81,6 @@ def make_optimizer(
 
 def update_ema(ema, params, decay: float):
   """`decay * ema + (1 - decay) * params`, leaf by leaf (same tree)."""
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params)
+  return jax.tree.map(
+    lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params
+  )

@@ -72,7 +72,7 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def train_step(
-      self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
+    self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   ) -> tuple[TrainState, Metrics]:
     """One optimizer step. Pure; jitted once by the loop with the state donated.
 
@@ -89,8 +89,12 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def evaluate(
-      self, state: TrainState, batches: Iterable[Mapping[str, np.ndarray]], *, step: int,
-      sample_dir: str | None,
+    self,
+    state: TrainState,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    *,
+    step: int,
+    sample_dir: str | None,
   ) -> dict[str, float]:
     """Evaluates `state` on host-local eval batches and writes sample videos.
 

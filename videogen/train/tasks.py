@@ -12,7 +12,7 @@ STAGES = ('tokenizer', 'transformer')
 
 
 def create_task(
-    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, workdir: epath.Path
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, workdir: epath.Path
 ) -> Task:
   """Builds the task of `config.stage` (imported lazily: each pulls its models)."""
   if config.stage == 'tokenizer':

@@ -16,15 +16,15 @@ import jax.numpy as jnp
 
 # Dense bf16 peak FLOP/s per chip, by substring of `device.device_kind`.
 _PEAK_FLOPS = (
-    ('H200', 989e12),
-    ('H100', 989e12),
-    ('A100', 312e12),
-    ('L4', 121e12),
-    ('TPU v6', 918e12),
-    ('TPU v5p', 459e12),
-    ('TPU v5 lite', 197e12),
-    ('TPU v5e', 197e12),
-    ('TPU v4', 275e12),
+  ('H200', 989e12),
+  ('H100', 989e12),
+  ('A100', 312e12),
+  ('L4', 121e12),
+  ('TPU v6', 918e12),
+  ('TPU v5p', 459e12),
+  ('TPU v5 lite', 197e12),
+  ('TPU v5e', 197e12),
+  ('TPU v4', 275e12),
 )
 
 
@@ -39,7 +39,9 @@ def chip_peak_flops(device: jax.Device) -> float | None:
 
 
 @functools.cache
-def measured_matmul_flops(size: int = 2048, dtype: str = 'float32', repeats: int = 5) -> float:
+def measured_matmul_flops(
+  size: int = 2048, dtype: str = 'float32', repeats: int = 5
+) -> float:
   """FLOP/s of a [size, size] @ [size, size] matmul on the first device."""
   device = jax.local_devices()[0]
   key_a, key_b = jax.random.split(jax.random.key(0))
