@@ -49,18 +49,14 @@ def make_config(args: argparse.Namespace, data_dir: str) -> ml_collections.Confi
   data.num_train_examples = args.num_examples
   data.num_test_examples = max(1, args.num_examples // 10)
   data.worker_count = args.worker_count
-  return ml_collections.ConfigDict(
-    {'data': data, 'batch_size': args.batch_size, 'seed': 0}
-  )
+  return ml_collections.ConfigDict({'data': data, 'batch_size': args.batch_size, 'seed': 0})
 
 
 def time_iterator(
   config: ml_collections.ConfigDict, read_threads: int, warmup: int, num_batches: int
 ) -> Row:
   config.data.read_threads = read_threads
-  iterator = pipeline.create_iterator(
-    config, 'train', train=True, process_index=0, process_count=1
-  )
+  iterator = pipeline.create_iterator(config, 'train', train=True, process_index=0, process_count=1)
   for _ in range(warmup):  # Fills the prefetch buffer and starts the threads.
     next(iterator)
   start = time.perf_counter()
@@ -79,9 +75,7 @@ def time_iterator(
   )
 
 
-def markdown(
-  rows: list[Row], build_seconds: float | None, args: argparse.Namespace
-) -> str:
+def markdown(rows: list[Row], build_seconds: float | None, args: argparse.Namespace) -> str:
   shape = f'{args.num_frames}x{args.resolution}x{args.resolution}'
   lines = []
   if build_seconds is not None:
@@ -104,28 +98,16 @@ def markdown(
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--num_examples', type=int, default=1000, help='Train clips to build.'
-  )
+  parser.add_argument('--num_examples', type=int, default=1000, help='Train clips to build.')
   parser.add_argument('--num_frames', type=int, default=17)
   parser.add_argument('--resolution', type=int, default=64)
   parser.add_argument('--batch_size', type=int, default=32)
-  parser.add_argument(
-    '--read_threads', default='1,4', help='Comma-separated settings to time.'
-  )
-  parser.add_argument(
-    '--worker_count', type=int, default=0, help='grain worker processes.'
-  )
+  parser.add_argument('--read_threads', default='1,4', help='Comma-separated settings to time.')
+  parser.add_argument('--worker_count', type=int, default=0, help='grain worker processes.')
   parser.add_argument('--warmup_batches', type=int, default=5)
-  parser.add_argument(
-    '--num_batches', type=int, default=50, help='Timed batches per setting.'
-  )
-  parser.add_argument(
-    '--data_dir', default='', help='TFDS data dir; default: a temporary one.'
-  )
-  parser.add_argument(
-    '--out', default=str(RESULTS), help='Where to write the JSON results.'
-  )
+  parser.add_argument('--num_batches', type=int, default=50, help='Timed batches per setting.')
+  parser.add_argument('--data_dir', default='', help='TFDS data dir; default: a temporary one.')
+  parser.add_argument('--out', default=str(RESULTS), help='Where to write the JSON results.')
   args = parser.parse_args()
 
   with tempfile.TemporaryDirectory(prefix='videogen_bench_') as temporary:

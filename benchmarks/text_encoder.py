@@ -127,30 +127,18 @@ def markdown(rows: list[Row], matmul_rate: float, matmul_size: int) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--sizes', default='small,base', help='Comma-separated subset of small,base.'
-  )
-  parser.add_argument(
-    '--batch_size', type=int, default=8, help='Prompts per encoder call.'
-  )
+  parser.add_argument('--sizes', default='small,base', help='Comma-separated subset of small,base.')
+  parser.add_argument('--batch_size', type=int, default=8, help='Prompts per encoder call.')
   parser.add_argument('--max_length', type=int, default=64, help='Tokens per prompt.')
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  parser.add_argument(
-    '--repeats', type=int, default=3, help='Timed calls per size (median kept).'
-  )
-  parser.add_argument(
-    '--matmul_size', type=int, default=2048, help='Side of the reference matmul.'
-  )
-  parser.add_argument(
-    '--out', default=str(RESULTS), help='Where to write the JSON results.'
-  )
+  parser.add_argument('--repeats', type=int, default=3, help='Timed calls per size (median kept).')
+  parser.add_argument('--matmul_size', type=int, default=2048, help='Side of the reference matmul.')
+  parser.add_argument('--out', default=str(RESULTS), help='Where to write the JSON results.')
   args = parser.parse_args()
 
   matmul_rate = matmul_flops_per_second(args.matmul_size, args.repeats)
   rows = [
-    benchmark_size(
-      name, args.batch_size, args.max_length, args.dtype, args.repeats, matmul_rate
-    )
+    benchmark_size(name, args.batch_size, args.max_length, args.dtype, args.repeats, matmul_rate)
     for name in args.sizes.split(',')
   ]
   result = {

@@ -38,9 +38,7 @@ from videogen.vq.task import TokenizerTask
 
 DEFAULT_CASES = (('tiny', 64), ('small', 64), ('tiny', 128))
 LARGE_CASES = (('small', 128), ('base', 64), ('base', 128))
-RESULTS = os.path.join(
-  os.path.dirname(os.path.abspath(__file__)), 'results', 'tokenizer.json'
-)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'tokenizer.json')
 
 
 @dataclasses.dataclass
@@ -85,9 +83,7 @@ def experiment_config(variant: str, frames: int, resolution: int, batch: int):
 
 def _time_codec(config, video: jax.Array, iterations: int) -> tuple[float, float]:
   """Seconds per `Tokenizer.encode` and per `Tokenizer.decode` of `video`."""
-  tokenizer = Tokenizer.from_model(
-    create_model(config.model, jax.random.key(0)), config.model
-  )
+  tokenizer = Tokenizer.from_model(create_model(config.model, jax.random.key(0)), config.model)
   tokens = tokenizer.encode(video)
   encode_s = _time(lambda: tokenizer.encode(video).block_until_ready(), iterations)
   decode_s = _time(lambda: tokenizer.decode(tokens).block_until_ready(), iterations)
@@ -106,9 +102,7 @@ def _time_train_step(
     del state  # Donated on the first call.
 
     def train_once():
-      holder['state'], metrics = step(
-        holder['state'], {'video': video}, jax.random.key(1)
-      )
+      holder['state'], metrics = step(holder['state'], {'video': video}, jax.random.key(1))
       metrics['loss'].block_until_ready()
 
     return _time(train_once, iterations), parameters
@@ -134,9 +128,7 @@ def benchmark(
   task = TokenizerTask(config, mesh)
   train_s, parameters = _time_train_step(task, mesh, video, iterations)
 
-  encoder_flops, latent = task.abstract_model.encoder.flops(
-    (frames, resolution, resolution)
-  )
+  encoder_flops, latent = task.abstract_model.encoder.flops((frames, resolution, resolution))
   decoder_flops, _ = task.abstract_model.decoder.flops(latent)
   train_flops = task.step_cost(batch).flops
   encode_rate = encoder_flops * batch / encode_s
@@ -186,9 +178,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--variants', nargs='*', help='Only these variants.')
   parser.add_argument('--sizes', nargs='*', type=int, help='Only these resolutions.')
-  parser.add_argument(
-    '--large', action='store_true', help='Add small@128, base@64, base@128.'
-  )
+  parser.add_argument('--large', action='store_true', help='Add small@128, base@64, base@128.')
   parser.add_argument('--frames', type=int, default=17)
   parser.add_argument('--batch', type=int, default=1)
   parser.add_argument('--iterations', type=int, default=2)
@@ -208,9 +198,7 @@ def main() -> None:
       flush=True,
     )
     results.append(
-      benchmark(
-        variant, args.frames, resolution, args.batch, args.iterations, reference
-      )
+      benchmark(variant, args.frames, resolution, args.batch, args.iterations, reference)
     )
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, 'w') as f:

@@ -78,9 +78,7 @@ class DecodeRow:
   speedup: float
 
 
-def make_spec(
-  variant: str, latent: tuple[int, int, int], dtype: str
-) -> TransformerSpec:
+def make_spec(variant: str, latent: tuple[int, int, int], dtype: str) -> TransformerSpec:
   config = transformer_config.model_config(variant)
   return TransformerSpec.from_config(
     config,
@@ -113,9 +111,7 @@ def bench_train(variant: str, dtype: str, repeats: int, reference: float) -> Tra
 
   def step(params, opt_state, tokens, text, mask):
     def loss_fn(params):
-      logits = nnx.merge(graphdef, params)(
-        model.shift_right(tokens, spec.bos_id), text, mask
-      )
+      logits = nnx.merge(graphdef, params)(model.shift_right(tokens, spec.bos_id), text, mask)
       return losses.token_metrics(logits, tokens, 1e-4)[0]
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -124,9 +120,7 @@ def bench_train(variant: str, dtype: str, repeats: int, reference: float) -> Tra
 
   opt_state = jax.jit(optimizer.init)(params)
   compiled = (
-    jax.jit(step, donate_argnums=(0, 1))
-    .lower(params, opt_state, tokens, text, mask)
-    .compile()
+    jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, tokens, text, mask).compile()
   )
   state = {'params': params, 'opt': opt_state}
 
@@ -169,9 +163,7 @@ def bench_decode(
   def timed(prefix, use_cache):
     args = (graphdef, state, text, mask, prefix, *scalars)
     compiled = (
-      sampling.sample_window.trace(*args, **settings, use_cache=use_cache)
-      .lower()
-      .compile()
+      sampling.sample_window.trace(*args, **settings, use_cache=use_cache).lower().compile()
     )
     call_args = (state, text, mask, prefix, *scalars)
     return _best_time(lambda: compiled(*call_args), 1)

@@ -58,9 +58,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     epilog='Any number of --config.key=value overrides may follow; they are '
     'passed to `videogen train` unchanged.',
   )
-  parser.add_argument(
-    '--name', required=True, help='Name of the TPU VM / JobSet / SLURM job.'
-  )
+  parser.add_argument('--name', required=True, help='Name of the TPU VM / JobSet / SLURM job.')
   parser.add_argument(
     '--config',
     required=True,
@@ -175,7 +173,5 @@ def wait_until(
       raise RuntimeError(f'resource entered state {state}')
     if time.monotonic() > deadline:
       raise RuntimeError(f'still {state or "unknown"} after {timeout_seconds:.0f}s')
-    print(
-      f'state: {state or "unknown"}; waiting for {ready}', file=sys.stderr, flush=True
-    )
+    print(f'state: {state or "unknown"}; waiting for {ready}', file=sys.stderr, flush=True)
     sleep(poll_seconds)

@@ -81,14 +81,11 @@ def tpu_slice(accelerator_type: str, topology: str) -> TpuSlice:
   label, cores_per_chip = TPU_ACCELERATORS[match.group(1)]
   chips = int(match.group(2)) // cores_per_chip
   if not re.fullmatch(r'\d+(x\d+)+', topology or ''):
-    raise ValueError(
-      f'--topology (e.g. 2x2x4, 4x4) is required for TPU, got {topology!r}.'
-    )
+    raise ValueError(f'--topology (e.g. 2x2x4, 4x4) is required for TPU, got {topology!r}.')
   topology_chips = math.prod(int(d) for d in topology.split('x'))
   if topology_chips != chips:
     raise ValueError(
-      f'{accelerator_type} has {chips} chips but topology {topology} has '
-      f'{topology_chips}.'
+      f'{accelerator_type} has {chips} chips but topology {topology} has {topology_chips}.'
     )
   # Single-host v5e/v6e machines hold up to 8 chips; every other host has 4.
   if match.group(1) in ('v5litepod', 'v6e') and chips <= 8:
@@ -100,31 +97,21 @@ def tpu_slice(accelerator_type: str, topology: str) -> TpuSlice:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = common.make_parser('Train videogen on GKE (JobSet or XPK).')
-  parser.add_argument(
-    '--project', help='Google Cloud project (for get-credentials/xpk).'
-  )
+  parser.add_argument('--project', help='Google Cloud project (for get-credentials/xpk).')
   parser.add_argument('--zone', help='Cluster zone or region.')
-  parser.add_argument(
-    '--cluster', help='GKE cluster; fetches kubectl credentials first.'
-  )
+  parser.add_argument('--cluster', help='GKE cluster; fetches kubectl credentials first.')
   parser.add_argument(
     '--accelerator_type',
     required=True,
     help='TPU type (v4-N, v5litepod-N, v5p-N, v6e-N) or GKE GPU label '
     '(nvidia-h100-80gb, nvidia-a100-80gb, nvidia-l4, ...).',
   )
-  parser.add_argument(
-    '--topology', help='TPU topology, e.g. 4x4 (v5e/v6e) or 2x2x4 (v4/v5p).'
-  )
-  parser.add_argument(
-    '--num_slices', type=int, default=1, help='TPU slices (multislice).'
-  )
+  parser.add_argument('--topology', help='TPU topology, e.g. 4x4 (v5e/v6e) or 2x2x4 (v4/v5p).')
+  parser.add_argument('--num_slices', type=int, default=1, help='TPU slices (multislice).')
   parser.add_argument('--num_nodes', type=int, default=1, help='GPU nodes.')
   parser.add_argument('--gpus_per_node', type=int, default=8, help='GPUs per node.')
   parser.add_argument('--spot', action='store_true', help='Schedule on Spot nodes.')
-  parser.add_argument(
-    '--image', required=True, help='Container image with videogen installed.'
-  )
+  parser.add_argument('--image', required=True, help='Container image with videogen installed.')
   parser.add_argument('--namespace', default='default', help='Kubernetes namespace.')
   parser.add_argument(
     '--max_restarts',
@@ -188,9 +175,7 @@ def _job_template(pods: int, pod_spec: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def tpu_manifest(
-  args: argparse.Namespace, train: common.TrainCommand
-) -> dict[str, Any]:
+def tpu_manifest(args: argparse.Namespace, train: common.TrainCommand) -> dict[str, Any]:
   """JobSet with one replicated Job per TPU slice, one pod per TPU host."""
   tpu = tpu_slice(args.accelerator_type, args.topology)
   node_selector = {
@@ -199,9 +184,7 @@ def tpu_manifest(
   }
   if args.spot:
     node_selector['cloud.google.com/gke-spot'] = 'true'
-  container = _container(
-    args, train.shell(), {'google.com/tpu': tpu.chips_per_host}, []
-  )
+  container = _container(args, train.shell(), {'google.com/tpu': tpu.chips_per_host}, [])
   container['ports'] = [{'containerPort': 8471}, {'containerPort': 8080}]
   pod_spec = {
     'hostNetwork': True,
@@ -215,15 +198,11 @@ def tpu_manifest(
     'template': _job_template(tpu.hosts, pod_spec),
   }
   # One slice per node pool, so slices never share (or split) a pool.
-  annotations = {
-    'alpha.jobset.sigs.k8s.io/exclusive-topology': 'cloud.google.com/gke-nodepool'
-  }
+  annotations = {'alpha.jobset.sigs.k8s.io/exclusive-topology': 'cloud.google.com/gke-nodepool'}
   return _jobset(args, replicated, annotations)
 
 
-def gpu_manifest(
-  args: argparse.Namespace, train: common.TrainCommand
-) -> dict[str, Any]:
+def gpu_manifest(args: argparse.Namespace, train: common.TrainCommand) -> dict[str, Any]:
   """JobSet with one Indexed Job of GPU pods; pod 0 is the JAX coordinator."""
   # Pod hostnames are <jobset>-<replicated job>-<job index>-<pod index>.<subdomain>.
   coordinator = f'{args.name}-workers-0-0.{args.name}:{COORDINATOR_PORT}'
@@ -243,9 +222,7 @@ def gpu_manifest(
   pod_spec = {
     'nodeSelector': node_selector,
     'containers': [container],
-    'tolerations': [
-      {'key': 'nvidia.com/gpu', 'operator': 'Exists', 'effect': 'NoSchedule'}
-    ],
+    'tolerations': [{'key': 'nvidia.com/gpu', 'operator': 'Exists', 'effect': 'NoSchedule'}],
   }
   replicated = {
     'name': 'workers',

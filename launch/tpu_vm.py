@@ -86,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     '--foreground',
     action='store_true',
-    help='train: stream output and wait for the end instead of '
-    'starting in the background.',
+    help='train: stream output and wait for the end instead of starting in the background.',
   )
   return parser
 
@@ -234,8 +233,7 @@ def install_script(args: argparse.Namespace) -> str:
     fetch,
     'python3 -m pip install --user --quiet --upgrade uv',
     f'~/.local/bin/uv venv --allow-existing --python {args.python} {REMOTE_VENV}',
-    f'~/.local/bin/uv pip install --python {REMOTE_VENV}/bin/python '
-    f'-e {REMOTE_SOURCE} "jax[tpu]"',
+    f'~/.local/bin/uv pip install --python {REMOTE_VENV}/bin/python -e {REMOTE_SOURCE} "jax[tpu]"',
   ]
   return ' && '.join(steps)
 
@@ -283,8 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   if 'create' in actions:
     executor.note(
-      f'create {args.accelerator_type} x{args.num_slices}'
-      f'{" (spot)" if args.spot else ""}'
+      f'create {args.accelerator_type} x{args.num_slices}{" (spot)" if args.spot else ""}'
     )
     executor.run(tpu.create())
     if tpu.queued:

@@ -40,9 +40,7 @@ TINY_TOKENIZER = {
 
 def tiny_config(stage: str, data_dir: str, **overrides):
   """A shapes config shrunk for tests, with `overrides` applied (dotted keys)."""
-  config = config_lib.load_config_file(
-    f'{CONFIGS / "shapes" / stage}.py:size=tiny,runlocal'
-  )
+  config = config_lib.load_config_file(f'{CONFIGS / "shapes" / stage}.py:size=tiny,runlocal')
   values = dict(TINY_TOKENIZER if stage == 'tokenizer' else TINY_DATA)
   values['data.data_dir'] = data_dir
   values.update(overrides)
@@ -66,12 +64,10 @@ def toy_tokenizer_model_config():
 def random_tokenizer() -> vq.Tokenizer:
   """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
   config = toy_tokenizer_model_config()
-  graphdef = nnx.split(
-    nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0)))
-  )[0]
-  state = jax.jit(
-    lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1]
-  )(jax.random.key(0, impl='unsafe_rbg'))
+  graphdef = nnx.split(nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0))))[0]
+  state = jax.jit(lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1])(
+    jax.random.key(0, impl='unsafe_rbg')
+  )
   return vq.Tokenizer(graphdef, state, config)
 
 

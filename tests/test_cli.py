@@ -18,9 +18,7 @@ def _videogen(*args):
 def test_unknown_command_lists_commands():
   result = _videogen('frobnicate')
   assert result.returncode != 0
-  assert (
-    'quickstart, train, sample, eval, build-dataset' in result.stderr + result.stdout
-  )
+  assert 'quickstart, train, sample, eval, build-dataset' in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(

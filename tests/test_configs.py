@@ -22,9 +22,7 @@ def test_config_files_found():
   assert len(CONFIG_FILES) >= 8
 
 
-@pytest.mark.parametrize(
-  'path', CONFIG_FILES, ids=lambda p: '/'.join(p.split('/')[-2:])
-)
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=lambda p: '/'.join(p.split('/')[-2:]))
 @pytest.mark.parametrize('arg', [None, 'runlocal'])
 def test_config_builds(path, arg):
   config = config_lib.load_config_file(path + (f':{arg}' if arg else ''))
@@ -48,6 +46,4 @@ def test_shapes_sizes(size):
 
 def test_unknown_config_argument_names_valid_ones():
   with pytest.raises(ValueError, match=r"'colour'.*valid arguments"):
-    config_lib.load_config_file(
-      str(CONFIG_DIR / 'shapes' / 'tokenizer.py') + ':colour=red'
-    )
+    config_lib.load_config_file(str(CONFIG_DIR / 'shapes' / 'tokenizer.py') + ':colour=red')

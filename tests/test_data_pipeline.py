@@ -14,9 +14,7 @@ from videogen.data import config as data_config_lib
 NUM_TRAIN, NUM_TEST = 12, 8
 
 
-def _config(
-  data_dir, batch_size=4, seed=0, **data_overrides
-) -> ml_collections.ConfigDict:
+def _config(data_dir, batch_size=4, seed=0, **data_overrides) -> ml_collections.ConfigDict:
   data = data_config_lib.data_config('shapes', num_frames=3, resolution=16)
   data.data_dir = str(data_dir)
   data.num_train_examples = NUM_TRAIN
@@ -24,9 +22,7 @@ def _config(
   data.source_num_frames = 6  # Longer than a clip: train starts vary.
   for key, value in data_overrides.items():
     data[key] = value
-  return ml_collections.ConfigDict(
-    {'data': data, 'batch_size': batch_size, 'seed': seed}
-  )
+  return ml_collections.ConfigDict({'data': data, 'batch_size': batch_size, 'seed': seed})
 
 
 @pytest.fixture(scope='module')
@@ -43,9 +39,7 @@ def _take(iterator, count):
 def _digests(batches):
   """One id per clip (captions repeat; pixels do not)."""
   return [
-    hashlib.sha1(video.tobytes()).hexdigest()
-    for batch in batches
-    for video in batch['video']
+    hashlib.sha1(video.tobytes()).hexdigest() for batch in batches for video in batch['video']
   ]
 
 
@@ -129,9 +123,7 @@ def test_two_processes_get_disjoint_shards_covering_the_split(data_dir, train):
   split, size = ('train', NUM_TRAIN) if train else ('test', NUM_TEST)
   shards = []
   for index in range(2):
-    iterator = _iterator(
-      config, split, train=train, process_index=index, process_count=2
-    )
+    iterator = _iterator(config, split, train=train, process_index=index, process_count=2)
     batches = _take(iterator, size // 2) if train else list(iterator)
     assert all(batch['video'].shape[0] == 1 for batch in batches)
     shards.append(set(_digests(batches)))
@@ -240,9 +232,7 @@ def test_worker_processes_give_the_same_batches(data_dir):
 def test_split_captions(data_dir):
   captions = pipeline.split_captions(_config(data_dir), 'test', limit=3)
   expected = {
-    shapes.generate_example(
-      shapes_tfds.SPLIT_SEED_OFFSETS['test'] + i, 6, 16, 16
-    ).caption
+    shapes.generate_example(shapes_tfds.SPLIT_SEED_OFFSETS['test'] + i, 6, 16, 16).caption
     for i in range(NUM_TEST)
   }
   assert len(captions) == 3 and set(captions) <= expected

@@ -116,9 +116,7 @@ def test_object_count_range_and_caption_round_trip():
   example = shapes.generate_example(3)
   assert shapes.parse_caption(example.caption) == [obj.spec for obj in example.objects]
   assert ' and ' in shapes.generate_example(0, 5, 32, 32, 2, 2).caption
-  assert (
-    shapes.ObjectSpec('orange', 'circle', 'up').phrase == 'an orange circle moving up'
-  )
+  assert shapes.ObjectSpec('orange', 'circle', 'up').phrase == 'an orange circle moving up'
   assert shapes.parse_caption('a orange circle moving up')[0].color == 'orange'
   with pytest.raises(ValueError, match='Not a shapes caption'):
     shapes.parse_caption('a purple hexagon moving sideways')
@@ -144,14 +142,10 @@ def test_tfds_build_stores_the_generated_clips_exactly(tmp_path):
   assert report.config_name == '4f_16x16_6-3_obj1-2'
   assert 'train: 6 clips' in str(report)
   source = sources.open_source(data, 'test')
-  stored = {
-    (ex['caption'], transforms.decode_frames(ex['video']).tobytes()) for ex in source
-  }
+  stored = {(ex['caption'], transforms.decode_frames(ex['video']).tobytes()) for ex in source}
   expected = set()
   for index in range(3):
-    clip = shapes.generate_example(
-      shapes_tfds.SPLIT_SEED_OFFSETS['test'] + index, 4, 16, 16
-    )
+    clip = shapes.generate_example(shapes_tfds.SPLIT_SEED_OFFSETS['test'] + index, 4, 16, 16)
     expected.add((clip.caption, clip.video.tobytes()))
   assert stored == expected
   assert build.build_dataset(data).already_built

@@ -33,9 +33,7 @@ class VideogenTestActions(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, count):
     for index in range(count):
       # Frame t of example i is flat grey 40 * i + 5 * t; clips have 3 + i frames.
-      video = (40 * index + 5 * np.arange(3 + index, dtype=np.uint8))[
-        :, None, None, None
-      ]
+      video = (40 * index + 5 * np.arange(3 + index, dtype=np.uint8))[:, None, None, None]
       video = np.broadcast_to(video, (3 + index, 20, 24, 3))
       yield index, {'video': video, 'label': index % len(ACTIONS)}
 
@@ -81,9 +79,7 @@ def test_class_labels_become_captions(data_dir):
   config = _config('videogen_test_actions', data_dir)
   build.ensure_built(config.data)  # Prepared: a quiet no-op.
   batches = list(
-    pipeline.create_iterator(
-      config, 'train', train=False, process_index=0, process_count=1
-    )
+    pipeline.create_iterator(config, 'train', train=False, process_index=0, process_count=1)
   )
   assert len(batches) == 3 and batches[0]['video'].shape == (2, 4, 16, 16, 3)
   words = ['apply eye makeup', 'playing guitar', 'sea lion']
@@ -103,9 +99,7 @@ def test_class_labels_become_captions(data_dir):
 
 def test_caption_template_is_configurable(data_dir):
   config = _config('videogen_test_actions', data_dir, caption_template='{label}')
-  iterator = pipeline.create_iterator(
-    config, 'test', train=True, process_index=0, process_count=1
-  )
+  iterator = pipeline.create_iterator(config, 'test', train=True, process_index=0, process_count=1)
   captions = {str(c) for c in next(iterator)['caption']}
   assert captions <= {'apply eye makeup', 'playing guitar', 'sea lion'}
 
@@ -119,9 +113,7 @@ def test_dataset_without_text_uses_default_caption_and_video_key(data_dir):
     sources.open_source(config.data, 'train')
   config.data.default_caption = 'a robot arm pushing objects'
   batch = next(
-    pipeline.create_iterator(
-      config, 'train', train=True, process_index=0, process_count=1
-    )
+    pipeline.create_iterator(config, 'train', train=True, process_index=0, process_count=1)
   )
   assert list(batch['caption']) == ['a robot arm pushing objects'] * 2
   np.testing.assert_allclose(batch['video'], 200 / 127.5 - 1.0, atol=1e-6)
@@ -148,11 +140,7 @@ def test_unknown_name_is_a_clear_error(tmp_path):
 
 
 def test_tfrecord_dataset_is_refused_with_a_conversion_hint(tmp_path):
-  VideogenTestRobot(
-    data_dir=str(tmp_path), file_format='tfrecord'
-  ).download_and_prepare()
-  data = _config(
-    'videogen_test_robot', tmp_path, video_key='image_main', default_caption='x'
-  ).data
+  VideogenTestRobot(data_dir=str(tmp_path), file_format='tfrecord').download_and_prepare()
+  data = _config('videogen_test_robot', tmp_path, video_key='image_main', default_caption='x').data
   with pytest.raises(sources.DatasetNotReadyError, match='convert_format'):
     sources.open_source(data, 'train')

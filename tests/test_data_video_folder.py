@@ -21,16 +21,12 @@ from videogen.data import config as data_config_lib
 NUM_FRAMES = 5  # Frames per training clip; the folder's clips have 6-8.
 
 
-def _clip(
-  seed: int, num_frames: int = 8, height: int = 24, width: int = 32
-) -> np.ndarray:
+def _clip(seed: int, num_frames: int = 8, height: int = 24, width: int = 32) -> np.ndarray:
   return shapes.generate_example(seed, num_frames, height, width).video
 
 
 def _data(source_dir, data_dir, **overrides) -> ml_collections.ConfigDict:
-  data = data_config_lib.data_config(
-    'video_folder', num_frames=NUM_FRAMES, resolution=16
-  )
+  data = data_config_lib.data_config('video_folder', num_frames=NUM_FRAMES, resolution=16)
   data.source_dir = str(source_dir)
   data.data_dir = str(data_dir)
   for key, value in overrides.items():
@@ -86,9 +82,7 @@ def test_build_skips_and_reports_bad_files(folder, tmp_path):
 def test_built_clips_are_resized_and_keep_their_captions(folder, tmp_path):
   data = _data(folder, tmp_path)
   build.ensure_built(data)
-  examples = [
-    ex for split in ('train', 'test') for ex in sources.open_source(data, split)
-  ]
+  examples = [ex for split in ('train', 'test') for ex in sources.open_source(data, split)]
   captions = sorted(ex['caption'] for ex in examples)
   assert captions == ['a red thing', 'clip c', 'clip d', 'green, then blue']
   lengths = sorted(len(ex['video']) for ex in examples)
@@ -111,27 +105,19 @@ def test_jsonl_captions_and_frame_cap(folder, tmp_path):
     json.dumps({'path': 'd.avi', 'caption': 'second'}),
   ]
   (source / 'captions.jsonl').write_text('\n'.join(lines))
-  data = _data(
-    source, tmp_path / 'tfds', source_num_frames=6, num_frames=3, frame_stride=2
-  )
+  data = _data(source, tmp_path / 'tfds', source_num_frames=6, num_frames=3, frame_stride=2)
   report = build.build_dataset(data)
   assert report.num_examples == {'train': 1, 'test': 1}
   assert '_6f_' in report.config_name
-  examples = [
-    ex for split in ('train', 'test') for ex in sources.open_source(data, split)
-  ]
+  examples = [ex for split in ('train', 'test') for ex in sources.open_source(data, split)]
   assert sorted(ex['caption'] for ex in examples) == ['first', 'second']
   assert all(len(ex['video']) == 6 for ex in examples)
 
 
 def test_pipeline_reads_the_folder_dataset(folder, tmp_path):
-  config = ml_collections.ConfigDict(
-    {'data': _data(folder, tmp_path), 'batch_size': 2, 'seed': 0}
-  )
+  config = ml_collections.ConfigDict({'data': _data(folder, tmp_path), 'batch_size': 2, 'seed': 0})
   build.ensure_built(config.data)
-  iterator = pipeline.create_iterator(
-    config, 'train', train=True, process_index=0, process_count=1
-  )
+  iterator = pipeline.create_iterator(config, 'train', train=True, process_index=0, process_count=1)
   batch = next(iterator)
   assert batch['video'].shape == (2, NUM_FRAMES, 16, 16, 3)
   assert batch['caption'].shape == (2,)

@@ -54,13 +54,9 @@ def test_grid_tiles_pads_and_labels(tmp_path):
   np.testing.assert_array_equal(tiled[:, :32, :48], long_clip)
   np.testing.assert_array_equal(tiled[5, :32, 50:], short_clip[-1])  # Held last frame.
   np.testing.assert_array_equal(tiled[:, 34:50, :16], small_clip)
-  labelled = video_io.grid(
-    [long_clip, short_clip], columns=2, labels=['a red one', 'b']
-  )
+  labelled = video_io.grid([long_clip, short_clip], columns=2, labels=['a red one', 'b'])
   assert labelled.shape[1] > 32 and labelled[:, 32:].max() > 200  # Text drawn.
-  path = video_io.write_grid(
-    tmp_path / 'grid.gif', [long_clip, short_clip], fps=4, columns=1
-  )
+  path = video_io.write_grid(tmp_path / 'grid.gif', [long_clip, short_clip], fps=4, columns=1)
   assert video_io.read_video(path).shape == (6, 32 * 2 + 2, 48, 3)
 
 

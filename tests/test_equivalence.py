@@ -53,14 +53,9 @@ def _assert_same_losses(make_task, config, batches):
 
 @pytest.mark.parametrize('quantizer', ['fsq', 'vq'])
 def test_tokenizer_losses_match_across_meshes(tmp_path, quantizer):
-  config = helpers.tiny_config(
-    'tokenizer', str(tmp_path), **{'model.quantizer': quantizer}
-  )
+  config = helpers.tiny_config('tokenizer', str(tmp_path), **{'model.quantizer': quantizer})
   rng = np.random.default_rng(0)
-  batches = [
-    {'video': rng.uniform(-1, 1, (8, 5, 16, 16, 3)).astype(np.float32)}
-    for _ in range(3)
-  ]
+  batches = [{'video': rng.uniform(-1, 1, (8, 5, 16, 16, 3)).astype(np.float32)} for _ in range(3)]
   _assert_same_losses(lambda c, mesh: TokenizerTask(c, mesh), config, batches)
 
 

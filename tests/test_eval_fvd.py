@@ -36,9 +36,7 @@ def weights_file(tmp_path_factory):
 @pytest.fixture(scope='module')
 def embedder(weights_file):
   # A small protocol (9 frames at 32x32) keeps the full network fast on CPU.
-  return fvd.I3DEmbedder.from_weights(
-    weights_file, batch_size=3, num_frames=9, resolution=32
-  )
+  return fvd.I3DEmbedder.from_weights(weights_file, batch_size=3, num_frames=9, resolution=32)
 
 
 def _videos(seed, count):
@@ -72,26 +70,20 @@ def test_evaluate_fvd_caches_real_statistics(embedder, tmp_path):
   cache = fvd.stats_path(str(tmp_path), 'noise', 'test', 6)
   real = [_videos(3, 3), _videos(4, 3), _videos(5, 3)]
   generated = _videos(6, 6) // 8
-  first = fvd.evaluate_fvd(
-    embedder, iter(real), generated, cache_path=cache, num_videos=6
-  )
+  first = fvd.evaluate_fvd(embedder, iter(real), generated, cache_path=cache, num_videos=6)
   assert (first.num_real, first.num_generated) == (6, 6) and first.fvd > 0
 
   def unused():
     raise AssertionError('real videos read despite the cache')
     yield
 
-  second = fvd.evaluate_fvd(
-    embedder, unused(), generated, cache_path=cache, num_videos=6
-  )
+  second = fvd.evaluate_fvd(embedder, unused(), generated, cache_path=cache, num_videos=6)
   assert second == first
 
 
 def _scipy_frechet(mu1, s1, mu2, s2):
   covmean = linalg.sqrtm(s1 @ s2)
-  return float(
-    np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real)
-  )
+  return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
 
 @pytest.mark.parametrize('dim', [8, 64])
@@ -143,9 +135,7 @@ def test_fvd_available(tmp_path, weights_file):
 
 def test_resize_matrix_is_tf1_bilinear():
   # TF1 resize_bilinear(align_corners=False) samples input i * in / out.
-  np.testing.assert_allclose(
-    fvd.resize_matrix(2, 4), [[1, 0], [0.5, 0.5], [0, 1], [0, 1]]
-  )
+  np.testing.assert_allclose(fvd.resize_matrix(2, 4), [[1, 0], [0.5, 0.5], [0, 1], [0, 1]])
   np.testing.assert_allclose(fvd.resize_matrix(4, 2), [[1, 0, 0, 0], [0, 0, 1, 0]])
   np.testing.assert_allclose(fvd.resize_matrix(5, 5), np.eye(5))
 
@@ -167,9 +157,8 @@ def test_convert_maps_published_names():
     shape = (1, 1, 1, 1, -1) if '/bn/' in key else value.shape
     tf_variables['RGB/inception_i3d/' + convert_i3d.tf_name(key)] = value.reshape(shape)
   assert 'RGB/inception_i3d/Mixed_5b/Branch_2/Conv3d_0a_3x3/conv_3d/w' in tf_variables
-  assert (
-    'RGB/inception_i3d/Mixed_3b/Branch_3/Conv3d_0b_1x1/batch_norm/moving_variance'
-    in (tf_variables)
+  assert 'RGB/inception_i3d/Mixed_3b/Branch_3/Conv3d_0b_1x1/batch_norm/moving_variance' in (
+    tf_variables
   )
   assert 'RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/b' in tf_variables
   converted = convert_i3d.convert(tf_variables)
@@ -184,9 +173,7 @@ def test_convert_maps_published_names():
 def test_standard_protocol_shapes():
   """The standard 16x224x224 input gives 400 logits (shapes only, no compute)."""
   graphdef, state = nnx.split(i3d.abstract_model())
-  video = jax.ShapeDtypeStruct(
-    (2, fvd.NUM_FRAMES, fvd.RESOLUTION, fvd.RESOLUTION, 3), np.float32
-  )
+  video = jax.ShapeDtypeStruct((2, fvd.NUM_FRAMES, fvd.RESOLUTION, fvd.RESOLUTION, 3), np.float32)
   logits = jax.eval_shape(lambda s, v: nnx.merge(graphdef, s)(v), state, video)
   assert logits.shape == (2, 400)
   uint8_video = jax.ShapeDtypeStruct((2, 17, 64, 64, 3), np.uint8)

@@ -14,8 +14,7 @@ def _write_tf1_checkpoint(prefix, variables):
   graph = tf.Graph()
   with graph.as_default():
     tf_vars = [
-      tf.compat.v1.get_variable(name, initializer=value)
-      for name, value in variables.items()
+      tf.compat.v1.get_variable(name, initializer=value) for name, value in variables.items()
     ]
     saver = tf.compat.v1.train.Saver(tf_vars)
     with tf.compat.v1.Session() as session:
@@ -74,9 +73,7 @@ def test_unit3d_matches_tf_conv_batchnorm_relu(shape, kernel_size, strides):
   var = rng.uniform(0.5, 2.0, channels).astype(np.float32)
   got = _unit(kernel, strides, beta, mean, var)(x)
   reference = tf.nn.conv3d(x, kernel, strides=(1, *strides, 1), padding='SAME')
-  reference = tf.nn.relu(
-    tf.nn.batch_normalization(reference, mean, var, beta, None, 1e-3)
-  )
+  reference = tf.nn.relu(tf.nn.batch_normalization(reference, mean, var, beta, None, 1e-3))
   np.testing.assert_allclose(got, reference.numpy(), rtol=1e-4, atol=1e-4)
 
 

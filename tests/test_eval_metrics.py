@@ -26,9 +26,7 @@ def _reference_ssim(a, b, max_val, size=11, sigma=1.5):
         sxx = filt(x * x) - mx * mx
         syy = filt(y * y) - my * my
         sxy = filt(x * y) - mx * my
-        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / (
-          (mx**2 + my**2 + c1) * (sxx + syy + c2)
-        )
+        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
         values.append(s.mean())
     result.append(np.mean(values))
   return np.array(result)

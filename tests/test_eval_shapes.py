@@ -12,8 +12,7 @@ NUM_CLIPS = 200
 
 def _examples(num_frames, size, count=NUM_CLIPS, start=0):
   return [
-    shapes.generate_example(seed, num_frames, size, size)
-    for seed in range(start, start + count)
+    shapes.generate_example(seed, num_frames, size, size) for seed in range(start, start + count)
   ]
 
 
@@ -57,9 +56,9 @@ def test_degraded_clips_still_score_high(size):
   _assert_at_least(report, 0.97)
   # The same clips as decoded floats in [-1, 1] give the same result.
   floats = [v.astype(np.float32) / 127.5 - 1.0 for v in videos]
-  assert shapes_eval.evaluate_clips(
-    floats, [e.caption for e in examples]
-  ).to_dict() == (report.to_dict())
+  assert shapes_eval.evaluate_clips(floats, [e.caption for e in examples]).to_dict() == (
+    report.to_dict()
+  )
 
 
 def test_detected_attributes_match_generator():

@@ -68,9 +68,7 @@ def _ssh_command(argv):
 def test_tpu_vm_on_demand_lifecycle():
   out = _launch(
     'tpu_vm',
-    *_tpu_args(
-      '--action=create,install,train,logs,delete', '--dry_run', '--config.batch_size=64'
-    ),
+    *_tpu_args('--action=create,install,train,logs,delete', '--dry_run', '--config.batch_size=64'),
   ).stdout
   commands = _commands(out)
   create, install, train, logs, delete = commands
@@ -134,9 +132,7 @@ def test_tpu_vm_copied_tree_is_sent_to_every_slice():
 
 
 def test_tpu_vm_rejects_malformed_override():
-  result = _launch(
-    'tpu_vm', *_tpu_args('--dry_run', '--config.batch_size', '64'), check=False
-  )
+  result = _launch('tpu_vm', *_tpu_args('--dry_run', '--config.batch_size', '64'), check=False)
   assert result.returncode != 0
   assert 'key=value' in result.stderr
 

@@ -21,17 +21,13 @@ def _mesh_config(data=1, fsdp=-1, tensor=1):
   return config
 
 
-@pytest.mark.parametrize(
-  'sizes', [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, -1, 1), (-1, 2, 2)]
-)
+@pytest.mark.parametrize('sizes', [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, -1, 1), (-1, 2, 2)])
 def test_mesh_shapes(sizes):
   mesh = mesh_lib.create_mesh(_mesh_config(*sizes))
   assert mesh.size == 8
   assert mesh.axis_names == ('data', 'fsdp', 'tensor')
   expected = [s for s in sizes if s != -1]
-  assert all(
-    mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes, strict=True) if s != -1
-  )
+  assert all(mesh.shape[a] == s for a, s in zip(mesh.axis_names, sizes, strict=True) if s != -1)
   assert np.prod(expected) <= 8
 
 
@@ -49,9 +45,7 @@ def test_logical_to_spec_drops_non_divisible_and_reused_axes():
     'fsdp', 'tensor'
   )
   # 3 channels cannot split over fsdp=2: replicated instead of failing.
-  assert sharding.logical_to_spec(
-    ('conv_in', 'conv_out'), rules, mesh, (4, 3)
-  ) == jax.P(None, None)
+  assert sharding.logical_to_spec(('conv_in', 'conv_out'), rules, mesh, (4, 3)) == jax.P(None, None)
   assert sharding.logical_to_spec(('batch', 'embed'), rules, mesh, (8, 16)) == jax.P(
     ('data', 'fsdp'), None
   )
@@ -76,9 +70,7 @@ def test_state_initialised_directly_sharded():
   params, opt_state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
   kernel = params['dense']['kernel'][...]
   assert kernel.sharding.spec == jax.P('fsdp', 'tensor')
-  assert opt_state[0].mu['dense']['kernel'][...].sharding.spec == jax.P(
-    'fsdp', 'tensor'
-  )
+  assert opt_state[0].mu['dense']['kernel'][...].sharding.spec == jax.P('fsdp', 'tensor')
   assert opt_state[0].count.sharding.spec == jax.P()
   per_device = sharding.bytes_per_device(params)
   # The kernel is split 8 ways; the bias has no logical axes and is replicated.
@@ -108,9 +100,7 @@ def test_global_batch_shards_leading_axis():
 
 
 def test_parse_arg_and_missing_key_messages():
-  arg = config_lib.parse_arg(
-    'size=tiny,runlocal', size='small', runlocal=False, steps=10
-  )
+  arg = config_lib.parse_arg('size=tiny,runlocal', size='small', runlocal=False, steps=10)
   assert arg.size == 'tiny' and arg.runlocal is True and arg.steps == 10
   with pytest.raises(ValueError, match=r"'sise'.*\['runlocal', 'size'\]"):
     config_lib.parse_arg('sise=tiny', size='small', runlocal=False)

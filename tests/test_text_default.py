@@ -18,18 +18,14 @@ from videogen.text.default import ensure_default_t5
 
 CAPTIONS = [
   f'a {c} {s} moving {m}'
-  for c, s, m in itertools.product(
-    ('red', 'green', 'blue'), ('square', 'circle'), ('left', 'up')
-  )
+  for c, s, m in itertools.product(('red', 'green', 'blue'), ('square', 'circle'), ('left', 'up'))
 ]
 SIZES = dict(d_model=32, num_layers=1, num_heads=2, d_kv=8, d_ff=64, max_vocab_size=128)
 
 
 @pytest.fixture(scope='module')
 def default_dir(tmp_path_factory):
-  return ensure_default_t5(
-    tmp_path_factory.mktemp('t5') / 'text_encoder', CAPTIONS, **SIZES
-  )
+  return ensure_default_t5(tmp_path_factory.mktemp('t5') / 'text_encoder', CAPTIONS, **SIZES)
 
 
 @pytest.fixture(scope='module')
@@ -40,8 +36,7 @@ def encoder(default_dir):
 def test_default_layout_vocab_and_idempotence(default_dir, encoder):
   config = json.loads(open(f'{default_dir}/config.json').read())
   assert (
-    config['architectures'] == ['T5EncoderModel']
-    and config['feed_forward_proj'] == 'gated-gelu'
+    config['architectures'] == ['T5EncoderModel'] and config['feed_forward_proj'] == 'gated-gelu'
   )
   # The embedding is sized from the trained tokenizer, not from max_vocab_size.
   assert config['vocab_size'] == encoder.tokenizer.vocab_size < SIZES['max_vocab_size']
@@ -59,9 +54,7 @@ def test_default_layout_vocab_and_idempotence(default_dir, encoder):
 def test_default_is_deterministic(default_dir, tmp_path):
   again = ensure_default_t5(tmp_path / 'again', CAPTIONS[::-1] + CAPTIONS, **SIZES)
   for name in ('model.safetensors', 'spiece.model', 'config.json'):
-    assert (
-      open(f'{again}/{name}', 'rb').read() == open(f'{default_dir}/{name}', 'rb').read()
-    )
+    assert open(f'{again}/{name}', 'rb').read() == open(f'{default_dir}/{name}', 'rb').read()
   with pytest.raises(ValueError, match='no non-empty captions'):
     ensure_default_t5(tmp_path / 'empty', [], **SIZES)
 

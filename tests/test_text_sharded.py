@@ -26,9 +26,7 @@ def mesh():
 @pytest.fixture(scope='module')
 def encoder():
   # Sizes divisible by the mesh so that every annotated axis really shards.
-  config = T5EncoderConfig(
-    vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4
-  )
+  config = T5EncoderConfig(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
   return T5Encoder.from_config(config, seed=1)
 
 
@@ -62,9 +60,7 @@ def test_sharded_matches_single_device(mesh, encoder):
   assert state['layers']['wi'][...].sharding.spec == jax.sharding.PartitionSpec(
     None, 'fsdp', 'tensor'
   )
-  assert state['token_embedding'][...].sharding.spec == jax.sharding.PartitionSpec(
-    'tensor', 'fsdp'
-  )
+  assert state['token_embedding'][...].sharding.spec == jax.sharding.PartitionSpec('tensor', 'fsdp')
   np.testing.assert_allclose(np.asarray(output), expected, rtol=0, atol=1e-5)
 
 

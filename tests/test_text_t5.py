@@ -70,9 +70,7 @@ def _reference_output(reference, ids, mask):
   if isinstance(reference, transformers.T5ForConditionalGeneration):
     reference = reference.encoder
   with torch.no_grad():
-    output = reference.float()(
-      input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)
-    )
+    output = reference.float()(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
   return output.last_hidden_state.numpy()
 
 
@@ -94,9 +92,7 @@ def test_matches_reference_with_padding(tmp_path, feed_forward_proj, model):
   output = np.asarray(encoder.encode_ids(ids.astype(np.int32), mask))
   assert output.shape == (3, LENGTH, 32) and output.dtype == np.float32
   # Padded positions too: the reference computes them, and so do we.
-  np.testing.assert_allclose(
-    output, _reference_output(reference, ids, mask), rtol=0, atol=1e-4
-  )
+  np.testing.assert_allclose(output, _reference_output(reference, ids, mask), rtol=0, atol=1e-4)
 
 
 def test_relative_buckets_match_reference():
@@ -106,9 +102,7 @@ def test_relative_buckets_match_reference():
     expected = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket(
       relative, bidirectional=True, num_buckets=buckets, max_distance=distance
     ).numpy()
-    np.testing.assert_array_equal(
-      relative_position_buckets(70, buckets, distance), expected
-    )
+    np.testing.assert_array_equal(relative_position_buckets(70, buckets, distance), expected)
 
 
 def test_sharded_safetensors_with_index(tmp_path):
@@ -121,14 +115,10 @@ def test_sharded_safetensors_with_index(tmp_path):
   }
   sharded = tmp_path / 'sharded'
   sharded.mkdir()
-  (sharded / 'config.json').write_text(
-    (tmp_path / 'single' / 'config.json').read_text()
-  )
+  (sharded / 'config.json').write_text((tmp_path / 'single' / 'config.json').read_text())
   weight_map = {}
   for file_name, part in halves.items():
-    safetensors_io.save_file(
-      {n: np.array(tensors.get(n)) for n in part}, sharded / file_name
-    )
+    safetensors_io.save_file({n: np.array(tensors.get(n)) for n in part}, sharded / file_name)
     weight_map.update({n: file_name for n in part})
   (sharded / checkpoint.INDEX_NAME).write_text(
     json.dumps({'metadata': {}, 'weight_map': weight_map})
@@ -136,9 +126,7 @@ def test_sharded_safetensors_with_index(tmp_path):
 
   ids, mask = _padded_batch()
   output = T5Encoder.from_pretrained(sharded).encode_ids(ids, mask)
-  np.testing.assert_allclose(
-    np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4
-  )
+  np.testing.assert_allclose(np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4)
 
   (sharded / 'model-00002-of-00002.safetensors').unlink()
   with pytest.raises(FileNotFoundError, match='model-00002-of-00002'):
@@ -149,9 +137,7 @@ def test_bfloat16_checkpoint_and_compute(tmp_path):
   """bf16-stored weights (as many released T5s are) load without torch; bf16 compute is close."""
   reference = _save_reference(tmp_path, dtype=torch.bfloat16)
   assert (
-    safetensors_io.SafetensorsFile(tmp_path / 'model.safetensors').dtype_name(
-      'shared.weight'
-    )
+    safetensors_io.SafetensorsFile(tmp_path / 'model.safetensors').dtype_name('shared.weight')
     == 'BF16'
   )
   ids, mask = _padded_batch()
@@ -176,15 +162,11 @@ def test_untied_checkpoint_prefers_encoder_embedding(tmp_path):
   tensors = safetensors_io.SafetensorsFile(file)
   values = {n: np.array(tensors.get(n)) for n in tensors.names}
   values['encoder.embed_tokens.weight'] = values.pop('shared.weight')
-  values['shared.weight'] = np.zeros_like(
-    values['encoder.embed_tokens.weight']
-  )  # A decoy.
+  values['shared.weight'] = np.zeros_like(values['encoder.embed_tokens.weight'])  # A decoy.
   safetensors_io.save_file(values, file)
   ids, mask = _padded_batch()
   output = T5Encoder.from_pretrained(tmp_path).encode_ids(ids, mask)
-  np.testing.assert_allclose(
-    np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4
-  )
+  np.testing.assert_allclose(np.asarray(output), _reference_output(reference, ids, mask), atol=1e-4)
 
 
 def test_save_pretrained_round_trip_loads_in_transformers(tmp_path):
@@ -244,9 +226,7 @@ def test_missing_files_and_unsupported_architecture(tmp_path):
 
 
 def test_encode_fn_is_frozen_and_jittable():
-  config = T5EncoderConfig(
-    vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2
-  )
+  config = T5EncoderConfig(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
   encoder = T5Encoder.from_config(config)
   ids, mask = _padded_batch()
   graphdef, state = encoder.graphdef, encoder.state

@@ -14,9 +14,7 @@ from videogen.text.default import train_sentencepiece
 COLORS = ('red', 'green', 'blue', 'yellow', 'cyan', 'magenta', 'white', 'orange')
 SHAPES = ('square', 'circle', 'triangle')
 MOTIONS = ('left', 'right', 'up', 'down')
-CAPTIONS = [
-  f'a {c} {s} moving {m}' for c, s, m in itertools.product(COLORS, SHAPES, MOTIONS)
-]
+CAPTIONS = [f'a {c} {s} moving {m}' for c, s, m in itertools.product(COLORS, SHAPES, MOTIONS)]
 
 
 @pytest.fixture(scope='module')
@@ -28,9 +26,7 @@ def test_t5_ids_padding_and_mask(model_proto):
   tokenizer = SentencePieceTokenizer(model_proto)
   # Few distinct captions cannot fill 1000 pieces; the trained size is smaller.
   assert 20 < tokenizer.vocab_size < 1000
-  ids, mask = tokenizer(
-    ['a red circle moving left', '', 'a blue square moving up'], max_length=8
-  )
+  ids, mask = tokenizer(['a red circle moving left', '', 'a blue square moving up'], max_length=8)
   assert ids.dtype == np.int32 and mask.dtype == np.int32 and ids.shape == (3, 8)
   pieces = tokenizer.encode(['a red circle moving left'])[0]
   assert len(pieces) == 5  # BPE learned whole words.

@@ -71,9 +71,7 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, data_dir):
   process.send_signal(signal.SIGTERM)
   output, _ = process.communicate(timeout=300)
   assert process.returncode == 0, output[-4000:]
-  saved = sorted(
-    int(p.name) for p in (preempted / 'checkpoints').iterdir() if p.name.isdigit()
-  )
+  saved = sorted(int(p.name) for p in (preempted / 'checkpoints').iterdir() if p.name.isdigit())
   assert saved and saved[-1] < steps, f'no early checkpoint: {saved}\n{output[-3000:]}'
   assert 'Preempted' in output
 
@@ -81,9 +79,7 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, data_dir):
   resumed = _losses(preempted)
   assert sorted(resumed) == list(range(1, steps + 1))
   for step in range(1, steps + 1):
-    np.testing.assert_allclose(
-      resumed[step], expected[step], rtol=1e-6, err_msg=f'step {step}'
-    )
+    np.testing.assert_allclose(resumed[step], expected[step], rtol=1e-6, err_msg=f'step {step}')
 
 
 def test_partial_save_is_ignored_on_resume(tmp_path, data_dir):
@@ -109,9 +105,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path, data_dir):
 
 def test_tokenizer_from_8_devices_loads_in_single_device_process(tmp_path, data_dir):
   workdir = tmp_path / 'eight'
-  helpers.run_videogen(
-    *_train_args(workdir, data_dir, 2, **{'mesh.fsdp': 4, 'mesh.data': 2})
-  )
+  helpers.run_videogen(*_train_args(workdir, data_dir, 2, **{'mesh.fsdp': 4, 'mesh.data': 2}))
   script = (
     'import jax, numpy as np\n'
     'from videogen import vq\n'

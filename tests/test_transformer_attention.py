@@ -26,9 +26,7 @@ def _padding_mask(batch, length, lengths):
 def test_xla_matches_plain_softmax(causal):
   q, k, v = _qkv()
   mask = None if causal else _padding_mask(2, 24, [7, 24])
-  out = attention.dot_product_attention(
-    q, k, v, causal=causal, kv_mask=mask, backend='xla'
-  )
+  out = attention.dot_product_attention(q, k, v, causal=causal, kv_mask=mask, backend='xla')
   expected = attention.reference_attention(q, k, v, causal=causal, kv_mask=mask)
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
@@ -119,22 +117,16 @@ def test_pallas_on_cpu_without_interpret_names_the_fix():
     attention.dot_product_attention(q, k, v, causal=True, backend='pallas')
 
 
-@pytest.mark.skipif(
-  not ON_GPU, reason='cuDNN flash attention needs an NVIDIA GPU; CPU-only here'
-)
+@pytest.mark.skipif(not ON_GPU, reason='cuDNN flash attention needs an NVIDIA GPU; CPU-only here')
 def test_cudnn_matches_xla():
   q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(head_dim=64))
   mask = _padding_mask(2, 24, [9, 24])
   for causal, kv_mask in ((True, None), (False, mask)):
-    out = attention.dot_product_attention(
-      q, k, v, causal=causal, kv_mask=kv_mask, backend='cudnn'
-    )
+    out = attention.dot_product_attention(q, k, v, causal=causal, kv_mask=kv_mask, backend='cudnn')
     expected = attention.dot_product_attention(
       q, k, v, causal=causal, kv_mask=kv_mask, backend='xla'
     )
-    np.testing.assert_allclose(
-      out.astype(jnp.float32), expected.astype(jnp.float32), atol=2e-2
-    )
+    np.testing.assert_allclose(out.astype(jnp.float32), expected.astype(jnp.float32), atol=2e-2)
 
 
 def test_cudnn_off_gpu_raises_clearly():

@@ -83,9 +83,7 @@ def test_cached_decoding_matches_full_forward(overrides):
 
   graphdef, state = nnx.split(transformer)
   full, cached = both(state)
-  assert (
-    full.shape == (2, spec.seq_length, spec.vocab_size) and full.dtype == jnp.float32
-  )
+  assert full.shape == (2, spec.seq_length, spec.vocab_size) and full.dtype == jnp.float32
   np.testing.assert_allclose(cached, full, atol=1e-4)
 
 
@@ -109,9 +107,7 @@ def test_text_drop_uses_null_text_and_ignores_the_caption():
   inputs = model.shift_right(tokens, spec.bos_id)
   drop = jnp.array([True, True])
   dropped = _forward(net, inputs, text, text_mask, text_drop=drop)
-  other_text = _forward(
-    net, inputs, text * 3.0 + 1.0, jnp.ones_like(text_mask), text_drop=drop
-  )
+  other_text = _forward(net, inputs, text * 3.0 + 1.0, jnp.ones_like(text_mask), text_drop=drop)
   np.testing.assert_allclose(dropped, other_text, atol=1e-5)
   conditional = _forward(net, inputs, text, text_mask)
   assert not np.allclose(dropped, conditional, atol=1e-3)
@@ -141,25 +137,17 @@ def test_every_parameter_has_logical_axes_and_layers_are_stacked():
     assert axes is not None and len(axes) == len(variable.get_value().shape), path
     assert all(a is None or a in known for a in axes), (path, axes)
     if path[0] == 'blocks':
-      assert axes[0] == 'layers' and variable.get_value().shape[0] == spec.num_layers, (
-        path
-      )
-  assert model.count_params(abstract) == sum(
-    int(np.prod(v.get_value().shape)) for _, v in flat
-  )
+      assert axes[0] == 'layers' and variable.get_value().shape[0] == spec.num_layers, path
+  assert model.count_params(abstract) == sum(int(np.prod(v.get_value().shape)) for _, v in flat)
 
 
 def _remat_grads(policy, params, tokens, text, text_mask):
   spec = _spec(remat_policy=policy, dropout=0.1)
-  graphdef = nnx.split(
-    nnx.eval_shape(lambda: model.Transformer(spec, rngs=nnx.Rngs(0)))
-  )[0]
+  graphdef = nnx.split(nnx.eval_shape(lambda: model.Transformer(spec, rngs=nnx.Rngs(0))))[0]
   inputs = model.shift_right(tokens, spec.bos_id)
 
   def loss(params):
-    logits = nnx.merge(graphdef, params)(
-      inputs, text, text_mask, dropout_key=jax.random.key(7)
-    )
+    logits = nnx.merge(graphdef, params)(inputs, text, text_mask, dropout_key=jax.random.key(7))
     return losses.token_metrics(logits, tokens.reshape(2, -1), 1e-4)[0]
 
   return jax.jit(jax.grad(loss))(params)

@@ -88,9 +88,7 @@ def test_prefix_is_kept_and_long_videos_slide_past_training_length():
   clip = _sample(prefix_tokens=prefix, top_k=1)
   np.testing.assert_array_equal(clip[:, :1], prefix)
   # Greedy continuation of the prefix equals greedy decoding with it prefilled.
-  long = _sample(
-    prefix_tokens=prefix, top_k=1, num_latent_frames=7, window_prefix_frames=1
-  )
+  long = _sample(prefix_tokens=prefix, top_k=1, num_latent_frames=7, window_prefix_frames=1)
   assert long.shape == (2, 7, 2, 3)
   np.testing.assert_array_equal(long[:, :3], clip)
   with pytest.raises(ValueError, match='max_latent_frames'):
@@ -105,9 +103,9 @@ def test_filter_logits_top_k_and_top_p():
   np.testing.assert_array_equal(kept, [[True, True, False, False]])
   kept = jnp.isfinite(sampling.filter_logits(logits, top_p=0.1))
   np.testing.assert_array_equal(kept, [[True, False, False, False]])
-  draws = jax.vmap(
-    lambda k: sampling.sample_logits(logits, k, jnp.float32(1.0), 0, 0.7)
-  )(jax.random.split(jax.random.key(0), 200))
+  draws = jax.vmap(lambda k: sampling.sample_logits(logits, k, jnp.float32(1.0), 0, 0.7))(
+    jax.random.split(jax.random.key(0), 200)
+  )
   assert set(np.unique(draws).tolist()) == {0, 1}
 
 

@@ -42,9 +42,7 @@ def setup(tmp_path_factory):
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(
-      jax.random.key(0, impl='unsafe_rbg')
-    )
+    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(0, impl='unsafe_rbg'))
     step = jax.jit(
       task.train_step,
       out_shardings=(shardings, sharding.replicated(mesh)),
@@ -103,13 +101,9 @@ def test_two_train_steps_on_a_sharded_mesh(setup):
     )
   # Near-uniform predictions over the 1000 codes at initialisation.
   assert abs(history[0]['cross_entropy'] - np.log(1000)) < 1.5
-  changed = jax.tree.map(
-    lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params
-  )
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.params)
   assert all(jax.tree.leaves(changed))
-  for a, b in zip(
-    jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen), strict=True
-  ):
+  for a, b in zip(jax.tree.leaves(frozen_before), jax.tree.leaves(state.frozen), strict=True):
     np.testing.assert_array_equal(a, np.asarray(b))
   assert state.ema_params is not None
 
@@ -141,9 +135,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   config = helpers.toy_transformer_config(
     setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True}
   )
-  task = task_lib.TransformerTask(
-    config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen']
-  )
+  task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen'])
   assert task.batch_keys() == ('tokens', 'text_ids', 'text_mask')
   iterator = task.create_train_iterator()
   directory = token_cache.cache_directory(config, tmp_path)
@@ -165,9 +157,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   with sharding.axis_rules(mesh, rules):
     state = jax.jit(task.init_state)(jax.random.key(0, impl='unsafe_rbg'))
     global_batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
-    _, metrics = jax.jit(task.train_step)(
-      state, global_batch, jax.random.key(2, impl='unsafe_rbg')
-    )
+    _, metrics = jax.jit(task.train_step)(state, global_batch, jax.random.key(2, impl='unsafe_rbg'))
   assert np.isfinite(float(metrics['loss']))
 
 
@@ -175,14 +165,10 @@ def test_load_frozen_models_from_workdirs(setup, tmp_path):
   """Real loading: a saved tokenizer run, and the default T5 built on first use."""
   tokenizer = setup['frozen'].tokenizer
   tokenizer_dir = tmp_path / 'tokenizer'
-  tokenizer_config = config_lib.tokenizer_experiment(
-    'tiny', 'fsq', setup['config'].data
-  )
+  tokenizer_config = config_lib.tokenizer_experiment('tiny', 'fsq', setup['config'].data)
   tokenizer_config.model = helpers.toy_tokenizer_model_config()
   checkpointing.write_config(tokenizer_dir, tokenizer_config)
-  _, params, model_state = nnx.split(
-    nnx.merge(tokenizer.graphdef, tokenizer.state), nnx.Param, ...
-  )
+  _, params, model_state = nnx.split(nnx.merge(tokenizer.graphdef, tokenizer.state), nnx.Param, ...)
   saved = TrainState(
     step=jnp.int32(1),
     params=params,

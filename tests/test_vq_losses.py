@@ -22,9 +22,7 @@ def test_reconstruction_loss_kinds():
   terms = losses.reconstruction_terms(video, recon)
   np.testing.assert_allclose(terms['recon_l1'], 0.5)
   np.testing.assert_allclose(terms['recon_l2'], 0.25)
-  config = ml_collections.ConfigDict(
-    {'recon': 'l1+l2', 'l1_weight': 2.0, 'l2_weight': 4.0}
-  )
+  config = ml_collections.ConfigDict({'recon': 'l1+l2', 'l1_weight': 2.0, 'l2_weight': 4.0})
   np.testing.assert_allclose(losses.reconstruction_loss(config, terms), 2.0)
   config.recon = 'l2'
   np.testing.assert_allclose(losses.reconstruction_loss(config, terms), 1.0)
@@ -81,14 +79,12 @@ def _write_weights(path, channels=(4, 4, 8, 8, 8)) -> None:
   previous = 3
   for block, (indices, width) in enumerate(zip(VGG16_BLOCKS, channels, strict=True)):
     for index in indices:
-      weights[f'features.{index}.weight'] = rng.normal(
-        0, 0.3, (width, previous, 3, 3)
-      ).astype(np.float32)
+      weights[f'features.{index}.weight'] = rng.normal(0, 0.3, (width, previous, 3, 3)).astype(
+        np.float32
+      )
       weights[f'features.{index}.bias'] = np.zeros(width, np.float32)
       previous = width
-    weights[f'lin{block}.model.1.weight'] = rng.uniform(0, 1, (1, width, 1, 1)).astype(
-      np.float32
-    )
+    weights[f'lin{block}.model.1.weight'] = rng.uniform(0, 1, (1, width, 1, 1)).astype(np.float32)
   save_file(weights, str(path))
 
 

@@ -96,10 +96,7 @@ def test_encoder_is_causal(forward):
       atol=1e-5,
       err_msg=f'changing frame {frame} changed latent frames before {first_affected}',
     )
-    assert (
-      float(jnp.max(jnp.abs(latents[:, first_affected] - base[:, first_affected])))
-      > 1e-4
-    )
+    assert float(jnp.max(jnp.abs(latents[:, first_affected] - base[:, first_affected]))) > 1e-4
 
 
 def test_decoder_is_causal(model):
@@ -115,9 +112,7 @@ def test_decoder_is_causal(model):
 
 def test_image_is_a_one_frame_video(tokenizer):
   video = random_video(5)
-  np.testing.assert_array_equal(
-    tokenizer.encode(video[:, :1]), tokenizer.encode(video)[:, :1]
-  )
+  np.testing.assert_array_equal(tokenizer.encode(video[:, :1]), tokenizer.encode(video)[:, :1])
 
 
 def test_rejects_sizes_that_do_not_tokenize(tokenizer):
@@ -128,15 +123,11 @@ def test_rejects_sizes_that_do_not_tokenize(tokenizer):
 
 
 def test_uint8_round_trip_and_pure_functions(tokenizer):
-  video = np.random.default_rng(1).integers(
-    0, 256, (2, 5, HEIGHT, WIDTH, 3), dtype=np.uint8
-  )
+  video = np.random.default_rng(1).integers(0, 256, (2, 5, HEIGHT, WIDTH, 3), dtype=np.uint8)
   tokens = tokenizer.encode_uint8(video)
   decoded = tokenizer.decode_uint8(tokens)
   assert decoded.shape == video.shape and decoded.dtype == np.uint8
-  np.testing.assert_array_equal(
-    decoded, np.round((tokenizer.decode(tokens) + 1) * 127.5)
-  )
+  np.testing.assert_array_equal(decoded, np.round((tokenizer.decode(tokens) + 1) * 127.5))
   float_video = video.astype(np.float32) / 127.5 - 1.0
 
   @jax.jit
@@ -178,9 +169,7 @@ def test_sharded_tokenizer_matches_single_device(model):
   graphdef, state = nnx.split(model)
   shardings = sharding.tree_shardings(state, mesh, rules)
   sharded_state = jax.device_put(state, shardings)
-  sharded = Tokenizer(
-    graphdef, sharded_state, tiny_model_config(), mesh=mesh, rules=rules
-  )
+  sharded = Tokenizer(graphdef, sharded_state, tiny_model_config(), mesh=mesh, rules=rules)
   single = Tokenizer(graphdef, state, tiny_model_config())
   video = random_video(5, batch=8)
   np.testing.assert_array_equal(sharded.encode(video), single.encode(video))

@@ -54,9 +54,7 @@ def test_fsq_levels_and_bijection():
   half_l = (levels - 1) * (1 - 1e-3) / 2
   offset = jnp.where(levels % 2 == 1, 0.0, 0.5)
   rounded = embeddings * half_width
-  target = rounded - 0.1 * jnp.sign(
-    rounded
-  )  # Inside the rounding cell and tanh's range.
+  target = rounded - 0.1 * jnp.sign(rounded)  # Inside the rounding cell and tanh's range.
   z = jnp.arctanh((target + offset) / half_l) - jnp.arctanh(offset / half_l)
   np.testing.assert_array_equal(quantizer(z).codes, codes)
   # Large latents saturate at the extreme levels, never outside them.

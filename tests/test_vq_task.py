@@ -66,9 +66,9 @@ def train(config, steps: int = 2):
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(0))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
-    state = jax.jit(
-      task.init_state, out_shardings=shardings, compiler_options=FAST_COMPILE
-    )(jax.random.key(0))
+    state = jax.jit(task.init_state, out_shardings=shardings, compiler_options=FAST_COMPILE)(
+      jax.random.key(0)
+    )
     initial = jax.tree.map(np.asarray, state)
     step_fn = jax.jit(
       task.train_step,
@@ -113,9 +113,7 @@ def test_two_train_steps(quantizer):
     assert changed(initial.model_state, state.model_state)  # The EMA codebook moved.
   else:
     assert not jax.tree.leaves(state.model_state)
-  assert (
-    task.step_cost(BATCH).flops > 0 and task.step_cost(BATCH).frames == BATCH * FRAMES
-  )
+  assert task.step_cost(BATCH).flops > 0 and task.step_cost(BATCH).frames == BATCH * FRAMES
   assert 'fsq' in task.describe(state) or quantizer != 'fsq'
 
 

@@ -28,18 +28,14 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (local path or gs://).')
 _PROMPT = flags.DEFINE_multi_string('prompt', [], 'Prompt to sample; may repeat.')
-_PROMPTS_FILE = flags.DEFINE_string(
-  'prompts_file', None, 'File with one prompt per line.'
-)
+_PROMPTS_FILE = flags.DEFINE_string('prompts_file', None, 'File with one prompt per line.')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1, 'Samples per prompt.')
 _CFG_SCALE = flags.DEFINE_float('cfg_scale', None, 'Classifier-free guidance scale.')
 _TEMPERATURE = flags.DEFINE_float('temperature', None, 'Sampling temperature.')
 _TOP_K = flags.DEFINE_integer('top_k', None, 'Top-k filtering; 0 = off.')
 _TOP_P = flags.DEFINE_float('top_p', None, 'Nucleus (top-p) filtering; 1 = off.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
-_FIRST_FRAME = flags.DEFINE_string(
-  'first_frame', None, 'Image to start the video from.'
-)
+_FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'Image to start the video from.')
 _PREFIX_VIDEO = flags.DEFINE_string('prefix_video', None, 'Video to continue.')
 _NUM_FRAMES = flags.DEFINE_integer(
   'num_frames', None, 'Frames to generate; more than training makes a long video.'
@@ -49,9 +45,7 @@ _SPLIT = flags.DEFINE_string('split', 'test', 'Dataset split to evaluate on.')
 _COORDINATOR = flags.DEFINE_string(
   'coordinator_address', None, 'HOST:PORT of process 0 for multi-process runs.'
 )
-_NUM_PROCESSES = flags.DEFINE_integer(
-  'num_processes', None, 'Processes in a multi-process run.'
-)
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
 
 
@@ -87,9 +81,7 @@ def _train() -> None:
   _init_distributed()
   result = loop.train_and_evaluate(config, workdir)
   if result.preempted:
-    logging.warning(
-      'Stopped at step %d on a preemption notice; rerun to resume.', result.step
-    )
+    logging.warning('Stopped at step %d on a preemption notice; rerun to resume.', result.step)
 
 
 def _build_dataset() -> None:
@@ -173,9 +165,7 @@ def _explain_config_error(error: Exception, argv: list[str]) -> str:
 
   message = str(error)
   bad = [a.split('=')[0][2:] for a in argv if a.startswith('--config.')]
-  config_path = next(
-    (a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None
-  )
+  config_path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
   if config_path is None and '--config' in argv:
     config_path = argv[argv.index('--config') + 1]
   if not config_path:

@@ -63,9 +63,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
         continue
       key, _, value = item.partition('=')
       if key not in defaults:
-        raise ValueError(
-          f'Unknown config argument {key!r}; valid arguments: {sorted(defaults)}'
-        )
+        raise ValueError(f'Unknown config argument {key!r}; valid arguments: {sorted(defaults)}')
       default = defaults[key]
       if not _:  # Bare `key` means True.
         parsed[key] = True
@@ -85,19 +83,13 @@ def mesh_config() -> ConfigDict:
   mesh.data = 1  # Data-parallel axis size; -1 = all devices left over.
   mesh.fsdp = -1  # Fully-sharded data-parallel axis size; -1 = all devices left over.
   mesh.tensor = 1  # Tensor (model) parallel axis size; -1 = all devices left over.
-  mesh.dcn_data = (
-    1  # Data-parallel size across slices (multi-slice TPU); 1 = one slice.
-  )
+  mesh.dcn_data = 1  # Data-parallel size across slices (multi-slice TPU); 1 = one slice.
   mesh.dcn_fsdp = 1  # FSDP size across slices; 1 = one slice.
-  mesh.dcn_tensor = (
-    1  # Tensor-parallel size across slices (rarely useful); 1 = one slice.
-  )
+  mesh.dcn_tensor = 1  # Tensor-parallel size across slices (rarely useful); 1 = one slice.
   return mesh
 
 
-def optimizer_config(
-  learning_rate: float = 1e-3, warmup_steps: int = 100
-) -> ConfigDict:
+def optimizer_config(learning_rate: float = 1e-3, warmup_steps: int = 100) -> ConfigDict:
   """AdamW with linear warmup and cosine decay, from optax."""
   opt = ConfigDict()
   opt.name = 'adamw'  # 'adamw' or 'adafactor'.
@@ -118,9 +110,7 @@ def checkpoint_config() -> ConfigDict:
   """Orbax checkpoint manager settings."""
   ckpt = ConfigDict()
   ckpt.max_to_keep = 3  # Keep the last K checkpoints.
-  ckpt.keep_period = (
-    0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
-  )
+  ckpt.keep_period = 0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
   ckpt.async_save = True  # Save in a background thread while training goes on.
   return ckpt
 
@@ -133,12 +123,8 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.batch_size = 16  # Global batch size across all devices and hosts.
   config.num_train_steps = 1000  # Total optimizer steps.
   config.log_every_steps = 50  # Write train metrics every N steps.
-  config.eval_every_steps = (
-    500  # Evaluate (and write samples) every N steps; 0 = only at the end.
-  )
-  config.checkpoint_every_steps = (
-    500  # Save a checkpoint every N steps (and always at the end).
-  )
+  config.eval_every_steps = 500  # Evaluate (and write samples) every N steps; 0 = only at the end.
+  config.checkpoint_every_steps = 500  # Save a checkpoint every N steps (and always at the end).
   config.num_eval_batches = 4  # Batches of the eval split per evaluation.
   config.nan_policy = (
     'stop'  # On a NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
@@ -146,9 +132,7 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.compute_dtype = (
     'float32'  # Activation dtype: 'float32' or 'bfloat16' (params stay float32).
   )
-  config.peak_flops = (
-    0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
-  )
+  config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
   config.mesh = mesh_config()
   config.logical_axis_rules = [
     list(rule) for rule in DEFAULT_LOGICAL_AXIS_RULES
@@ -201,9 +185,7 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
   walked = ['config']
   for part in dotted_key.split('.'):
     if not isinstance(node, ConfigDict):
-      return (
-        f'config key {".".join(walked)} is a value, not a section; it has no {part!r}.'
-      )
+      return f'config key {".".join(walked)} is a value, not a section; it has no {part!r}.'
     if part not in node:
       where = '.'.join(walked)
       valid = ', '.join(sorted(node.keys()))
@@ -287,9 +269,7 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.tokenizer.checkpoint = (
     ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
   )
-  config.tokenizer.cache_tokens = (
-    True  # Encode the train split once into workdir/token_cache.
-  )
+  config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
   return config
 
 

@@ -48,18 +48,14 @@ PROMPTS = (
 def stage_config(stage: str, workdir: epath.Path, **overrides):
   """The quickstart (`size=tiny`) config of `stage`, with data under `workdir`."""
   config = config_lib.load_config_file(f'{CONFIGS / stage}.py:size=tiny')
-  return config_lib.apply_overrides(
-    config, {'data.data_dir': str(workdir / 'data'), **overrides}
-  )
+  return config_lib.apply_overrides(config, {'data.data_dir': str(workdir / 'data'), **overrides})
 
 
 def _banner(text: str) -> None:
   print(f'\n=== {text} ===', flush=True)
 
 
-def run(
-  workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 2, **overrides
-) -> dict:
+def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 2, **overrides) -> dict:
   """Runs (or resumes) every stage; returns the summary written to eval.json."""
   from videogen import sample
   from videogen.data import build
@@ -88,9 +84,7 @@ def run(
     **{'tokenizer.checkpoint': str(root / 'tokenizer')},
     **overrides.get('transformer', {}),
   )
-  transformer_result = loop.train_and_evaluate(
-    transformer_config, str(root / 'transformer')
-  )
+  transformer_result = loop.train_and_evaluate(transformer_config, str(root / 'transformer'))
   timings['transformer_s'] = time.perf_counter() - start - sum(timings.values())
 
   _banner('4/4 samples and text alignment')

@@ -56,9 +56,7 @@ class Sampler:
     self.model_state = model_state
     self._encode_text = jax.jit(task._text_embeddings)
     self._encode_video = jax.jit(
-      lambda state, video: task.frozen.encode_video(
-        task._tokenizer_graphdef, state, video
-      )
+      lambda state, video: task.frozen.encode_video(task._tokenizer_graphdef, state, video)
     )
 
   @classmethod
@@ -72,9 +70,7 @@ class Sampler:
     task = TransformerTask(config, _single_device_mesh(), workdir=workdir)
     abstract = nnx.eval_shape(lambda: Transformer(task.spec, rngs=nnx.Rngs(0)))
     _, abstract_params, abstract_state = nnx.split(abstract, nnx.Param, ...)
-    params, model_state = checkpointing.restore_model(
-      workdir, abstract_params, abstract_state
-    )
+    params, model_state = checkpointing.restore_model(workdir, abstract_params, abstract_state)
     logging.info('Loaded %s (step %d).', workdir, checkpointing.latest_step(workdir))
     return cls(task, params, model_state)
 
@@ -115,14 +111,9 @@ class Sampler:
     tokenizer = self.task.frozen.tokenizer
     # As many whole latent frames as the clip covers, leaving one to generate.
     latent = 1
-    while latent + 1 < self.task.latent_shape[0] and tokenizer.num_frames(
-      latent + 1
-    ) <= len(video):
+    while latent + 1 < self.task.latent_shape[0] and tokenizer.num_frames(latent + 1) <= len(video):
       latent += 1
-    clip = (
-      jnp.asarray(video[: tokenizer.num_frames(latent)], jnp.float32)[None] / 127.5
-      - 1.0
-    )
+    clip = jnp.asarray(video[: tokenizer.num_frames(latent)], jnp.float32)[None] / 127.5 - 1.0
     tokens = self._encode_video(tokenizer.state, clip)[:, :latent]
     return jnp.repeat(tokens, batch, axis=0)
 
@@ -157,9 +148,7 @@ class Sampler:
     ids, mask = self.task.text_tokenizer()(rows)
     text_emb = self._encode_text(self.task.frozen.text_encoder.state, ids, mask)
     latent_frames = self.latent_frames_for(num_frames) if num_frames else None
-    prefix = (
-      self.prefix_tokens(prefix_video, len(rows)) if prefix_video is not None else None
-    )
+    prefix = self.prefix_tokens(prefix_video, len(rows)) if prefix_video is not None else None
     cfg_scale = defaults.cfg_scale if settings.cfg_scale is None else settings.cfg_scale
     tokens = sampling.sample_tokens(
       (self.task.graphdef, self.params),
@@ -169,9 +158,7 @@ class Sampler:
       num_latent_frames=latent_frames,
       prefix_tokens=prefix,
       cfg_scale=None if cfg_scale == 1.0 else cfg_scale,
-      temperature=defaults.temperature
-      if settings.temperature is None
-      else settings.temperature,
+      temperature=defaults.temperature if settings.temperature is None else settings.temperature,
       top_k=defaults.top_k if settings.top_k is None else settings.top_k,
       top_p=defaults.top_p if settings.top_p is None else settings.top_p,
       rng=jax.random.key(settings.seed),
@@ -183,9 +170,7 @@ class Sampler:
     return np.asarray(video)
 
 
-def read_conditioning(
-  first_frame: str | None, prefix_video: str | None
-) -> np.ndarray | None:
+def read_conditioning(first_frame: str | None, prefix_video: str | None) -> np.ndarray | None:
   """uint8 [T, H, W, 3] from `--first_frame IMG` or `--prefix_video VIDEO`."""
   if first_frame and prefix_video:
     raise ValueError('Give --first_frame or --prefix_video, not both.')
@@ -199,17 +184,13 @@ def read_conditioning(
   return None
 
 
-def write_samples(
-  out: str, videos: np.ndarray, prompts: Sequence[str], fps: int
-) -> None:
+def write_samples(out: str, videos: np.ndarray, prompts: Sequence[str], fps: int) -> None:
   """Writes `sample_NNN.mp4/.gif`, `samples.npy`, `prompts.json` and a grid."""
   out_dir = epath.Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
   for index, video in enumerate(videos):
     for suffix in ('mp4', 'gif'):
-      video_io.write_video(
-        str(out_dir / f'sample_{index:03d}.{suffix}'), video, fps=fps
-      )
+      video_io.write_video(str(out_dir / f'sample_{index:03d}.{suffix}'), video, fps=fps)
   with (out_dir / 'samples.npy').open('wb') as f:
     np.save(f, videos.astype(np.uint8), allow_pickle=False)
   (out_dir / 'prompts.json').write_text(json.dumps(list(prompts), indent=2))
@@ -245,7 +226,5 @@ def sample_to_dir(
   rows = [p for p in prompts for _ in range(num_samples)]
   if jax.process_index() == 0:
     write_samples(out, videos, rows, fps=sampler.config.sampling.fps)
-    print(
-      f'Wrote {len(videos)} samples of {videos.shape[1]} frames to {out}', flush=True
-    )
+    print(f'Wrote {len(videos)} samples of {videos.shape[1]} frames to {out}', flush=True)
   return videos

@@ -10,9 +10,7 @@ from videogen.data import config as data_config
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, size='small', quantizer='fsq', runlocal=False)
-  data = data_config.data_config(
-    'bair_robot_pushing_small', num_frames=17, resolution=64
-  )
+  data = data_config.data_config('bair_robot_pushing_small', num_frames=17, resolution=64)
   config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
   if arg.runlocal:
     config_lib.runlocal(config)

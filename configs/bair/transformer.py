@@ -13,9 +13,7 @@ from videogen.data import config as data_config
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, size='small', runlocal=False)
-  data = data_config.data_config(
-    'bair_robot_pushing_small', num_frames=17, resolution=64
-  )
+  data = data_config.data_config('bair_robot_pushing_small', num_frames=17, resolution=64)
   config = config_lib.transformer_experiment(arg.size, data)
   config.model.text_dropout_prob = 0.0
   if arg.runlocal:

@@ -14,9 +14,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
     arg, size='small', quantizer='fsq', frames=17, resolution=64, runlocal=False
   )
-  data = data_config.data_config(
-    'video_folder', num_frames=arg.frames, resolution=arg.resolution
-  )
+  data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
   config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
   if arg.runlocal:
     config_lib.runlocal(config)

@@ -10,12 +10,8 @@ from videogen.data import config as data_config
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(
-    arg, size='small', frames=17, resolution=64, runlocal=False
-  )
-  data = data_config.data_config(
-    'video_folder', num_frames=arg.frames, resolution=arg.resolution
-  )
+  arg = config_lib.parse_arg(arg, size='small', frames=17, resolution=64, runlocal=False)
+  data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
   config = config_lib.transformer_experiment(arg.size, data)
   if arg.runlocal:
     config_lib.runlocal(config)

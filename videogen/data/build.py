@@ -52,9 +52,7 @@ class BuildReport:
     title = f'{self.name}/{self.config_name}' if self.config_name else self.name
     verb = 'already built' if self.already_built else f'built in {self.seconds:.1f} s'
     lines = [f'Dataset {title} {verb} at {self.path}']
-    lines += [
-      f'  {split}: {count} clips' for split, count in sorted(self.num_examples.items())
-    ]
+    lines += [f'  {split}: {count} clips' for split, count in sorted(self.num_examples.items())]
     if self.skipped:
       lines.append(f'  skipped {len(self.skipped)} files:')
       lines += [f'    {item.path}: {item.reason}' for item in self.skipped]
@@ -75,9 +73,7 @@ def _report(
     name=builder.name,
     config_name=builder.builder_config.name if builder.builder_config else '',
     path=os.fspath(builder.data_path),
-    num_examples={
-      name: split.num_examples for name, split in builder.info.splits.items()
-    },
+    num_examples={name: split.num_examples for name, split in builder.info.splits.items()},
     skipped=[video_folder.SkippedFile(**item) for item in metadata.get('skipped', [])],
     already_built=already_built,
     seconds=seconds,
@@ -88,9 +84,7 @@ def _check_folder_unchanged(
   data: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder
 ) -> None:
   """Refuses a video_folder build whose folder changed since (when the folder is here)."""
-  if data.name != config_lib.VIDEO_FOLDER or not os.path.isdir(
-    os.path.expanduser(data.source_dir)
-  ):
+  if data.name != config_lib.VIDEO_FOLDER or not os.path.isdir(os.path.expanduser(data.source_dir)):
     return
   saved = (builder.info.metadata or {}).get('fingerprint')
   current = video_folder.folder_fingerprint(video_folder.scan_folder(data.source_dir))
@@ -124,16 +118,12 @@ def build_dataset(data: ml_collections.ConfigDict) -> BuildReport:
     return _report(data, builder, already_built=True, seconds=0.0)
   start = time.perf_counter()
   builder.download_and_prepare(file_format=sources.ARRAY_RECORD)
-  report = _report(
-    data, builder, already_built=False, seconds=time.perf_counter() - start
-  )
+  report = _report(data, builder, already_built=False, seconds=time.perf_counter() - start)
   logging.info('%s', report)
   return report
 
 
-def _process_topology(
-  process_index: int | None, process_count: int | None
-) -> tuple[int, int]:
+def _process_topology(process_index: int | None, process_count: int | None) -> tuple[int, int]:
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
 

@@ -130,9 +130,7 @@ def validate(data: ml_collections.ConfigDict) -> None:
         '(e.g. --config.data.source_dir=/path/to/videos).'
       )
     if not 0.0 < data.test_fraction < 1.0:
-      raise ValueError(
-        f'config.data.test_fraction must be in (0, 1), got {data.test_fraction}.'
-      )
+      raise ValueError(f'config.data.test_fraction must be in (0, 1), got {data.test_fraction}.')
     if data.source_num_frames and data.source_num_frames < clip_span(data):
       raise ValueError(
         f'config.data.source_num_frames={data.source_num_frames} is shorter than one '

@@ -124,8 +124,7 @@ def batched_iterator(
   dataset = dataset[process_index::process_count]
   if len(dataset) == 0:
     raise ValueError(
-      f'Process {process_index} of {process_count} gets no examples: the split has '
-      f'{len(source)}.'
+      f'Process {process_index} of {process_count} gets no examples: the split has {len(source)}.'
     )
   if train:
     dataset = dataset.shuffle(seed=shuffle_seed).repeat()
@@ -136,19 +135,13 @@ def batched_iterator(
     )
   if example_fn is not None:
     apply = _ApplyToExample(example_fn)
-    dataset = (
-      dataset.random_map(apply, seed=example_seed) if train else dataset.map(apply)
-    )
+    dataset = dataset.random_map(apply, seed=example_seed) if train else dataset.map(apply)
   iter_dataset = dataset.to_iter_dataset(
-    grain.ReadOptions(
-      num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size
-    )
+    grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
   )
   if worker_count > 0:
     _mark_flags_parsed()
-    iter_dataset = iter_dataset.mp_prefetch(
-      grain.MultiprocessingOptions(num_workers=worker_count)
-    )
+    iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   iter_dataset = iter_dataset.batch(local_batch_size, drop_remainder=True)
   if batch_fn is not None:
     iter_dataset = iter_dataset.map(batch_fn)
@@ -179,21 +172,15 @@ class ClipTransform:
   height: int
   width: int
 
-  def __call__(
-    self, example: dict[str, Any], rng: np.random.Generator | None
-  ) -> dict[str, Any]:
+  def __call__(self, example: dict[str, Any], rng: np.random.Generator | None) -> dict[str, Any]:
     frames = example['video']
     num_stored = len(frames)
     start = 0
     if rng is not None:  # Train: any start at which the whole clip fits.
       start = int(
-        rng.integers(
-          0, transforms.max_start(num_stored, self.num_frames, self.frame_stride) + 1
-        )
+        rng.integers(0, transforms.max_start(num_stored, self.num_frames, self.frame_stride) + 1)
       )
-    indices = transforms.frame_indices(
-      num_stored, self.num_frames, self.frame_stride, start
-    )
+    indices = transforms.frame_indices(num_stored, self.num_frames, self.frame_stride, start)
     video = transforms.decode_frames(frames, indices)
     if video.shape[-1] == 1:  # Grayscale datasets: repeat into RGB.
       video = np.repeat(video, 3, axis=-1)
@@ -259,9 +246,7 @@ def create_iterator(
     batch_size=config.batch_size,
     train=train,
     seed=config.seed,
-    example_fn=ClipTransform(
-      data.num_frames, data.frame_stride, data.height, data.width
-    ),
+    example_fn=ClipTransform(data.num_frames, data.frame_stride, data.height, data.width),
     batch_fn=FinishBatch(text_tokenizer),
     process_index=process_index,
     process_count=process_count,
@@ -276,9 +261,7 @@ def split_size(config: ml_collections.ConfigDict, split: str) -> int:
   return len(sources.open_source(config.data, split))
 
 
-def split_captions(
-  config: ml_collections.ConfigDict, split: str, limit: int = 0
-) -> list[str]:
+def split_captions(config: ml_collections.ConfigDict, split: str, limit: int = 0) -> list[str]:
   """Captions of a split in stored order (e.g. to fit a text vocabulary).
 
   Reads each record but decodes no video (frames stay encoded), so a pass

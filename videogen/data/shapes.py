@@ -199,9 +199,7 @@ def _trajectories(
   return paths
 
 
-def _overlap_pixels(
-  a: np.ndarray, size_a: int, b: np.ndarray, size_b: int
-) -> np.ndarray:
+def _overlap_pixels(a: np.ndarray, size_a: int, b: np.ndarray, size_b: int) -> np.ndarray:
   """Largest bounding-box overlap over the clip, in pixels, per candidate.
 
   Args:
@@ -243,8 +241,7 @@ def generate_example(
   """
   if not 1 <= min_objects <= max_objects <= MAX_OBJECTS:
     raise ValueError(
-      f'Need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, got '
-      f'{min_objects} and {max_objects}.'
+      f'Need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, got {min_objects} and {max_objects}.'
     )
   if min(height, width) < 12 or num_frames < 1:
     raise ValueError(
@@ -293,17 +290,13 @@ def _place(
   the one with the least overlap.
   """
   candidates = [
-    _trajectories(
-      rng, plan.motion, plan.size, num_frames, height, width, _PLACEMENT_ATTEMPTS
-    )
+    _trajectories(rng, plan.motion, plan.size, num_frames, height, width, _PLACEMENT_ATTEMPTS)
     for plan in plans
   ]
   worst_overlap = np.zeros(_PLACEMENT_ATTEMPTS, np.int64)
   for i in range(len(plans)):
     for j in range(i + 1, len(plans)):
-      overlap = _overlap_pixels(
-        candidates[i], plans[i].size, candidates[j], plans[j].size
-      )
+      overlap = _overlap_pixels(candidates[i], plans[i].size, candidates[j], plans[j].size)
       worst_overlap = np.maximum(worst_overlap, overlap)
   chosen = int(np.argmin(worst_overlap))  # The first candidate with no contact.
   return [paths[chosen] for paths in candidates]

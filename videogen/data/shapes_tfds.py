@@ -83,9 +83,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
       ),
       features=tfds.features.FeaturesDict(
         {
-          'video': tfds.features.Video(
-            shape=(config.num_frames, config.height, config.width, 3)
-          ),
+          'video': tfds.features.Video(shape=(config.num_frames, config.height, config.width, 3)),
           'caption': tfds.features.Text(),
         }
       ),

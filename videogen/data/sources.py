@@ -65,9 +65,7 @@ def get_builder(data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     ) from error
 
 
-def not_prepared_message(
-  data: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder
-) -> str:
+def not_prepared_message(data: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder) -> str:
   """How to prepare a TFDS-by-name dataset that is missing (nothing downloads here)."""
   data_dir = config_lib.resolve_data_dir(data)
   return (
@@ -127,9 +125,7 @@ def _features_of_type(features: tfds.features.FeaturesDict, kind: type) -> list[
   return [key for key, feature in features.items() if isinstance(feature, kind)]
 
 
-def resolve_video_key(
-  data: ml_collections.ConfigDict, features: tfds.features.FeaturesDict
-) -> str:
+def resolve_video_key(data: ml_collections.ConfigDict, features: tfds.features.FeaturesDict) -> str:
   """The feature holding the video: config.data.video_key, 'video', or the only Video."""
   videos = _features_of_type(features, tfds.features.Video)
   if data.video_key:
@@ -168,9 +164,7 @@ def resolve_captioner(
   label_key = key or ('label' if 'label' in labels else (labels[0] if labels else ''))
   if label_key:
     names = tuple(transforms.label_to_words(name) for name in features[label_key].names)
-    return Captioner(
-      label_key=label_key, label_names=names, template=data.caption_template
-    )
+    return Captioner(label_key=label_key, label_names=names, template=data.caption_template)
   if data.default_caption:
     return Captioner(fixed=data.default_caption)
   raise ValueError(
@@ -234,9 +228,7 @@ def open_source(data: ml_collections.ConfigDict, split: str) -> ClipSource:
   features = builder.info.features
   video_key = resolve_video_key(data, features)
   return ClipSource(
-    data_source=builder.as_data_source(
-      split=split, decoders={video_key: EncodedFrames()}
-    ),
+    data_source=builder.as_data_source(split=split, decoders={video_key: EncodedFrames()}),
     video_key=video_key,
     captioner=resolve_captioner(data, features),
     stored_shape=tuple(features[video_key].shape),

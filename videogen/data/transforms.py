@@ -33,9 +33,7 @@ def max_start(num_stored: int, num_frames: int, frame_stride: int) -> int:
   return max(0, num_stored - ((num_frames - 1) * frame_stride + 1))
 
 
-def decode_frames(
-  encoded: Sequence[bytes], indices: np.ndarray | None = None
-) -> np.ndarray:
+def decode_frames(encoded: Sequence[bytes], indices: np.ndarray | None = None) -> np.ndarray:
   """Decodes the frames at `indices` (all when None) of a clip stored as images.
 
   Only the frames asked for are decoded, each once: a 2 s crop of a long
@@ -54,9 +52,7 @@ def decode_frames(
   frames = []
   for index in unique:
     with Image.open(io.BytesIO(encoded[index])) as image:
-      frame = np.asarray(
-        image.convert('RGB') if image.mode in ('P', 'RGBA', 'CMYK') else image
-      )
+      frame = np.asarray(image.convert('RGB') if image.mode in ('P', 'RGBA', 'CMYK') else image)
     frames.append(frame[..., None] if frame.ndim == 2 else frame)
   return np.stack(frames)[inverse.reshape(-1)]
 
@@ -100,9 +96,7 @@ def resize_video(video: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(video)
   return np.stack(
     [
-      np.asarray(
-        Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR)
-      )
+      np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
       for frame in video
     ]
   )

@@ -121,9 +121,7 @@ def _read_jsonl(path: pathlib.Path) -> list[CaptionRow]:
         continue
       try:
         record = json.loads(text)
-        rows.append(
-          CaptionRow(str(record['path']).strip(), str(record['caption']).strip(), line)
-        )
+        rows.append(CaptionRow(str(record['path']).strip(), str(record['caption']).strip(), line))
       except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(
           f'{path}, line {line}: expected {{"path": ..., "caption": ...}} ({error}).'
@@ -142,18 +140,13 @@ def scan_folder(source_dir: str | os.PathLike[str]) -> FolderScan:
   """
   source_dir = pathlib.Path(source_dir).expanduser().absolute()
   if not source_dir.is_dir():
-    raise FileNotFoundError(
-      f'Video folder {source_dir} does not exist (config.data.source_dir).'
-    )
+    raise FileNotFoundError(f'Video folder {source_dir} does not exist (config.data.source_dir).')
   videos = _video_files(source_dir)
   if not videos:
     raise ValueError(
-      f'Video folder {source_dir} contains no videos '
-      f'({", ".join(video_io.VIDEO_SUFFIXES)}).'
+      f'Video folder {source_dir} contains no videos ({", ".join(video_io.VIDEO_SUFFIXES)}).'
     )
-  present = [
-    source_dir / name for name in CAPTION_FILES if (source_dir / name).is_file()
-  ]
+  present = [source_dir / name for name in CAPTION_FILES if (source_dir / name).is_file()]
   if not present:
     raise FileNotFoundError(
       f'No caption file in video folder {source_dir}: expected '
@@ -161,22 +154,14 @@ def scan_folder(source_dir: str | os.PathLike[str]) -> FolderScan:
       f'{source_dir / CAPTION_FILES[1]} (lines {{"path": ..., "caption": ...}}).'
     )
   if len(present) > 1:
-    raise ValueError(
-      f'Video folder {source_dir} has both {present[0]} and {present[1]}; keep one.'
-    )
+    raise ValueError(f'Video folder {source_dir} has both {present[0]} and {present[1]}; keep one.')
   captions_file = present[0]
-  rows = (
-    _read_csv(captions_file)
-    if captions_file.suffix == '.csv'
-    else _read_jsonl(captions_file)
-  )
+  rows = _read_csv(captions_file) if captions_file.suffix == '.csv' else _read_jsonl(captions_file)
   if not rows:
     raise ValueError(f'Caption file {captions_file} lists no videos.')
   for row in rows:
     if not row.caption:
-      raise ValueError(
-        f'{captions_file}, line {row.line}: empty caption for {row.path!r}.'
-      )
+      raise ValueError(f'{captions_file}, line {row.line}: empty caption for {row.path!r}.')
     if not (source_dir / row.path).is_file():
       raise FileNotFoundError(
         f'{captions_file}, line {row.line} names a video that does not exist: '
@@ -310,17 +295,13 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       self._scratch_dir = scratch
       return super()._download_and_prepare(dl_manager, download_config)
 
-  def _prepare_clip(
-    self, scan: FolderScan, row: CaptionRow, index: int
-  ) -> _Prepared | SkippedFile:
+  def _prepare_clip(self, scan: FolderScan, row: CaptionRow, index: int) -> _Prepared | SkippedFile:
     """Decodes one video into the scratch dir; a SkippedFile if unusable."""
     config = self.builder_config
     frames = []
     try:
       for frame in video_io.iter_frames(scan.source_dir / row.path):
-        frames.append(
-          transforms.resize_video(frame[None], config.height, config.width)[0]
-        )
+        frames.append(transforms.resize_video(frame[None], config.height, config.width)[0])
         if len(frames) == config.max_frames:
           break
     except video_io.VideoReadError as error:
@@ -356,8 +337,7 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     except ValueError as error:
       details = '; '.join(f'{item.path}: {item.reason}' for item in skipped) or 'none'
       raise ValueError(
-        f'Video folder {scan.source_dir}: {error} Usable: {len(prepared)}. '
-        f'Skipped: {details}.'
+        f'Video folder {scan.source_dir}: {error} Usable: {len(prepared)}. Skipped: {details}.'
       ) from error
     return {
       split: self._generate_examples([prepared[i] for i in indices])

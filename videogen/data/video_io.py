@@ -118,9 +118,7 @@ def _last_line(message: str) -> str:
   return lines[-1] if lines else 'unknown error'
 
 
-def write_video(
-  path: str | os.PathLike[str], video: np.ndarray, fps: float = 8
-) -> pathlib.Path:
+def write_video(path: str | os.PathLike[str], video: np.ndarray, fps: float = 8) -> pathlib.Path:
   """Writes a clip as MP4 (H.264 via ffmpeg) or GIF (Pillow), by suffix.
 
   Args:
@@ -134,9 +132,7 @@ def write_video(
   path = pathlib.Path(path)
   video = to_uint8(video)
   if video.ndim != 4 or video.shape[-1] != 3:
-    raise ValueError(
-      f'Expected video [time, height, width, 3], got shape {video.shape}.'
-    )
+    raise ValueError(f'Expected video [time, height, width, 3], got shape {video.shape}.')
   path.parent.mkdir(parents=True, exist_ok=True)
   suffix = path.suffix.lower()
   if suffix == '.gif':
@@ -219,9 +215,7 @@ def grid(
   tile_width = max(video.shape[2] for video in videos)
   font = ImageFont.load_default()
   wrapped = [_wrap(label, font, tile_width) for label in labels] if labels else None
-  label_height = (
-    max(len(lines) for lines in wrapped) * _LABEL_LINE_HEIGHT if wrapped else 0
-  )
+  label_height = max(len(lines) for lines in wrapped) * _LABEL_LINE_HEIGHT if wrapped else 0
   columns = max(1, min(columns, len(videos)))
   rows = -(-len(videos) // columns)
   cell_height, cell_width = tile_height + label_height, tile_width
@@ -243,13 +237,9 @@ def grid(
       strip = Image.new('RGB', (cell_width, label_height))
       draw = ImageDraw.Draw(strip)
       for line_index, line in enumerate(wrapped[index]):
-        draw.text(
-          (1, line_index * _LABEL_LINE_HEIGHT), line, fill=(255, 255, 255), font=font
-        )
+        draw.text((1, line_index * _LABEL_LINE_HEIGHT), line, fill=(255, 255, 255), font=font)
       label_top = top + tile_height
-      out[:, label_top : label_top + label_height, left : left + cell_width] = (
-        np.asarray(strip)
-      )
+      out[:, label_top : label_top + label_height, left : left + cell_width] = np.asarray(strip)
   return out
 
 

@@ -90,9 +90,7 @@ def convert(tf_variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
       continue
     short = full_name.split(SCOPE, 1)[1]
     if short in by_name:
-      raise ValueError(
-        f'Two checkpoint variables for {short}: {by_name[short]}, {full_name}'
-      )
+      raise ValueError(f'Two checkpoint variables for {short}: {by_name[short]}, {full_name}')
     by_name[short] = full_name
   expected = i3d.flat_state(i3d.abstract_model())
   weights, missing = {}, []
@@ -103,9 +101,7 @@ def convert(tf_variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
       continue
     value = np.asarray(tf_variables[by_name[name]], np.float32)
     if value.size != np.prod(abstract.shape):
-      raise ValueError(
-        f'{by_name[name]} has shape {value.shape}; {key} needs {abstract.shape}'
-      )
+      raise ValueError(f'{by_name[name]} has shape {value.shape}; {key} needs {abstract.shape}')
     weights[key] = value.reshape(abstract.shape)
   if missing:
     raise ValueError(

@@ -115,9 +115,7 @@ def preprocess(
     float32 [batch, num_frames, resolution, resolution, 3] in [-1, 1].
   """
   if videos.shape[1] < num_frames:
-    raise ValueError(
-      f'FVD needs clips of at least {num_frames} frames, got {videos.shape[1]}.'
-    )
+    raise ValueError(f'FVD needs clips of at least {num_frames} frames, got {videos.shape[1]}.')
   if videos.dtype == jnp.uint8 or videos.dtype == np.uint8:
     x = jnp.asarray(videos[:, :num_frames], jnp.float32) / 127.5 - 1.0
   else:
@@ -173,9 +171,7 @@ class I3DEmbedder:
     # Pad to whole batches so one compiled shape serves every call.
     padded = -count % self.batch_size
     if padded:
-      videos = np.concatenate(
-        [videos, np.zeros((padded,) + videos.shape[1:], videos.dtype)]
-      )
+      videos = np.concatenate([videos, np.zeros((padded,) + videos.shape[1:], videos.dtype)])
     features = [
       np.asarray(self._embed(self._state, videos[start : start + self.batch_size]))
       for start in range(0, videos.shape[0], self.batch_size)
@@ -245,9 +241,7 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
   mean_a, mean_b = np.asarray(a.mean, np.float64), np.asarray(b.mean, np.float64)
   cov_a, cov_b = np.asarray(a.cov, np.float64), np.asarray(b.cov, np.float64)
   if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape:
-    raise ValueError(
-      f'Statistics of different dimension: {mean_a.shape} vs {mean_b.shape}.'
-    )
+    raise ValueError(f'Statistics of different dimension: {mean_a.shape} vs {mean_b.shape}.')
   root_a = _sqrt_psd(cov_a)
   middle = root_a @ cov_b @ root_a
   eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -323,7 +317,5 @@ def evaluate_fvd(
     return FeatureStats.from_features(embedder.embed_batches(real_batches, num_videos))
 
   real = cached_statistics(cache_path, real_stats) if cache_path else real_stats()
-  generated = FeatureStats.from_features(
-    embedder(np.asarray(generated_videos)[:num_videos])
-  )
+  generated = FeatureStats.from_features(embedder(np.asarray(generated_videos)[:num_videos]))
   return FvdResult(fvd(real, generated), real.count, generated.count)

@@ -114,9 +114,7 @@ class Unit3D(nnx.Module):
     return nnx.relu(x) if self.activation else x
 
 
-def _max_pool(
-  x: jax.Array, window: tuple[int, int, int], strides: tuple[int, int, int]
-):
+def _max_pool(x: jax.Array, window: tuple[int, int, int], strides: tuple[int, int, int]):
   return nnx.max_pool(x, window, strides, padding='SAME')
 
 
@@ -191,9 +189,7 @@ class I3D(nnx.Module):
 def flat_state(model: nnx.Module) -> dict[str, jax.Array]:
   """Every variable of `model` by its '/'-joined path."""
   flat = nnx.to_flat_state(nnx.state(model))
-  return {
-    '/'.join(str(k) for k in path): variable.get_value() for path, variable in flat
-  }
+  return {'/'.join(str(k) for k in path): variable.get_value() for path, variable in flat}
 
 
 def abstract_model(num_classes: int = NUM_CLASSES) -> I3D:
@@ -239,9 +235,7 @@ def check_weights(
   expected = {k: tuple(v.shape) for k, v in flat_state(model).items()}
   missing = sorted(set(expected) - set(weights))
   unexpected = sorted(set(weights) - set(expected))
-  wrong = sorted(
-    k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k]
-  )
+  wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
   if missing or unexpected or wrong:
     raise ValueError(
       f'I3D weights do not match the network: missing {missing[:5]} '

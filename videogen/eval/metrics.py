@@ -129,8 +129,7 @@ def ssim(
   b = jnp.asarray(b, jnp.float32)
   if a.shape != b.shape or a.ndim != 5:
     raise ValueError(
-      f'ssim expects two videos [B, T, H, W, C] of one shape, got {a.shape} '
-      f'and {b.shape}'
+      f'ssim expects two videos [B, T, H, W, C] of one shape, got {a.shape} and {b.shape}'
     )
   batch, time, height, width, channels = a.shape
   if min(height, width) < filter_size:

@@ -79,9 +79,7 @@ def evaluate_workdir(workdir: str, split: str = 'test') -> EvalResults:
       config, split, train=False, text_tokenizer=task.text_tokenizer()
     )
     batches = itertools.islice(iterator, config.num_eval_batches)
-    metrics: dict[str, Any] = dict(
-      task.evaluate(state, batches, step=step, sample_dir=None)
-    )
+    metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(workdir, config, split))
   available, reason = fvd.fvd_available(fvd.default_weights_path())

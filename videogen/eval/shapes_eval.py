@@ -161,11 +161,7 @@ class AlignmentReport:
 
   def to_dict(self) -> dict[str, Any]:
     """The summary as plain JSON-serialisable values."""
-    return {
-      f.name: getattr(self, f.name)
-      for f in dataclasses.fields(self)
-      if f.name != 'clips'
-    }
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'clips'}
 
 
 def palette_labels(
@@ -234,9 +230,7 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
   video = np.asarray(video)
   if video.dtype == np.uint8:
     return video
-  return np.clip(np.round((video.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(
-    np.uint8
-  )
+  return np.clip(np.round((video.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def detect_objects(
@@ -323,8 +317,7 @@ def score_clip(caption: str, detected: Sequence[DetectedObject]) -> ClipResult:
       continue
     found = detected[match]
     right = {
-      attr: getattr(spec, attr) == getattr(found, attr)
-      for attr in ('color', 'shape', 'motion')
+      attr: getattr(spec, attr) == getattr(found, attr) for attr in ('color', 'shape', 'motion')
     }
     for attr, ok in right.items():
       counts[attr] += ok
@@ -391,9 +384,7 @@ def evaluate_clips(
     shape_accuracy=fraction(totals['shape'], num_objects),
     motion_accuracy=fraction(totals['motion'], num_objects),
     object_accuracy=fraction(totals['object'], num_objects),
-    count_accuracy=fraction(
-      sum(len(c.detected) == len(c.expected) for c in clips), len(clips)
-    ),
+    count_accuracy=fraction(sum(len(c.detected) == len(c.expected) for c in clips), len(clips)),
     clip_accuracy=fraction(sum(c.all_correct for c in clips), len(clips)),
     color_correct=totals['color'],
     shape_correct=totals['shape'],

@@ -39,9 +39,7 @@ def initialize(
     return
   if coordinator_address:
     if num_processes is None or process_id is None:
-      raise ValueError(
-        '--coordinator_address needs --num_processes and --process_id as well.'
-      )
+      raise ValueError('--coordinator_address needs --num_processes and --process_id as well.')
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
   else:
     environment = _auto_detectable()

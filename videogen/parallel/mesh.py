@@ -58,9 +58,7 @@ def create_mesh(
   dcn = (config.dcn_data, config.dcn_fsdp, config.dcn_tensor)
   num_slices = math.prod(dcn)
   if len(devices) % num_slices:
-    raise ValueError(
-      f'{len(devices)} devices cannot form {num_slices} slices (dcn mesh {dcn}).'
-    )
+    raise ValueError(f'{len(devices)} devices cannot form {num_slices} slices (dcn mesh {dcn}).')
   ici = resolve_axis_sizes(
     (config.data, config.fsdp, config.tensor), len(devices) // num_slices, 'per-slice'
   )

@@ -158,13 +158,9 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[Sequence[Any]]) -> Any
   return jax.tree.map(node_sharding, tree, is_leaf=_is_variable)
 
 
-def batch_sharding(
-  mesh: Mesh, rules: Sequence[Sequence[Any]], ndim: int
-) -> NamedSharding:
+def batch_sharding(mesh: Mesh, rules: Sequence[Sequence[Any]], ndim: int) -> NamedSharding:
   """The sharding of a batch-leading array: dim 0 over the `batch` rule's axes."""
-  spec = logical_to_spec(
-    ('batch',) + (None,) * (ndim - 1), normalize_rules(rules), mesh
-  )
+  spec = logical_to_spec(('batch',) + (None,) * (ndim - 1), normalize_rules(rules), mesh)
   return NamedSharding(mesh, spec)
 
 

@@ -39,9 +39,7 @@ def encoder_fingerprint(encoder: T5Encoder) -> str:
   and different for any two checkpoints one would plausibly swap.
   """
   digest = hashlib.sha256()
-  digest.update(
-    json.dumps(checkpoint.config_to_hf_dict(encoder.config), sort_keys=True).encode()
-  )
+  digest.update(json.dumps(checkpoint.config_to_hf_dict(encoder.config), sort_keys=True).encode())
   digest.update(str(encoder.network.dtype).encode())
   if encoder.tokenizer is not None:
     digest.update(encoder.tokenizer.model_proto)
@@ -85,9 +83,7 @@ class EmbeddingCache:
       ValueError: the directory was filled by another encoder or max_length.
     """
     if storage_dtype not in _STORAGE_DTYPES:
-      raise ValueError(
-        f'storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype!r}.'
-      )
+      raise ValueError(f'storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype!r}.')
     self.directory = epath.Path(directory)
     self.encoder = encoder
     self.max_length = max_length
@@ -157,9 +153,7 @@ class EmbeddingCache:
     if self.writable:
       self._write_chunk(captions, embeddings, mask)
 
-  def _write_chunk(
-    self, captions: list[str], embeddings: np.ndarray, mask: np.ndarray
-  ) -> None:
+  def _write_chunk(self, captions: list[str], embeddings: np.ndarray, mask: np.ndarray) -> None:
     digest = hashlib.sha256('\n'.join(captions).encode()).hexdigest()[:24]
     buffer = io.BytesIO()
     np.savez(

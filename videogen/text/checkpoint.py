@@ -84,12 +84,8 @@ def read_config(path: str | epath.PathLike) -> T5EncoderConfig:
     raise CheckpointError(f'{file} lacks the T5 config fields {missing}.')
   return T5EncoderConfig(
     **{key: int(values[key]) for key in required},
-    relative_attention_num_buckets=int(
-      values.get('relative_attention_num_buckets', 32)
-    ),
-    relative_attention_max_distance=int(
-      values.get('relative_attention_max_distance', 128)
-    ),
+    relative_attention_num_buckets=int(values.get('relative_attention_num_buckets', 32)),
+    relative_attention_max_distance=int(values.get('relative_attention_max_distance', 128)),
     feed_forward_proj=values.get('feed_forward_proj', 'relu'),
     layer_norm_epsilon=float(values.get('layer_norm_epsilon', 1e-6)),
     per_layer_position_bias=_MODEL_TYPES[model_type],
@@ -140,17 +136,13 @@ def weight_files(path: str | epath.PathLike) -> dict[str, str]:
       raise CheckpointError(f'{index} has no "weight_map".')
     for shard in sorted(set(weight_map.values())):
       if not (directory / shard).exists():
-        raise FileNotFoundError(
-          f'{directory / shard} not found; {index} lists it as a shard.'
-        )
+        raise FileNotFoundError(f'{directory / shard} not found; {index} lists it as a shard.')
     return {name: str(directory / shard) for name, shard in weight_map.items()}
   single = directory / WEIGHTS_NAME
   if single.exists():
     return {name: str(single) for name in SafetensorsFile(single).names}
   pickled = [
-    n
-    for n in ('pytorch_model.bin', 'pytorch_model.bin.index.json')
-    if (directory / n).exists()
+    n for n in ('pytorch_model.bin', 'pytorch_model.bin.index.json') if (directory / n).exists()
   ]
   hint = (
     f' Found {pickled[0]} (a torch pickle, which videogen does not load); re-save it with '
@@ -183,9 +175,7 @@ class _TensorMap:
     return self.param.startswith('layers.')
 
 
-def tensor_maps(
-  config: T5EncoderConfig, embedding_name: str = 'shared.weight'
-) -> list[_TensorMap]:
+def tensor_maps(config: T5EncoderConfig, embedding_name: str = 'shared.weight') -> list[_TensorMap]:
   """The mapping between our parameters and HF tensor names for `config`."""
   d, h, k, f = config.d_model, config.num_heads, config.d_kv, config.d_ff
   same = lambda x: x
@@ -209,12 +199,8 @@ def tensor_maps(
   attention = 'layer.0.SelfAttention'
   mlp = 'layer.1.DenseReluDense'
   maps = [
-    _TensorMap(
-      'token_embedding', (embedding_name,), (config.vocab_size, d), same, same
-    ),
-    _TensorMap(
-      'layers.attention_norm', per_layer('layer.0.layer_norm.weight'), (d,), same, same
-    ),
+    _TensorMap('token_embedding', (embedding_name,), (config.vocab_size, d), same, same),
+    _TensorMap('layers.attention_norm', per_layer('layer.0.layer_norm.weight'), (d,), same, same),
     _TensorMap(
       'layers.query',
       per_layer(f'{attention}.q.weight'),
@@ -243,19 +229,13 @@ def tensor_maps(
       heads_out,
       heads_out_hf,
     ),
-    _TensorMap(
-      'layers.mlp_norm', per_layer('layer.1.layer_norm.weight'), (d,), same, same
-    ),
-    _TensorMap(
-      'layers.wo', per_layer(f'{mlp}.wo.weight'), (d, f), transpose, transpose
-    ),
+    _TensorMap('layers.mlp_norm', per_layer('layer.1.layer_norm.weight'), (d,), same, same),
+    _TensorMap('layers.wo', per_layer(f'{mlp}.wo.weight'), (d, f), transpose, transpose),
     _TensorMap('final_norm', ('encoder.final_layer_norm.weight',), (d,), same, same),
   ]
   if config.is_gated:
     maps.append(
-      _TensorMap(
-        'layers.wi', per_layer(f'{mlp}.wi_0.weight'), (f, d), transpose, transpose
-      )
+      _TensorMap('layers.wi', per_layer(f'{mlp}.wi_0.weight'), (f, d), transpose, transpose)
     )
     maps.append(
       _TensorMap(
@@ -268,16 +248,12 @@ def tensor_maps(
     )
   else:
     maps.append(
-      _TensorMap(
-        'layers.wi', per_layer(f'{mlp}.wi.weight'), (f, d), transpose, transpose
-      )
+      _TensorMap('layers.wi', per_layer(f'{mlp}.wi.weight'), (f, d), transpose, transpose)
     )
   bias_shape = (config.relative_attention_num_buckets, h)
   if config.per_layer_position_bias:
     names = per_layer(f'{attention}.relative_attention_bias.weight')
-    maps.append(
-      _TensorMap('layers.relative_attention_bias', names, bias_shape, same, same)
-    )
+    maps.append(_TensorMap('layers.relative_attention_bias', names, bias_shape, same, same))
   else:
     name = f'encoder.block.0.{attention}.relative_attention_bias.weight'
     maps.append(_TensorMap('relative_attention_bias', (name,), bias_shape, same, same))
@@ -305,9 +281,7 @@ def load_encoder_arrays(
   locations = weight_files(path)
   embedding_name = next((n for n in _EMBEDDING_NAMES if n in locations), None)
   if embedding_name is None:
-    raise CheckpointError(
-      f'{path}: no embedding table; expected one of {list(_EMBEDDING_NAMES)}.'
-    )
+    raise CheckpointError(f'{path}: no embedding table; expected one of {list(_EMBEDDING_NAMES)}.')
   files: dict[str, SafetensorsFile] = {}
 
   def read(name: str, expected: tuple[int, ...]) -> np.ndarray:
@@ -329,9 +303,7 @@ def load_encoder_arrays(
 
   arrays = {}
   for spec in tensor_maps(config, embedding_name):
-    parts = [
-      spec.to_ours(read(name, spec.hf_shape)).astype(dtype) for name in spec.hf_names
-    ]
+    parts = [spec.to_ours(read(name, spec.hf_shape)).astype(dtype) for name in spec.hf_names]
     arrays[spec.param] = np.stack(parts) if spec.stacked else parts[0]
   return arrays
 

@@ -57,9 +57,7 @@ def train_sentencepiece(captions: Iterable[str], max_vocab_size: int) -> bytes:
   """
   sentences = sorted({c.strip() for c in captions if c.strip()})
   if not sentences:
-    raise ValueError(
-      'Cannot train the default tokenizer: no non-empty captions were given.'
-    )
+    raise ValueError('Cannot train the default tokenizer: no non-empty captions were given.')
   buffer = io.BytesIO()
   spm.SentencePieceTrainer.train(
     sentence_iterator=iter(sentences),
@@ -140,9 +138,7 @@ def ensure_default_t5(
       'directory to rebuild, or use another workdir.'
     )
   if not count:
-    raise ValueError(
-      'Cannot build the default text encoder: no non-empty captions were given.'
-    )
+    raise ValueError('Cannot build the default text encoder: no non-empty captions were given.')
   tokenizer = SentencePieceTokenizer(train_sentencepiece(captions, max_vocab_size))
   config = T5EncoderConfig(
     vocab_size=tokenizer.vocab_size,
@@ -153,9 +149,7 @@ def ensure_default_t5(
     num_heads=num_heads,
     feed_forward_proj=feed_forward_proj,
   )
-  T5Encoder.from_config(config, seed=seed, tokenizer=tokenizer).save_pretrained(
-    directory
-  )
+  T5Encoder.from_config(config, seed=seed, tokenizer=tokenizer).save_pretrained(directory)
   # The stamp goes last: its presence means every other file is complete.
   stamp_file.write_text(json.dumps(stamp, indent=2) + '\n')
   return str(directory)

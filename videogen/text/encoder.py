@@ -72,9 +72,7 @@ class T5Encoder(nnx.Module):
   ) -> T5Encoder:
     """A randomly initialised encoder (HF's init), e.g. for benchmarks."""
     compute_dtype, _ = _dtypes(dtype)
-    network = T5Stack(
-      config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(seed)
-    )
+    network = T5Stack(config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(seed))
     return cls(network, tokenizer)
 
   @classmethod
@@ -114,18 +112,14 @@ class T5Encoder(nnx.Module):
     compute_dtype, host_dtype = _dtypes(dtype)
     arrays = checkpoint.load_encoder_arrays(directory, config, host_dtype)
     network = nnx.eval_shape(
-      lambda: T5Stack(
-        config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(0)
-      )
+      lambda: T5Stack(config, dtype=compute_dtype, param_dtype=compute_dtype, rngs=nnx.Rngs(0))
     )
     for param_path, array in arrays.items():
       variable = network
       for name in param_path.split('.'):
         variable = getattr(variable, name)
       variable.value = _place(array, variable, mesh, rules)
-    unset = [
-      v for v in jax.tree.leaves(nnx.state(network)) if not isinstance(v, jax.Array)
-    ]
+    unset = [v for v in jax.tree.leaves(nnx.state(network)) if not isinstance(v, jax.Array)]
     if unset:
       raise checkpoint.CheckpointError(
         f'{len(unset)} encoder parameters have no checkpoint mapping.'
@@ -160,9 +154,7 @@ class T5Encoder(nnx.Module):
       directory / checkpoint.WEIGHTS_NAME,
     )
     hf_config = checkpoint.config_to_hf_dict(self.config)
-    (directory / checkpoint.CONFIG_NAME).write_text(
-      json.dumps(hf_config, indent=2) + '\n'
-    )
+    (directory / checkpoint.CONFIG_NAME).write_text(json.dumps(hf_config, indent=2) + '\n')
 
   @property
   def embed_dim(self) -> int:
@@ -202,9 +194,7 @@ class T5Encoder(nnx.Module):
     graphdef, state = nnx.split(self.network)
     return encode_jit(graphdef, state, input_ids, attention_mask)
 
-  def encode_text(
-    self, texts: Sequence[str], max_length: int = 32
-  ) -> tuple[jax.Array, jax.Array]:
+  def encode_text(self, texts: Sequence[str], max_length: int = 32) -> tuple[jax.Array, jax.Array]:
     """Tokenizes and encodes prompts.
 
     Args:

@@ -17,9 +17,7 @@ from videogen.text.encoder import T5Encoder
 CACHE_DIR_NAME = 'text_cache'
 
 
-def encoder_dir(
-  text_config: ml_collections.ConfigDict, workdir: str | epath.PathLike
-) -> str:
+def encoder_dir(text_config: ml_collections.ConfigDict, workdir: str | epath.PathLike) -> str:
   """The checkpoint directory `text_config` selects: `path`, or `<workdir>/text_encoder`."""
   return text_config.path or str(epath.Path(workdir) / DEFAULT_DIR_NAME)
 

@@ -104,9 +104,7 @@ class T5EncoderConfig:
     return self.num_heads * self.d_kv
 
 
-def relative_position_buckets(
-  length: int, num_buckets: int, max_distance: int
-) -> np.ndarray:
+def relative_position_buckets(length: int, num_buckets: int, max_distance: int) -> np.ndarray:
   """Bidirectional T5 relative position buckets, bucket[query, key].
 
   Computed in numpy float32 with the reference's order of operations, at
@@ -158,9 +156,7 @@ def _param(
 class EncoderLayers(nnx.Module):
   """All encoder blocks, parameters stacked along a leading `layers` axis."""
 
-  def __init__(
-    self, config: T5EncoderConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs
-  ):
+  def __init__(self, config: T5EncoderConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
     n, d, h, k, f = (
       config.num_layers,
       config.d_model,
@@ -172,23 +168,15 @@ class EncoderLayers(nnx.Module):
     self.dtype = dtype
     make = functools.partial(_param, rngs, param_dtype=param_dtype)
     self.attention_norm = make((n, d), ('layers', 'embed'), std=None)
-    self.query = make(
-      (n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=(d * k) ** -0.5
-    )
+    self.query = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=(d * k) ** -0.5)
     self.key = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5)
-    self.value = make(
-      (n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5
-    )
-    self.out = make(
-      (n, h, k, d), ('layers', 'heads', 'head_dim', 'embed'), std=(h * k) ** -0.5
-    )
+    self.value = make((n, d, h, k), ('layers', 'embed', 'heads', 'head_dim'), std=d**-0.5)
+    self.out = make((n, h, k, d), ('layers', 'heads', 'head_dim', 'embed'), std=(h * k) ** -0.5)
     self.mlp_norm = make((n, d), ('layers', 'embed'), std=None)
     # `wi` is the activated branch (HF `wi`, or `wi_0` when gated); `wi_linear` is HF `wi_1`.
     self.wi = make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5)
     self.wi_linear = (
-      make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5)
-      if config.is_gated
-      else None
+      make((n, d, f), ('layers', 'embed', 'mlp'), std=d**-0.5) if config.is_gated else None
     )
     self.wo = make((n, f, d), ('layers', 'mlp', 'embed'), std=f**-0.5)
     if config.per_layer_position_bias:
@@ -222,9 +210,7 @@ class EncoderLayers(nnx.Module):
     config, dtype = self.config, self.dtype
     # float32 means float32: without HIGHEST, GPUs/TPUs run f32 matmuls at reduced precision.
     precision = jax.lax.Precision.HIGHEST if dtype == jnp.float32 else None
-    einsum = functools.partial(
-      jnp.einsum, precision=precision, preferred_element_type=jnp.float32
-    )
+    einsum = functools.partial(jnp.einsum, precision=precision, preferred_element_type=jnp.float32)
     activation = ACTIVATIONS[config.activation]
     names = ['attention_norm', 'query', 'key', 'value', 'out', 'mlp_norm', 'wi', 'wo']
     names += ['wi_linear'] if config.is_gated else []
@@ -244,9 +230,7 @@ class EncoderLayers(nnx.Module):
       else:
         position_bias = shared_position_bias
 
-      normed = rms_norm(x, params['attention_norm'], config.layer_norm_epsilon).astype(
-        dtype
-      )
+      normed = rms_norm(x, params['attention_norm'], config.layer_norm_epsilon).astype(dtype)
       q, k, v = (
         einsum('bld,dhk->blhk', normed, params[n].astype(dtype)).astype(dtype)
         for n in ('query', 'key', 'value')
@@ -262,9 +246,7 @@ class EncoderLayers(nnx.Module):
       normed = rms_norm(x, params['mlp_norm'], config.layer_norm_epsilon).astype(dtype)
       hidden = activation(einsum('bld,df->blf', normed, params['wi'].astype(dtype)))
       if config.is_gated:
-        hidden = hidden * einsum(
-          'bld,df->blf', normed, params['wi_linear'].astype(dtype)
-        )
+        hidden = hidden * einsum('bld,df->blf', normed, params['wi_linear'].astype(dtype))
       hidden = sharding.constrain(hidden.astype(dtype), ('batch', 'length', 'mlp'))
       x = x + einsum('blf,fd->bld', hidden, params['wo'].astype(dtype))
       return sharding.constrain(x, ('batch', 'length', 'embed')), None
@@ -296,9 +278,7 @@ class T5Stack(nnx.Module):
     self.config = config
     self.dtype = jnp.dtype(dtype)
     make = functools.partial(_param, rngs, param_dtype=param_dtype)
-    self.token_embedding = make(
-      (config.vocab_size, config.d_model), ('vocab', 'embed'), std=1.0
-    )
+    self.token_embedding = make((config.vocab_size, config.d_model), ('vocab', 'embed'), std=1.0)
     if config.per_layer_position_bias:
       self.relative_attention_bias = None
     else:
@@ -307,9 +287,7 @@ class T5Stack(nnx.Module):
         (None, 'heads'),
         std=config.d_model**-0.5,
       )
-    self.layers = EncoderLayers(
-      config, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs
-    )
+    self.layers = EncoderLayers(config, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
     self.final_norm = make((config.d_model,), ('embed',), std=None)
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
@@ -333,9 +311,7 @@ class T5Stack(nnx.Module):
       config.relative_attention_max_distance,
     )
     shared_bias = (
-      None
-      if self.relative_attention_bias is None
-      else self.relative_attention_bias[...]
+      None if self.relative_attention_bias is None else self.relative_attention_bias[...]
     )
     x = self.layers(x, mask, buckets, shared_bias)
     return rms_norm(x, self.final_norm[...], config.layer_norm_epsilon)

@@ -67,9 +67,7 @@ class SentencePieceTokenizer:
       texts.append(self._processor.decode([i for i in row if i != PAD_ID]))
     return texts
 
-  def __call__(
-    self, texts: Sequence[str], max_length: int
-  ) -> tuple[np.ndarray, np.ndarray]:
+  def __call__(self, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes a batch with eos, right padding and truncation.
 
     Args:
@@ -83,9 +81,7 @@ class SentencePieceTokenizer:
     if isinstance(texts, str):
       raise TypeError('texts must be a sequence of strings, not one string.')
     if max_length < 1:
-      raise ValueError(
-        f'max_length must be at least 1 (room for eos), got {max_length}.'
-      )
+      raise ValueError(f'max_length must be at least 1 (room for eos), got {max_length}.')
     ids = np.full((len(texts), max_length), PAD_ID, np.int32)
     mask = np.zeros((len(texts), max_length), np.int32)
     truncated = 0

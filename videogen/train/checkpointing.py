@@ -153,9 +153,7 @@ def restore(
     The restored state and the saved metadata dict.
   """
   where = f'checkpoint {manager.directory / str(step)}'
-  check_compatible(
-    _saved_tree(manager.directory / str(step) / STATE), abstract_state, where
-  )
+  check_compatible(_saved_tree(manager.directory / str(step) / STATE), abstract_state, where)
   target = _restore_target(abstract_state, state_shardings)
   items = {
     STATE: ocp.args.PyTreeRestore(
@@ -193,9 +191,7 @@ def read_config(path: str | epath.Path) -> ml_collections.ConfigDict:
   workdir, _ = _split_path(path)
   config_path = workdir / CONFIG_FILE
   if not config_path.exists():
-    raise FileNotFoundError(
-      f'{config_path} does not exist: {workdir} is not a videogen workdir.'
-    )
+    raise FileNotFoundError(f'{config_path} does not exist: {workdir} is not a videogen workdir.')
   return config_lib.config_from_json_dict(json.loads(config_path.read_text()))
 
 
@@ -236,9 +232,7 @@ def restore_model(
   ckpt = checkpoint_dir(workdir) / str(step) / STATE
   saved_tree = _saved_tree(ckpt)
   saved_keys = set(saved_tree.keys()) if hasattr(saved_tree, 'keys') else set()
-  params_key = (
-    'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
-  )
+  params_key = 'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
   where = f'checkpoint {ckpt.parent}'
   check_compatible(saved_tree[params_key], abstract_params, where)
   if 'model_state' in saved_keys:
@@ -253,8 +247,7 @@ def restore_model(
     ),
     'model_state': _restore_target(
       abstract_model_state,
-      shardings.get('model_state')
-      or jax.tree.map(lambda _: single, abstract_model_state),
+      shardings.get('model_state') or jax.tree.map(lambda _: single, abstract_model_state),
     ),
   }
   with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:

@@ -49,9 +49,7 @@ class _MetricsLog:
 
   def __init__(self, workdir: epath.Path):
     self.is_main = jax.process_index() == 0
-    self.writer = metric_writers.create_default_writer(
-      str(workdir), just_logging=not self.is_main
-    )
+    self.writer = metric_writers.create_default_writer(str(workdir), just_logging=not self.is_main)
     self._jsonl = workdir / 'metrics.jsonl'
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
@@ -242,9 +240,7 @@ def _run(
           'learning rate, or set --config.nan_policy=skip to skip such steps.'
         )
       if _is_due(step, config.log_every_steps, total):
-        summary = {
-          k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]
-        }
+        summary = {k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]}
         pending.clear()
         now = time.perf_counter()
         steps_per_s = (step - last_log_step) / max(now - last_log_time, 1e-9)
@@ -258,9 +254,7 @@ def _run(
           summary['mfu'] = cost.flops * steps_per_s / reference
         log.write(step, summary)
         result.last_train_metrics = summary
-        logging.info(
-          'step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items())
-        )
+        logging.info('step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items()))
       if _is_due(step, config.eval_every_steps, total):
         with progress.timed('eval'):
           result.eval_metrics = task.evaluate(

@@ -8,9 +8,7 @@ import ml_collections
 import optax
 
 
-def make_schedule(
-  config: ml_collections.ConfigDict, num_train_steps: int
-) -> optax.Schedule:
+def make_schedule(config: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
   """Linear warmup to `learning_rate`, then cosine/linear/constant decay."""
   peak = config.learning_rate
   warmup = min(config.warmup_steps, max(num_train_steps - 1, 0))
@@ -69,9 +67,7 @@ def make_optimizer(
   elif config.name == 'adafactor':
     main = optax.adafactor(schedule, weight_decay_rate=config.weight_decay or None)
   else:
-    raise ValueError(
-      f"Unknown optimizer.name {config.name!r}; valid: 'adamw', 'adafactor'"
-    )
+    raise ValueError(f"Unknown optimizer.name {config.name!r}; valid: 'adamw', 'adafactor'")
   chain = []
   if config.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
@@ -81,6 +77,4 @@ def make_optimizer(
 
 def update_ema(ema, params, decay: float):
   """`decay * ema + (1 - decay) * params`, leaf by leaf (same tree)."""
-  return jax.tree.map(
-    lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params
-  )
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params)

@@ -30,9 +30,7 @@ class PreemptionWatcher:
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning(
-      'Received signal %d: will checkpoint and stop after this step.', signum
-    )
+    logging.warning('Received signal %d: will checkpoint and stop after this step.', signum)
     self._flag.set()
 
   def restore_handlers(self) -> None:

@@ -39,9 +39,7 @@ def chip_peak_flops(device: jax.Device) -> float | None:
 
 
 @functools.cache
-def measured_matmul_flops(
-  size: int = 2048, dtype: str = 'float32', repeats: int = 5
-) -> float:
+def measured_matmul_flops(size: int = 2048, dtype: str = 'float32', repeats: int = 5) -> float:
   """FLOP/s of a [size, size] @ [size, size] matmul on the first device."""
   device = jax.local_devices()[0]
   key_a, key_b = jax.random.split(jax.random.key(0))

@@ -24,9 +24,7 @@ _MASKED = float(jnp.finfo(jnp.float32).min)  # Logit of a masked key (finite: no
 PALLAS_KERNELS = ('splash', 'mha')
 
 
-def resolve_backend(
-  backend: str, dtype=jnp.float32, platform: str | None = None
-) -> str:
+def resolve_backend(backend: str, dtype=jnp.float32, platform: str | None = None) -> str:
   """The concrete backend ('xla', 'cudnn' or 'pallas') that `backend` means here.
 
   Args:
@@ -97,9 +95,7 @@ def dot_product_attention(
   """
   if kv_layout == 'bhtd':
     if causal or backend not in ('auto', 'xla'):
-      raise ValueError(
-        "kv_layout 'bhtd' (KV caches) supports backend 'xla' without causal."
-      )
+      raise ValueError("kv_layout 'bhtd' (KV caches) supports backend 'xla' without causal.")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     return _heads_major_attention(query, key, value, kv_mask, scale)
   if kv_layout != 'bthd':
@@ -109,9 +105,7 @@ def dot_product_attention(
       f'Causal attention needs q_length == kv_length, got {query.shape[1]} and {key.shape[1]}'
     )
   if query.shape[2] % key.shape[2]:
-    raise ValueError(
-      f'{query.shape[2]} query heads are not a multiple of {key.shape[2]} kv heads'
-    )
+    raise ValueError(f'{query.shape[2]} query heads are not a multiple of {key.shape[2]} kv heads')
   scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
   resolved = resolve_backend(backend, query.dtype)
   if resolved in ('xla', 'cudnn'):
@@ -161,18 +155,14 @@ def _heads_major_attention(query, key, value, kv_mask, scale):
     logits = jnp.where(kv_mask[:, None, None, :].astype(bool), logits, _MASKED)
   weights = jax.nn.softmax(logits, axis=-1).astype(value.dtype)
   out = jnp.einsum('bkqs,bksd->bkqd', weights, value)
-  out = out.reshape(batch, kv_heads, groups, q_length, head_dim).transpose(
-    0, 3, 1, 2, 4
-  )
+  out = out.reshape(batch, kv_heads, groups, q_length, head_dim).transpose(0, 3, 1, 2, 4)
   return out.reshape(batch, q_length, num_heads, head_dim).astype(query.dtype)
 
 
 def _pallas_kernel(requested: str | None, platform: str | None) -> str:
   if requested is not None:
     if requested not in PALLAS_KERNELS:
-      raise ValueError(
-        f'Unknown Pallas kernel {requested!r}; choose from {PALLAS_KERNELS}'
-      )
+      raise ValueError(f'Unknown Pallas kernel {requested!r}; choose from {PALLAS_KERNELS}')
     return requested
   platform = platform or jax.default_backend()
   if platform == 'tpu':
@@ -309,9 +299,7 @@ def reference_attention(query, key, value, *, causal=False, kv_mask=None, scale=
   num_heads = query.shape[2]
   key, value = _repeat_kv(key, value, num_heads)
   scale = 1.0 / np.sqrt(query.shape[-1]) if scale is None else scale
-  logits = jnp.einsum(
-    'bqhd,bkhd->bhqk', query.astype(jnp.float32), key.astype(jnp.float32)
-  )
+  logits = jnp.einsum('bqhd,bkhd->bhqk', query.astype(jnp.float32), key.astype(jnp.float32))
   logits = logits * scale
   allowed = jnp.ones(logits.shape[-2:], bool)
   if causal:

@@ -72,15 +72,11 @@ class TransformerSpec:
     if self.position == 'rope3d' and self.head_dim % 2:
       raise ValueError(f'rope3d needs an even head_dim, got {self.head_dim}')
     if self.position not in ('rope3d', 'learned3d'):
-      raise ValueError(
-        f"position must be 'rope3d' or 'learned3d', got {self.position!r}"
-      )
+      raise ValueError(f"position must be 'rope3d' or 'learned3d', got {self.position!r}")
     if self.mlp not in ('swiglu', 'gelu'):
       raise ValueError(f"mlp must be 'swiglu' or 'gelu', got {self.mlp!r}")
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(
-        f'remat_policy {self.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}'
-      )
+      raise ValueError(f'remat_policy {self.remat_policy!r} is not one of {sorted(REMAT_POLICIES)}')
     if self.latent_shape[0] > self.max_latent_frames:
       raise ValueError(
         f'Training clips have {self.latent_shape[0]} latent frames but max_latent_frames is '
@@ -163,9 +159,7 @@ def token_coords(
   index = start + jnp.arange(length, dtype=jnp.int32)
   frame = index // (height * width)
   coords = jnp.stack([frame, (index // width) % height, index % width], axis=-1)
-  offset = jnp.stack(
-    [frame_offset, jnp.zeros_like(frame_offset), jnp.zeros_like(frame_offset)], -1
-  )
+  offset = jnp.stack([frame_offset, jnp.zeros_like(frame_offset), jnp.zeros_like(frame_offset)], -1)
   return coords[None] + offset[:, None, :].astype(jnp.int32)
 
 
@@ -176,9 +170,7 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
   return pairs - 2 * spatial, spatial, spatial
 
 
-def rope_tables(
-  coords: jax.Array, head_dim: int, theta: float
-) -> tuple[jax.Array, jax.Array]:
+def rope_tables(coords: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
   """Factorised 3D RoPE: each axis rotates its own slice of the head dims.
 
   Args:
@@ -201,9 +193,7 @@ def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
   """Rotates pairs (x[i], x[i + head_dim/2]). x: [batch, length, heads, head_dim]."""
   sin, cos = (table[:, :, None, :] for table in rope)
   first, second = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  rotated = jnp.concatenate(
-    [first * cos - second * sin, second * cos + first * sin], axis=-1
-  )
+  rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
   return rotated.astype(x.dtype)
 
 
@@ -223,9 +213,7 @@ def kernel_init(axes, in_axis, out_axis, scale: float = 1.0):
   return sharding.with_logical(init, axes)
 
 
-def rms_norm(
-  features: int, axis_name: str, spec: TransformerSpec, rngs: nnx.Rngs
-) -> nnx.RMSNorm:
+def rms_norm(features: int, axis_name: str, spec: TransformerSpec, rngs: nnx.Rngs) -> nnx.RMSNorm:
   return nnx.RMSNorm(
     features,
     epsilon=spec.norm_eps,
@@ -270,9 +258,7 @@ class Attention(nnx.Module):
       ),
       **common,
     )
-    self.query_norm = (
-      rms_norm(head_dim, 'head_dim', spec, rngs) if spec.qk_norm else None
-    )
+    self.query_norm = rms_norm(head_dim, 'head_dim', spec, rngs) if spec.qk_norm else None
     self.key_norm = rms_norm(head_dim, 'head_dim', spec, rngs) if spec.qk_norm else None
 
   def queries(self, x: jax.Array, rope) -> jax.Array:
@@ -303,9 +289,7 @@ class Mlp(nnx.Module):
   """SwiGLU (gate * up -> down) or GELU (up -> down) feed-forward."""
 
   def __init__(self, spec: TransformerSpec, *, rngs: nnx.Rngs):
-    common = dict(
-      use_bias=False, dtype=spec.dtype, param_dtype=spec.param_dtype, rngs=rngs
-    )
+    common = dict(use_bias=False, dtype=spec.dtype, param_dtype=spec.param_dtype, rngs=rngs)
     up_init = kernel_init(('embed', 'mlp'), 0, 1)
     self.gated = spec.mlp == 'swiglu'
     self.gate = (
@@ -317,9 +301,7 @@ class Mlp(nnx.Module):
     self.down = nnx.Linear(
       spec.mlp_dim,
       spec.embed_dim,
-      kernel_init=kernel_init(
-        ('mlp', 'embed'), 0, 1, scale=1.0 / (2 * spec.num_layers)
-      ),
+      kernel_init=kernel_init(('mlp', 'embed'), 0, 1, scale=1.0 / (2 * spec.num_layers)),
       **common,
     )
 

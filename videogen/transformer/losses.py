@@ -28,9 +28,7 @@ def token_metrics(
     weighted term), all scalars.
   """
   logits = logits.astype(jnp.float32)
-  cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
-    logits, targets
-  ).mean()
+  cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
   log_normalizer = jax.nn.logsumexp(logits, axis=-1)
   z_loss = z_loss_weight * jnp.mean(jnp.square(log_normalizer))
   accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
@@ -57,14 +55,10 @@ def matmul_params_per_token(spec: TransformerSpec) -> int:
   # Query and output projections; text K/V are counted per text token.
   cross_attention = 2 * embed * heads * head_dim
   mlp = (3 if spec.mlp == 'swiglu' else 2) * embed * spec.mlp_dim
-  return (
-    spec.num_layers * (self_attention + cross_attention + mlp) + embed * spec.vocab_size
-  )
+  return spec.num_layers * (self_attention + cross_attention + mlp) + embed * spec.vocab_size
 
 
-def forward_flops(
-  spec: TransformerSpec, batch: int, length: int, text_length: int
-) -> float:
+def forward_flops(spec: TransformerSpec, batch: int, length: int, text_length: int) -> float:
   """Model FLOPs of one forward pass (a multiply-add counts 2).
 
   Dense layers: 2 * weights per token (video tokens; the text projection and
@@ -87,8 +81,6 @@ def forward_flops(
   return batch * (dense + text + self_attention + cross_attention)
 
 
-def train_step_flops(
-  spec: TransformerSpec, batch: int, length: int, text_length: int
-) -> float:
+def train_step_flops(spec: TransformerSpec, batch: int, length: int, text_length: int) -> float:
   """Forward + backward model FLOPs (3x forward; remat recomputation excluded)."""
   return 3.0 * forward_flops(spec, batch, length, text_length)

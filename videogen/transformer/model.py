@@ -71,9 +71,7 @@ class Transformer(nnx.Module):
       embed,
       dtype=spec.dtype,
       param_dtype=param_dtype,
-      embedding_init=sharding.with_logical(
-        nnx.initializers.normal(1.0), ('vocab', 'embed')
-      ),
+      embedding_init=sharding.with_logical(nnx.initializers.normal(1.0), ('vocab', 'embed')),
       rngs=rngs,
     )
     if spec.position == 'learned3d':
@@ -90,9 +88,7 @@ class Transformer(nnx.Module):
         )
       )
       self.width_embed = nnx.Param(
-        sharding.with_logical(init, ('width', 'embed'))(
-          rngs.params(), (width, embed), param_dtype
-        )
+        sharding.with_logical(init, ('width', 'embed'))(rngs.params(), (width, embed), param_dtype)
       )
     self.text_proj = nnx.Linear(
       spec.text_dim,
@@ -113,9 +109,7 @@ class Transformer(nnx.Module):
     if spec.scan_layers:
       self.blocks = _stacked_blocks(spec, rngs)
     else:
-      self.blocks = nnx.List(
-        [layers.Block(spec, rngs=rngs) for _ in range(spec.num_layers)]
-      )
+      self.blocks = nnx.List([layers.Block(spec, rngs=rngs) for _ in range(spec.num_layers)])
     self.final_norm = layers.rms_norm(embed, 'embed', spec, rngs)
     self.head = nnx.Einsum(
       'bld,dv->blv',
@@ -213,9 +207,7 @@ class Transformer(nnx.Module):
     context, context_mask = self.encode_text(text_emb, text_mask, text_drop)
     block_inputs = BlockInputs(rope, None, None, context, context_mask)
     layer_keys = (
-      jax.random.split(dropout_key, self.spec.num_layers)
-      if dropout_key is not None
-      else None
+      jax.random.split(dropout_key, self.spec.num_layers) if dropout_key is not None else None
     )
     policy = layers.REMAT_POLICIES[self.spec.remat_policy]
 
@@ -262,9 +254,7 @@ class Transformer(nnx.Module):
       frame_offset=frame_offset.astype(jnp.int32),
     )
 
-  def prefill(
-    self, inputs: jax.Array, cache: DecodeCache
-  ) -> tuple[jax.Array, DecodeCache]:
+  def prefill(self, inputs: jax.Array, cache: DecodeCache) -> tuple[jax.Array, DecodeCache]:
     """Runs the first positions at once and stores their K/V.
 
     Args:
@@ -364,9 +354,7 @@ def unstack_layers(model: Transformer) -> Transformer:
   if not model.spec.scan_layers:
     return model
   spec = dataclasses.replace(model.spec, scan_layers=False)
-  graphdef, abstract = nnx.split(
-    nnx.eval_shape(lambda: Transformer(spec, rngs=nnx.Rngs(0)))
-  )
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(spec, rngs=nnx.Rngs(0))))
   stacked = dict(nnx.to_flat_state(nnx.state(model)))
   flat = []
   for path, variable in nnx.to_flat_state(abstract):
@@ -386,9 +374,7 @@ def init_transformer(spec: TransformerSpec, rng: jax.Array) -> Transformer:
   """
   abstract = nnx.eval_shape(lambda: Transformer(spec, rngs=nnx.Rngs(0)))
   graphdef = nnx.split(abstract)[0]
-  state = jax.jit(
-    lambda key: nnx.split(Transformer(spec, rngs=nnx.Rngs(params=key)))[1]
-  )(rng)
+  state = jax.jit(lambda key: nnx.split(Transformer(spec, rngs=nnx.Rngs(params=key)))[1])(rng)
   return nnx.merge(graphdef, state)
 
 

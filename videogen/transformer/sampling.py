@@ -137,11 +137,7 @@ def sample_window(
     drop = jnp.arange(2 * batch) >= batch
   rows = text_emb.shape[0]
   offset = jnp.full((rows,), frame_offset, jnp.int32)
-  tokens = (
-    jnp.zeros((batch, length), jnp.int32)
-    .at[:, :prefix_length]
-    .set(prefix.astype(jnp.int32))
-  )
+  tokens = jnp.zeros((batch, length), jnp.int32).at[:, :prefix_length].set(prefix.astype(jnp.int32))
 
   def duplicate(x):
     return jnp.concatenate([x, x], axis=0) if guided else x
@@ -149,9 +145,7 @@ def sample_window(
   def choose(logits, index, rng):
     if guided:
       logits = guide(logits, cfg_scale)
-    return sample_logits(
-      logits, jax.random.fold_in(rng, index), temperature, top_k, top_p
-    )
+    return sample_logits(logits, jax.random.fold_in(rng, index), temperature, top_k, top_p)
 
   if use_cache:
     context, context_mask = model.encode_text(text_emb, text_mask, drop)
@@ -162,9 +156,7 @@ def sample_window(
     def step(index, carry):
       tokens, cache, state = carry
       model = nnx.merge(graphdef, state)
-      previous = jax.lax.dynamic_index_in_dim(
-        tokens, jnp.maximum(index - 1, 0), 1, keepdims=False
-      )
+      previous = jax.lax.dynamic_index_in_dim(tokens, jnp.maximum(index - 1, 0), 1, keepdims=False)
       token = jnp.where(index == 0, spec.bos_id, previous)
       logits, cache = model.decode_step(duplicate(token), index, cache)
       chosen = choose(logits, index, rng)
@@ -172,9 +164,7 @@ def sample_window(
 
     # The parameters ride in the carry: NNX transforms inside the body refuse
     # Variables captured from an outer trace.
-    tokens, _, _ = jax.lax.fori_loop(
-      prefix_length, length, step, (tokens, cache, state)
-    )
+    tokens, _, _ = jax.lax.fori_loop(prefix_length, length, step, (tokens, cache, state))
     return tokens
 
   def full_step(index, carry):
@@ -260,9 +250,7 @@ def sample_tokens(
         f'got {prefix.shape}'
       )
   if total > window and not 0 < window_prefix_frames < window:
-    raise ValueError(
-      f'window_prefix_frames must be in [1, {window}), got {window_prefix_frames}'
-    )
+    raise ValueError(f'window_prefix_frames must be in [1, {window}), got {window_prefix_frames}')
   settings = dict(
     top_k=int(top_k),
     top_p=float(top_p),

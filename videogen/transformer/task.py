@@ -81,17 +81,13 @@ def load_frozen_models(
   from videogen.text import default as default_t5  # noqa: PLC0415
 
   if not config.tokenizer.checkpoint:
-    raise ValueError(
-      'config.tokenizer.checkpoint must name the trained tokenizer workdir.'
-    )
+    raise ValueError('config.tokenizer.checkpoint must name the trained tokenizer workdir.')
   tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint)
   default_dir = epath.Path(text.encoder_dir(config.text, workdir))
   if not config.text.path and not (default_dir / 'config.json').exists():
     if jax.process_index() == 0:
       captions = pipeline.split_captions(config, config.data.train_split)
-      default_t5.ensure_default_from_config(
-        default_dir, captions, config.text.default_model
-      )
+      default_t5.ensure_default_from_config(default_dir, captions, config.text.default_model)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_default_t5')
   encoder = text.load_text_encoder(config.text, workdir=workdir)
@@ -114,10 +110,7 @@ class TransformerTask(Task):
     self.frozen = frozen or load_frozen_models(config, self.workdir)
     data = config.data
     self.latent_shape = tuple(
-      int(s)
-      for s in self.frozen.tokenizer.latent_shape(
-        data.num_frames, data.height, data.width
-      )
+      int(s) for s in self.frozen.tokenizer.latent_shape(data.num_frames, data.height, data.width)
     )
     self.spec = TransformerSpec.from_config(
       config.model,
@@ -134,9 +127,7 @@ class TransformerTask(Task):
     self._eval_step = jax.jit(self._eval_metrics)
     self._encode_prompts = jax.jit(self._text_embeddings)
     self._decode = jax.jit(
-      lambda state, tokens: self.frozen.decode_tokens(
-        self._tokenizer_graphdef, state, tokens
-      )
+      lambda state, tokens: self.frozen.decode_tokens(self._tokenizer_graphdef, state, tokens)
     )
 
   # --- Task interface --------------------------------------------------------
@@ -154,9 +145,7 @@ class TransformerTask(Task):
   def init_state(self, rng: jax.Array) -> TransformerTrainState:
     model = Transformer(self.spec, rngs=nnx.Rngs(params=rng))
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    ema = (
-      jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
-    )
+    ema = jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
     return TransformerTrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -174,14 +163,10 @@ class TransformerTask(Task):
   ) -> tuple[TransformerTrainState, dict[str, jax.Array]]:
     model_config = self.config.model
     tokens = self._tokens(state, batch)
-    text_emb = self._text_embeddings(
-      state.frozen['text'], batch['text_ids'], batch['text_mask']
-    )
+    text_emb = self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
     batch_size = tokens.shape[0]
     drop_key, offset_key, dropout_key = jax.random.split(rng, 3)
-    text_drop = jax.random.bernoulli(
-      drop_key, model_config.text_dropout_prob, (batch_size,)
-    )
+    text_drop = jax.random.bernoulli(drop_key, model_config.text_dropout_prob, (batch_size,))
     frame_offset = jnp.zeros((batch_size,), jnp.int32)
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
@@ -216,9 +201,7 @@ class TransformerTask(Task):
 
   def step_cost(self, batch_size: int) -> StepCost:
     length = self.spec.seq_length
-    flops = losses.train_step_flops(
-      self.spec, batch_size, length, self.config.text.max_length
-    )
+    flops = losses.train_step_flops(self.spec, batch_size, length, self.config.text.max_length)
     return StepCost(
       flops=flops,
       tokens=batch_size * length,
@@ -281,9 +264,7 @@ class TransformerTask(Task):
       return None
     directory = token_cache.cache_directory(self.config, self.workdir)
     encode = jax.jit(
-      lambda state, video: self.frozen.encode_video(
-        self._tokenizer_graphdef, state, video
-      )
+      lambda state, video: self.frozen.encode_video(self._tokenizer_graphdef, state, video)
     )
     tokenizer_state = self.frozen.tokenizer.state
     token_cache.build_token_cache(
@@ -308,9 +289,7 @@ class TransformerTask(Task):
   def _eval_metrics(self, state, batch) -> dict[str, jax.Array]:
     params = state.ema_params if state.ema_params is not None else state.params
     tokens = self._tokens(state, batch)
-    text_emb = self._text_embeddings(
-      state.frozen['text'], batch['text_ids'], batch['text_mask']
-    )
+    text_emb = self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
     model = nnx.merge(self.graphdef, params, state.model_state)
     logits = model(shift_right(tokens, self.spec.bos_id), text_emb, batch['text_mask'])
     _, metrics = losses.token_metrics(
@@ -318,9 +297,7 @@ class TransformerTask(Task):
     )
     return metrics
 
-  def sample_prompts(
-    self, state: TransformerTrainState
-  ) -> tuple[np.ndarray, list[str]]:
+  def sample_prompts(self, state: TransformerTrainState) -> tuple[np.ndarray, list[str]]:
     """Samples the fixed prompts of `config.sampling` (every process takes part).
 
     Returns:
@@ -351,8 +328,6 @@ class TransformerTask(Task):
     return video_io.to_uint8(video), prompts
 
 
-def _tokenize(
-  tokenizer, max_length: int, texts: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
+def _tokenize(tokenizer, max_length: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
   ids, mask = tokenizer(texts, max_length)
   return np.asarray(ids, np.int32), np.asarray(mask, np.int32)

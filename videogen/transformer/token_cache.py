@@ -45,9 +45,9 @@ def cache_key(config: ml_collections.ConfigDict, process_count: int) -> str:
     'batch_size': config.batch_size,  # Eval-order batching drops a partial batch.
     'process_count': process_count,
   }
-  return hashlib.sha256(
-    json.dumps(described, sort_keys=True, default=str).encode()
-  ).hexdigest()[:16]
+  return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
+    :16
+  ]
 
 
 def cache_directory(
@@ -111,9 +111,7 @@ def build_token_cache(
     with temporary.open('wb') as f:
       np.save(f, array, allow_pickle=False)
     temporary.replace(final)
-  done.write_text(
-    json.dumps({'clips': len(captions), 'shape': list(tokens.shape)}) + '\n'
-  )
+  done.write_text(json.dumps({'clips': len(captions), 'shape': list(tokens.shape)}) + '\n')
   return len(captions)
 
 
@@ -128,9 +126,7 @@ class TokenCacheSource:
     directory = epath.Path(self.directory)
     tokens, captions = [], []
     for index in range(self.process_count):
-      if not (
-        directory / _shard_name('done', index, self.process_count, '.json')
-      ).exists():
+      if not (directory / _shard_name('done', index, self.process_count, '.json')).exists():
         raise FileNotFoundError(
           f'Token cache shard {index} of {self.process_count} is missing in {directory}; '
           'build it with build_token_cache on every process first.'

@@ -59,9 +59,7 @@ def model_config(variant: str = 'small', quantizer: str = 'fsq') -> ConfigDict:
     An unlocked ConfigDict (the experiment file locks the whole config).
   """
   if variant not in VARIANTS:
-    raise ValueError(
-      f'Unknown tokenizer variant {variant!r}; valid: {sorted(VARIANTS)}'
-    )
+    raise ValueError(f'Unknown tokenizer variant {variant!r}; valid: {sorted(VARIANTS)}')
   if quantizer not in QUANTIZERS:
     raise ValueError(f'Unknown quantizer {quantizer!r}; valid: {list(QUANTIZERS)}')
   sizes = VARIANTS[variant]

@@ -27,9 +27,7 @@ def _leaky_relu(x: jax.Array) -> jax.Array:
 class DiscriminatorBlock(nnx.Module):
   """conv -> lrelu -> stride-2 conv -> lrelu, plus a strided 1x1x1 skip."""
 
-  def __init__(
-    self, in_channels: int, out_channels: int, *, dtype: jnp.dtype, rngs: nnx.Rngs
-  ):
+  def __init__(self, in_channels: int, out_channels: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
     self.conv = layers.CausalConv3d(in_channels, out_channels, dtype=dtype, rngs=rngs)
     self.down = layers.CausalConv3d(
       out_channels, out_channels, strides=(2, 2, 2), dtype=dtype, rngs=rngs
@@ -74,13 +72,9 @@ class Discriminator(nnx.Module):
       blocks.append(DiscriminatorBlock(current, width, dtype=dtype, rngs=rngs))
       current = width
     self.blocks = nnx.List(blocks)
-    init = sharding.with_logical(
-      nnx.initializers.lecun_normal(), ('conv_in', 'conv_out')
-    )
+    init = sharding.with_logical(nnx.initializers.lecun_normal(), ('conv_in', 'conv_out'))
     bias = sharding.with_logical(nnx.initializers.zeros, ('conv_out',))
-    self.dense = nnx.Linear(
-      current, current, kernel_init=init, bias_init=bias, rngs=rngs
-    )
+    self.dense = nnx.Linear(current, current, kernel_init=init, bias_init=bias, rngs=rngs)
     self.logit = nnx.Linear(current, 1, kernel_init=init, bias_init=bias, rngs=rngs)
 
   def __call__(self, video: jax.Array) -> jax.Array:
@@ -93,7 +87,5 @@ class Discriminator(nnx.Module):
 
   def flops(self, num_frames: int, height: int, width: int) -> float:
     """Forward FLOPs of one clip of [T, H, W] (convolutions only)."""
-    flops, _ = layers.sum_flops(
-      [self.conv_in, *self.blocks], (num_frames, height, width)
-    )
+    flops, _ = layers.sum_flops([self.conv_in, *self.blocks], (num_frames, height, width))
     return flops

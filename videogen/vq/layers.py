@@ -130,27 +130,21 @@ class CausalConv3d(nnx.Module):
     kernel_init: nnx.Initializer | None = None,
     rngs: nnx.Rngs,
   ):
-    kernel_init = kernel_init or nnx.initializers.variance_scaling(
-      1.0, 'fan_in', 'uniform'
-    )
+    kernel_init = kernel_init or nnx.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
     self.kernel = nnx.Param(
       sharding.with_logical(kernel_init, KERNEL_AXES)(
         rngs.params(), (*kernel_size, in_channels, out_channels)
       )
     )
     self.bias = nnx.Param(
-      sharding.with_logical(nnx.initializers.zeros, ('conv_out',))(
-        rngs.params(), (out_channels,)
-      )
+      sharding.with_logical(nnx.initializers.zeros, ('conv_out',))(rngs.params(), (out_channels,))
     )
     self.strides = tuple(strides)
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [batch, time, height, width, in] -> [batch, time', height', width', out]."""
-    y = causal_conv3d(
-      x.astype(self.dtype), self.kernel[...], self.bias[...], self.strides
-    )
+    y = causal_conv3d(x.astype(self.dtype), self.kernel[...], self.bias[...], self.strides)
     # Pin every conv output to batch sharding: kernels are sharded over
     # `conv_out` (FSDP), which must not drag activations onto channels.
     return constrain(y)

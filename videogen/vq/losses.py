@@ -13,9 +13,7 @@ RECON_KINDS = ('l1', 'l2', 'l1+l2')
 GAN_KINDS = ('hinge', 'non_saturating')
 
 
-def reconstruction_terms(
-  video: jax.Array, reconstruction: jax.Array
-) -> dict[str, jax.Array]:
+def reconstruction_terms(video: jax.Array, reconstruction: jax.Array) -> dict[str, jax.Array]:
   """Mean absolute and squared pixel error.
 
   Args:
@@ -58,20 +56,14 @@ def generator_loss(fake_logits: jax.Array, kind: str) -> jax.Array:
   raise ValueError(f'Unknown loss.gan.loss {kind!r}; valid: {GAN_KINDS}')
 
 
-def discriminator_loss(
-  real_logits: jax.Array, fake_logits: jax.Array, kind: str
-) -> jax.Array:
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, kind: str) -> jax.Array:
   """Discriminator loss: real clips up, reconstructions down."""
   real_logits = real_logits.astype(jnp.float32)
   fake_logits = fake_logits.astype(jnp.float32)
   if kind == 'hinge':
-    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(
-      jax.nn.relu(1.0 + fake_logits)
-    )
+    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
   if kind == 'non_saturating':
-    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
-      jax.nn.softplus(fake_logits)
-    )
+    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
   raise ValueError(f'Unknown loss.gan.loss {kind!r}; valid: {GAN_KINDS}')
 
 
@@ -94,9 +86,7 @@ def lecam_regularizer(
   )
 
 
-def adaptive_weight(
-  recon_grad: jax.Array, gan_grad: jax.Array, max_weight: float
-) -> jax.Array:
+def adaptive_weight(recon_grad: jax.Array, gan_grad: jax.Array, max_weight: float) -> jax.Array:
   """VQGAN's balance: ||grad recon|| / ||grad gan|| at the last decoder layer.
 
   Args:
@@ -108,7 +98,5 @@ def adaptive_weight(
   Returns:
     A float32 scalar in [0, max_weight], without gradient.
   """
-  weight = jnp.linalg.norm(recon_grad.ravel()) / (
-    jnp.linalg.norm(gan_grad.ravel()) + 1e-4
-  )
+  weight = jnp.linalg.norm(recon_grad.ravel()) / (jnp.linalg.norm(gan_grad.ravel()) + 1e-4)
   return jax.lax.stop_gradient(jnp.clip(weight, 0.0, max_weight))

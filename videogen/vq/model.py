@@ -93,9 +93,7 @@ class Encoder(nnx.Module):
       blocks.append(layers.ResBlock(current, current, groups, dtype=dtype, rngs=rngs))
     self.blocks = nnx.List(blocks)
     self.norm_out = layers.FrameGroupNorm(current, groups, rngs=rngs)
-    self.conv_out = layers.CausalConv3d(
-      current, latent_dim, (1, 1, 1), dtype=dtype, rngs=rngs
-    )
+    self.conv_out = layers.CausalConv3d(current, latent_dim, (1, 1, 1), dtype=dtype, rngs=rngs)
 
   def __call__(self, video: jax.Array) -> jax.Array:
     """video: [batch, T, H, W, 3] -> [batch, t, h, w, latent_dim] float32."""
@@ -130,9 +128,7 @@ class Decoder(nnx.Module):
       blocks.append(layers.ResBlock(current, current, groups, dtype=dtype, rngs=rngs))
     for level in reversed(range(len(channels))):
       for _ in range(config.num_res_blocks):
-        blocks.append(
-          layers.ResBlock(current, channels[level], groups, dtype=dtype, rngs=rngs)
-        )
+        blocks.append(layers.ResBlock(current, channels[level], groups, dtype=dtype, rngs=rngs))
         current = channels[level]
       if level > 0:
         time_stride, space_stride = schedule[level - 1]

@@ -75,9 +75,7 @@ class PerceptualLoss:
       for index in indices:
         kernel_key, bias_key = f'features.{index}.weight', f'features.{index}.bias'
         if kernel_key not in weights or bias_key not in weights:
-          raise ValueError(
-            f'{path} has no {kernel_key!r}/{bias_key!r} (VGG16 layout expected)'
-          )
+          raise ValueError(f'{path} has no {kernel_key!r}/{bias_key!r} (VGG16 layout expected)')
         kernel = np.transpose(weights[kernel_key], (2, 3, 1, 0))  # OIHW -> HWIO
         layers.append(
           (
@@ -98,9 +96,7 @@ class PerceptualLoss:
     outputs = []
     for block, layers in enumerate(self.convs):
       if block > 0:
-        x = jax.lax.reduce_window(
-          x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID'
-        )
+        x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
       for kernel, bias in layers:
         x = jax.lax.conv_general_dilated(
           x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
@@ -120,14 +116,10 @@ class PerceptualLoss:
       float32 scalar (0 for identical inputs).
     """
     frames = video.shape[-3:]
-    both = jnp.concatenate(
-      [video.reshape(-1, *frames), reconstruction.reshape(-1, *frames)]
-    )
+    both = jnp.concatenate([video.reshape(-1, *frames), reconstruction.reshape(-1, *frames)])
     total = jnp.float32(0.0)
     for feature, weight in zip(self.features(both), self.linear, strict=True):
-      feature = feature * jax.lax.rsqrt(
-        jnp.sum(jnp.square(feature), -1, keepdims=True) + 1e-10
-      )
+      feature = feature * jax.lax.rsqrt(jnp.sum(jnp.square(feature), -1, keepdims=True) + 1e-10)
       real, fake = jnp.split(feature, 2)
       total += jnp.mean(jnp.sum(jnp.square(real - fake) * weight, axis=-1))
     return total

@@ -76,9 +76,7 @@ def usage_metrics(counts: jax.Array) -> dict[str, jax.Array]:
     frequencies)}, both float32 scalars (perplexity = size when uniform).
   """
   probs = counts / jnp.maximum(jnp.sum(counts), 1.0)
-  entropy = -jnp.sum(
-    jnp.where(probs > 0, probs * jnp.log(jnp.maximum(probs, 1e-30)), 0.0)
-  )
+  entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.maximum(probs, 1e-30)), 0.0))
   return {
     'codebook_usage': jnp.mean((counts > 0).astype(jnp.float32)),
     'perplexity': jnp.exp(entropy),
@@ -201,9 +199,7 @@ class LFQ(nnx.Module):
     """`entropy_weight`, times `anneal_factor` at step 0 decaying linearly to 1x."""
     if self.anneal_steps <= 0:
       return jnp.float32(self.entropy_weight)
-    remaining = jnp.clip(
-      1.0 - jnp.asarray(step, jnp.float32) / self.anneal_steps, 0.0, 1.0
-    )
+    remaining = jnp.clip(1.0 - jnp.asarray(step, jnp.float32) / self.anneal_steps, 0.0, 1.0)
     return self.entropy_weight * (1.0 + (self.anneal_factor - 1.0) * remaining)
 
   def entropies(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -221,9 +217,9 @@ class LFQ(nnx.Module):
     code_bits = (jnp.arange(self.codebook_size)[:, None] >> jnp.arange(self.bits)) & 1
     log_p1 = jax.nn.log_sigmoid(logits)
     log_p0 = jax.nn.log_sigmoid(-logits)
-    log_probs = jnp.sum(log_p0, -1, keepdims=True) + (
-      log_p1 - log_p0
-    ) @ code_bits.T.astype(jnp.float32)
+    log_probs = jnp.sum(log_p0, -1, keepdims=True) + (log_p1 - log_p0) @ code_bits.T.astype(
+      jnp.float32
+    )
     mean_probs = jnp.mean(jnp.exp(log_probs), axis=0)
     batch = -jnp.sum(mean_probs * jnp.log(jnp.maximum(mean_probs, 1e-30)))
     return per_token, batch
@@ -255,9 +251,7 @@ class LFQ(nnx.Module):
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:
-  return x * jax.lax.rsqrt(
-    jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), 1e-12)
-  )
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), 1e-12))
 
 
 class VQ(nnx.Module):
@@ -341,6 +335,4 @@ def create_quantizer(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Qu
     return LFQ(config.lfq)
   if config.quantizer == 'vq':
     return VQ(config.vq, rngs=rngs)
-  raise ValueError(
-    f"Unknown model.quantizer {config.quantizer!r}; valid: 'fsq', 'lfq', 'vq'"
-  )
+  raise ValueError(f"Unknown model.quantizer {config.quantizer!r}; valid: 'fsq', 'lfq', 'vq'")

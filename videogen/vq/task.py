@@ -73,14 +73,10 @@ class TokenizerTask(Task):
     self.graphdef = nnx.split(self.abstract_model, nnx.Param, ...)[0]
     self.codebook_size = self.abstract_model.quantizer.codebook_size
     data = config.data
-    self.latent_shape = self.abstract_model.latent_shape(
-      data.num_frames, data.height, data.width
-    )
+    self.latent_shape = self.abstract_model.latent_shape(data.num_frames, data.height, data.width)
     self.gan = config.loss.gan
     if self.gan.loss not in losses.GAN_KINDS:
-      raise ValueError(
-        f'Unknown loss.gan.loss {self.gan.loss!r}; valid: {losses.GAN_KINDS}'
-      )
+      raise ValueError(f'Unknown loss.gan.loss {self.gan.loss!r}; valid: {losses.GAN_KINDS}')
     if self.gan.enabled:
       self.abstract_disc = nnx.eval_shape(lambda: self._build_disc(nnx.Rngs(0)))
       self.disc_graphdef = nnx.split(self.abstract_disc, nnx.Param)[0]
@@ -103,9 +99,7 @@ class TokenizerTask(Task):
     model_rng, disc_rng = jax.random.split(rng)
     model = self._build_model(nnx.Rngs(params=model_rng))
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    ema = (
-      jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
-    )
+    ema = jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
     fields = dict(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -126,9 +120,7 @@ class TokenizerTask(Task):
 
   # --- train step ------------------------------------------------------------
 
-  def _recon_loss(
-    self, video: jax.Array, reconstruction: jax.Array
-  ) -> tuple[jax.Array, Metrics]:
+  def _recon_loss(self, video: jax.Array, reconstruction: jax.Array) -> tuple[jax.Array, Metrics]:
     """Weighted reconstruction (+ perceptual) loss and its terms."""
     terms = losses.reconstruction_terms(video, reconstruction)
     loss = losses.reconstruction_loss(self.config.loss, terms)
@@ -208,9 +200,9 @@ class TokenizerTask(Task):
       new_model_state = nnx.state(model, nnx.Not(nnx.Param))
       return total, (metrics, new_model_state, out.reconstruction)
 
-    (loss, (metrics, model_state, recon)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True
-    )(state.params)
+    (loss, (metrics, model_state, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+    )
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
@@ -250,14 +242,12 @@ class TokenizerTask(Task):
         disc = nnx.merge(self.disc_graphdef, disc_params)
         real, fake = disc(video), disc(reconstruction)
         adversarial = losses.discriminator_loss(real, fake, gan.loss)
-        lecam = losses.lecam_regularizer(
-          real, fake, state.lecam_ema_real, state.lecam_ema_fake
-        )
+        lecam = losses.lecam_regularizer(real, fake, state.lecam_ema_real, state.lecam_ema_fake)
         return adversarial + gan.lecam_weight * lecam, (adversarial, lecam, real, fake)
 
-      (_, (adversarial, lecam, real, fake)), grads = jax.value_and_grad(
-        disc_loss_fn, has_aux=True
-      )(state.disc_params)
+      (_, (adversarial, lecam, real, fake)), grads = jax.value_and_grad(disc_loss_fn, has_aux=True)(
+        state.disc_params
+      )
       updates, opt_state = self.disc_optimizer.update(
         grads, state.disc_opt_state, state.disc_params
       )
@@ -293,9 +283,7 @@ class TokenizerTask(Task):
         metrics,
       )
 
-    disc_params, opt_state, ema_real, ema_fake, metrics = jax.lax.cond(
-      active, update, skip
-    )
+    disc_params, opt_state, ema_real, ema_fake, metrics = jax.lax.cond(active, update, skip)
     metrics['gan_active'] = active.astype(jnp.float32)
     return state.replace(
       disc_params=disc_params,
@@ -349,18 +337,14 @@ class TokenizerTask(Task):
     with sharding.axis_rules(self.mesh, rules):
       for batch in batches:
         video = sharding.global_batch(batch, self.mesh, rules, keys=('video',))['video']
-        sums, batch_counts, originals, recons = self._eval_step(
-          params, state.model_state, video
-        )
+        sums, batch_counts, originals, recons = self._eval_step(params, state.model_state, video)
         for key, value in sums.items():
           totals[key] = totals.get(key, 0.0) + float(value)
         counts += np.asarray(batch_counts)
         if samples is None:
           samples = (np.asarray(originals), np.asarray(recons))
     if not totals:
-      raise ValueError(
-        'evaluate got no eval batches (is the eval split smaller than a batch?)'
-      )
+      raise ValueError('evaluate got no eval batches (is the eval split smaller than a batch?)')
     count = totals.pop('count')
     results = {key: value / count for key, value in totals.items()}
     usage = quantizers.usage_metrics(jnp.asarray(counts, jnp.float32))
@@ -399,9 +383,7 @@ class TokenizerTask(Task):
     flops = 3.0 * self.abstract_model.flops(*frames)
     if self.gan.enabled:
       flops += 12.0 * self.abstract_disc.flops(*frames)
-    return StepCost(
-      flops=flops * batch_size, tokens=0, frames=batch_size * data.num_frames
-    )
+    return StepCost(flops=flops * batch_size, tokens=0, frames=batch_size * data.num_frames)
 
   def describe(self, state: TrainState) -> str:
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
@@ -414,10 +396,6 @@ class TokenizerTask(Task):
       f'{"x".join(map(str, latent))} tokens ({math.prod(latent)} per clip)'
     )
     if self.gan.enabled:
-      disc_count = sum(
-        int(np.prod(x.shape)) for x in jax.tree.leaves(state.disc_params)
-      )
-      text += (
-        f', discriminator {disc_count:,} parameters from step {self.gan.start_step}'
-      )
+      disc_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.disc_params))
+      text += f', discriminator {disc_count:,} parameters from step {self.gan.start_step}'
     return text

@@ -132,9 +132,7 @@ class Tokenizer:
     abstract = nnx.eval_shape(
       lambda: VideoAutoencoder(config.model, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
     )
-    graphdef, abstract_params, abstract_model_state = nnx.split(
-      abstract, nnx.Param, ...
-    )
+    graphdef, abstract_params, abstract_model_state = nnx.split(abstract, nnx.Param, ...)
     rules = config.logical_axis_rules
     shardings = None
     if mesh is not None:
@@ -153,9 +151,7 @@ class Tokenizer:
       return contextlib.nullcontext()
     from videogen import config_lib
 
-    rules = (
-      self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
-    )
+    rules = self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
     return sharding.axis_rules(self.mesh, rules)
 
   @property
@@ -163,9 +159,7 @@ class Tokenizer:
     """Number of distinct tokens."""
     return self._model.quantizer.codebook_size
 
-  def latent_shape(
-    self, num_frames: int, height: int, width: int
-  ) -> tuple[int, int, int]:
+  def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
     """(t, h, w) tokens of a [num_frames, height, width] clip; raises if it does not fit."""
     return self._model.latent_shape(num_frames, height, width)
 
@@ -180,9 +174,7 @@ class Tokenizer:
   def encode(self, video: jax.Array | np.ndarray) -> jax.Array:
     """video: float [batch, T, H, W, 3] in [-1, 1] -> int32 tokens [batch, t, h, w]."""
     if video.ndim != 5 or video.shape[-1] != 3:
-      raise ValueError(
-        f'encode expects video [batch, T, H, W, 3], got shape {video.shape}'
-      )
+      raise ValueError(f'encode expects video [batch, T, H, W, 3], got shape {video.shape}')
     self.latent_shape(*video.shape[1:4])
     with self._context():
       return self._encode(self.state, jnp.asarray(video, jnp.float32))
@@ -190,9 +182,7 @@ class Tokenizer:
   def decode(self, tokens: jax.Array | np.ndarray) -> jax.Array:
     """tokens: int32 [batch, t, h, w] -> float32 [batch, T, H, W, 3] in [-1, 1]."""
     if tokens.ndim != 4:
-      raise ValueError(
-        f'decode expects tokens [batch, t, h, w], got shape {tokens.shape}'
-      )
+      raise ValueError(f'decode expects tokens [batch, t, h, w], got shape {tokens.shape}')
     with self._context():
       return self._decode(self.state, jnp.asarray(tokens, jnp.int32))
 
