@@ -57,6 +57,15 @@ def test_restore_reshards_onto_another_mesh(tmp_path, saved_mesh, restored_mesh)
     assert loaded.sharding.is_equivalent_to(target, loaded.ndim)
 
 
+def test_relative_workdir(tmp_path, monkeypatch):
+  config = helpers.tiny_config('tokenizer', str(tmp_path / 'data'))
+  state, abstract, shardings = _sharded_state(config, (1, 1, 1))
+  monkeypatch.chdir(tmp_path)
+  _save('runs/relative', config, state, step=3)
+  _, metadata = _restore('runs/relative', config, abstract, shardings)
+  assert metadata['step'] == 3
+
+
 def test_checkpoint_of_another_model_names_the_parameter_and_shapes(tmp_path):
   config = helpers.tiny_config('tokenizer', str(tmp_path / 'data'))
   state, _, _ = _sharded_state(config, (1, 1, 1))

@@ -40,7 +40,11 @@ class CheckpointMismatchError(ValueError):
 
 
 def checkpoint_dir(workdir: str | epath.Path) -> epath.Path:
-  return epath.Path(workdir) / 'checkpoints'
+  """`workdir/checkpoints`, made absolute (orbax rejects relative local paths)."""
+  path = epath.Path(workdir)
+  if '://' not in str(workdir):
+    path = path.absolute()
+  return path / 'checkpoints'
 
 
 def make_manager(
