@@ -126,12 +126,8 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.eval_every_steps = 500  # Evaluate (and write samples) every N steps; 0 = only at the end.
   config.checkpoint_every_steps = 500  # Save a checkpoint every N steps (and always at the end).
   config.num_eval_batches = 4  # Batches of the eval split per evaluation.
-  config.nan_policy = (
-    'stop'  # On a NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
-  )
-  config.compute_dtype = (
-    'float32'  # Activation dtype: 'float32' or 'bfloat16' (params stay float32).
-  )
+  config.nan_policy = 'stop'  # NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
+  config.compute_dtype = 'float32'  # Activations: 'float32' or 'bfloat16' (params stay float32).
   config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
   config.mesh = mesh_config()
   config.logical_axis_rules = [
@@ -266,9 +262,7 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.sampling = transformer_config.sampling_config()
   config.text = text_config.text_config()
   config.tokenizer = ConfigDict()
-  config.tokenizer.checkpoint = (
-    ''  # Tokenizer workdir (or checkpoint dir) whose tokens are modelled.
-  )
+  config.tokenizer.checkpoint = ''  # Tokenizer workdir (or checkpoint dir) to model.
   config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
   return config
 

@@ -34,14 +34,10 @@ def text_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.path = ''  # HF-layout T5 dir (config.json + *.safetensors); '' = offline default in <workdir>/text_encoder.
   config.tokenizer_path = (
-    ''  # sentencepiece model file; '' = <path>/spiece.model or <path>/../tokenizer/spiece.model.
+    ''  # sentencepiece file; '' = <path>/spiece.model or ../tokenizer/spiece.model.
   )
-  config.max_length = (
-    32  # Prompt length in tokens, EOS included; longer prompts are truncated (warned once).
-  )
-  config.dtype = (
-    'float32'  # Encoder weights and matmuls: 'float32' or 'bfloat16' (outputs are float32).
-  )
+  config.max_length = 32  # Prompt tokens incl. EOS; longer prompts are truncated (warned once).
+  config.dtype = 'float32'  # Weights and matmuls: 'float32' or 'bfloat16' (outputs float32).
   config.cache_embeddings = False  # Precompute caption embeddings once (worth it for large T5s).
   config.cache_dir = ''  # Embedding cache location; '' = <workdir>/text_cache.
   config.default_model = default_model_config()
