@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 from flax import nnx
 
 from videogen import config_lib, vq
 from videogen.data import config as data_config
+from videogen.eval import i3d
 from videogen.vq import config as vq_config
 from videogen.vq.model import VideoAutoencoder
 
@@ -96,6 +98,23 @@ def toy_transformer_config(data_dir, **overrides):
   config.sampling.num_prompts = 2
   config.text.max_length = 12
   return config_lib.lock(config_lib.apply_overrides(config, overrides))
+
+
+def random_i3d_weights(seed=0):
+  """Random I3D weights by key (numpy: building the NNX model's own init is slow)."""
+  rng = np.random.default_rng(seed)
+  weights = {}
+  for key, abstract in i3d.flat_state(i3d.abstract_model()).items():
+    shape = abstract.shape
+    if key.endswith('conv/kernel'):
+      fan_in = np.prod(shape[:-1])
+      value = rng.normal(0, 1 / np.sqrt(fan_in), shape)
+    elif key.endswith('bn/var'):
+      value = rng.uniform(0.5, 1.5, shape)
+    else:
+      value = rng.normal(0, 0.1, shape)
+    weights[key] = value.astype(np.float32)
+  return weights
 
 
 def override_flags(overrides: dict) -> list[str]:

@@ -6,30 +6,14 @@ import pytest
 from flax import nnx
 from scipy import linalg
 
+from tests import helpers
 from videogen.eval import convert_i3d, fvd, i3d
-
-
-def random_weights(seed=0):
-  """Random I3D weights by key (numpy: building the NNX model's own init is slow)."""
-  rng = np.random.default_rng(seed)
-  weights = {}
-  for key, abstract in i3d.flat_state(i3d.abstract_model()).items():
-    shape = abstract.shape
-    if key.endswith('conv/kernel'):
-      fan_in = np.prod(shape[:-1])
-      value = rng.normal(0, 1 / np.sqrt(fan_in), shape)
-    elif key.endswith('bn/var'):
-      value = rng.uniform(0.5, 1.5, shape)
-    else:
-      value = rng.normal(0, 0.1, shape)
-    weights[key] = value.astype(np.float32)
-  return weights
 
 
 @pytest.fixture(scope='module')
 def weights_file(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('i3d') / 'i3d.safetensors')
-  i3d.save_weights(path, random_weights())
+  i3d.save_weights(path, helpers.random_i3d_weights())
   return path
 
 
@@ -150,7 +134,7 @@ def test_preprocess_range_frames_and_errors():
 
 
 def test_convert_maps_published_names():
-  weights = random_weights(1)
+  weights = helpers.random_i3d_weights(1)
   # Variables as the kinetics-i3d checkpoint names and shapes them.
   tf_variables = {'global_step': np.int64(7)}
   for key, value in weights.items():

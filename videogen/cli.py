@@ -3,12 +3,13 @@
 videogen quickstart --workdir DIR
 videogen train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]
 videogen sample --workdir DIR --prompt "a red circle moving left" --out OUTDIR
-videogen eval --workdir DIR [--split test]
+videogen eval --workdir DIR [--split test] [--i3d_weights FILE] [--fvd_num_videos N]
 videogen build-dataset --config configs/X.py
 """
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import sys
 
@@ -42,6 +43,15 @@ _NUM_FRAMES = flags.DEFINE_integer(
 )
 _OUT = flags.DEFINE_string('out', None, 'Output directory for samples.')
 _SPLIT = flags.DEFINE_string('split', 'test', 'Dataset split to evaluate on.')
+_I3D_WEIGHTS = flags.DEFINE_string(
+  'i3d_weights', None, 'Converted I3D weights for FVD (default: $VIDEOGEN_I3D_WEIGHTS).'
+)
+_FVD_NUM_VIDEOS = flags.DEFINE_integer(
+  'fvd_num_videos', 2048, 'Most real and generated videos behind an FVD.'
+)
+_LIBRARY_LOGS = flags.DEFINE_bool(
+  'library_logs', False, 'Keep the INFO lines of orbax, TFDS, grain and clu.'
+)
 _COORDINATOR = flags.DEFINE_string(
   'coordinator_address', None, 'HOST:PORT of process 0 for multi-process runs.'
 )
@@ -122,7 +132,12 @@ def _eval() -> None:
 
   workdir = _require(_WORKDIR, 'eval')
   _init_distributed()
-  results = eval_run.evaluate_workdir(workdir, split=_SPLIT.value)
+  results = eval_run.evaluate_workdir(
+    workdir,
+    split=_SPLIT.value,
+    i3d_weights=_I3D_WEIGHTS.value,
+    fvd_num_videos=_FVD_NUM_VIDEOS.value,
+  )
   print(results.summary(), flush=True)
 
 
@@ -142,7 +157,21 @@ _HANDLERS = {
 }
 
 
+# Libraries whose INFO lines (every orbax save step, TFDS reads, clu's copy of
+# the metrics line) bury videogen's own progress lines; their warnings stay.
+_QUIET_LIBRARIES = ('/orbax/', '/tensorflow_datasets/', '/grain/', '/clu/metric_writers/')
+
+
+class _LibraryInfoFilter(std_logging.Filter):
+  def filter(self, record) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+      part in record.pathname for part in _QUIET_LIBRARIES
+    )
+
+
 def main(argv: list[str]) -> None:
+  if not _LIBRARY_LOGS.value:
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
   if len(argv) < 2 or argv[1] not in _HANDLERS:
     given = argv[1] if len(argv) > 1 else '(none)'
     raise UsageError(f'Unknown command {given!r}; commands: {", ".join(COMMANDS)}.')

@@ -12,9 +12,11 @@ from videogen.data import config as data_config
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, size='base', quantizer='fsq', runlocal=False)
+  arg = config_lib.parse_arg(arg, size='base', quantizer='fsq', gan=True, runlocal=False)
   data = data_config.data_config('ucf101', num_frames=17, resolution=128)
   config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
+  # Natural video: the adversarial loss (MAGVIT-v2) sharpens what L2 blurs; `gan=False` to drop it.
+  config.loss.gan.enabled = arg.gan
   if arg.runlocal:
     config_lib.runlocal(config)
   return config_lib.lock(config)

@@ -46,6 +46,23 @@ def _mediapy():
   return mediapy
 
 
+def show_videos(videos, titles=None, *, fps: float = 8, height: int = 128, columns: int = 4):
+  """Shows videos in a notebook (`mediapy.show_videos` with a working ffmpeg).
+
+  Args:
+    videos: uint8 or float ([-1, 1]) videos [T, H, W, 3]; a list, an array
+      [N, T, H, W, 3], or a {title: video} dict.
+    titles: one title per video (ignored for a dict).
+    fps: frames per second.
+    height: display height in pixels (small clips are upscaled, unsmoothed).
+    columns: videos per row.
+  """
+  if isinstance(videos, dict):
+    titles, videos = list(videos), list(videos.values())
+  videos = [to_uint8(np.asarray(v)) for v in videos]
+  _mediapy().show_videos(videos, titles, fps=fps, height=height, columns=columns, codec='gif')
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """uint8 video from uint8 (unchanged) or float in [-1, 1] (clipped, rounded).
 

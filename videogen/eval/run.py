@@ -2,10 +2,13 @@
 
 Tokenizer workdirs: PSNR, SSIM and codebook usage on the split (the stage's
 own `evaluate`). Transformer workdirs: validation loss and bits per token, and
-on `shapes` the text alignment of samples for the split's captions. FVD is
-reported when I3D weights are available (`VIDEOGEN_I3D_WEIGHTS`); otherwise
-the result says why it is missing. Results go to `DIR/eval_<split>.json` and
-TensorBoard.
+on `shapes` the text alignment of samples for the split's captions. With I3D
+weights (`--i3d_weights` or $VIDEOGEN_I3D_WEIGHTS) also rFVD (tokenizer:
+reconstructions vs originals) or FVD (transformer: samples for the split's
+captions vs the split), under the protocol of `videogen.eval.fvd`; real-data
+statistics are cached under `<data_dir>/fvd_stats/`. Without weights the
+result says why FVD is missing and still has everything else. Results go to
+`DIR/eval_<split>.json` and TensorBoard (`DIR/eval/`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 from typing import Any
 
 import jax
+import numpy as np
 from clu import metric_writers
 from etils import epath
 
@@ -57,8 +61,77 @@ def _alignment(workdir: str, config, split: str) -> dict[str, Any]:
   return {f'alignment/{k}': v for k, v in report.to_dict().items()}
 
 
-def evaluate_workdir(workdir: str, split: str = 'test') -> EvalResults:
-  """Evaluates the latest checkpoint of `workdir` on `split`."""
+def _fvd(
+  workdir: str, config, split: str, weights: str, num_videos: int, embedder_kwargs: dict
+) -> dict[str, Any]:
+  """rFVD (tokenizer) or FVD (transformer) of the run, or why it is unavailable."""
+  from videogen.data import pipeline
+
+  name = 'rfvd' if config.stage == 'tokenizer' else 'fvd'
+  available, reason = fvd.fvd_available(weights)
+  if not available:
+    return {name: f'unavailable: {reason}'}
+  embedder = fvd.I3DEmbedder.from_weights(weights, **embedder_kwargs)
+  if config.data.num_frames < embedder.num_frames:
+    return {
+      name: f'unavailable: clips have {config.data.num_frames} frames; the FVD protocol '
+      f'uses the first {embedder.num_frames}'
+    }
+  clips = lambda: (b['video'] for b in pipeline.create_iterator(config, split, train=False))
+  data = config.data
+  cache = fvd.stats_path(
+    str(epath.Path(data.data_dir) / 'fvd_stats'),
+    f'{data.name}_{data.num_frames}x{data.height}x{data.width}',
+    split,
+    num_videos,
+    embedder.num_frames,
+    embedder.resolution,
+  )
+  if config.stage == 'tokenizer':
+    from videogen import vq
+
+    tokenizer = vq.Tokenizer.load(workdir)
+    generated, count = [], 0
+    for batch in clips():
+      generated.append(np.asarray(tokenizer.decode(tokenizer.encode(batch))))
+      count += len(batch)
+      if count >= num_videos:
+        break
+    generated = np.concatenate(generated)[:num_videos]
+  else:
+    from videogen import sample
+
+    captions = pipeline.split_captions(config, split, limit=num_videos)
+    sampler = sample.Sampler.load(workdir)
+    chunk = config.batch_size  # Rows sampled together (KV cache memory).
+    generated = np.concatenate(
+      [sampler.generate(captions[i : i + chunk]) for i in range(0, len(captions), chunk)]
+    )
+  result = fvd.evaluate_fvd(embedder, clips(), generated, cache_path=cache, num_videos=num_videos)
+  return {
+    name: result.fvd,
+    f'{name}_num_real': result.num_real,
+    f'{name}_num_generated': result.num_generated,
+  }
+
+
+def evaluate_workdir(
+  workdir: str,
+  split: str = 'test',
+  *,
+  i3d_weights: str | None = None,
+  fvd_num_videos: int = fvd.NUM_VIDEOS,
+  fvd_embedder_kwargs: dict | None = None,
+) -> EvalResults:
+  """Evaluates the latest checkpoint of `workdir` on `split`.
+
+  Args:
+    workdir: a tokenizer or transformer workdir.
+    split: dataset split.
+    i3d_weights: converted I3D weights for (r)FVD; default $VIDEOGEN_I3D_WEIGHTS.
+    fvd_num_videos: most real and generated videos behind the FVD.
+    fvd_embedder_kwargs: `I3DEmbedder` overrides (tests shrink the protocol).
+  """
   from videogen.data import pipeline
 
   config = checkpointing.read_config(workdir)
@@ -82,12 +155,8 @@ def evaluate_workdir(workdir: str, split: str = 'test') -> EvalResults:
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(workdir, config, split))
-  available, reason = fvd.fvd_available(fvd.default_weights_path())
-  metrics['fvd'] = (
-    'weights found, but `videogen eval` does not compute FVD yet: use videogen.eval.fvd'
-    if available
-    else f'unavailable: {reason}'
-  )
+  weights = i3d_weights or fvd.default_weights_path()
+  metrics.update(_fvd(workdir, config, split, weights, fvd_num_videos, fvd_embedder_kwargs or {}))
   path = epath.Path(workdir) / f'eval_{split}.json'
   if jax.process_index() == 0:
     path.write_text(json.dumps({'step': step, 'split': split, **metrics}, indent=2))

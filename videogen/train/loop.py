@@ -61,6 +61,16 @@ class _MetricsLog:
   def flush(self) -> None:
     self.writer.flush()
 
+  def last_eval(self) -> dict[str, float]:
+    """The latest evaluation logged in `metrics.jsonl` (empty if none)."""
+    if not self._jsonl.exists():
+      return {}
+    for line in reversed(self._jsonl.read_text().splitlines()):
+      record = json.loads(line)
+      if any(k.startswith('eval/') for k in record):
+        return {k[len('eval/') :]: v for k, v in record.items() if k.startswith('eval/')}
+    return {}
+
 
 def _nan_guarded(task: Task, policy: str):
   """Wraps `task.train_step` so a non-finite loss never reaches the state.
@@ -213,6 +223,7 @@ def _run(
   result = TrainResult(step=start_step)
   if start_step >= total:
     logging.info('Already trained to step %d of %d.', start_step, total)
+    result.eval_metrics = log.last_eval()
     return result
   cost = task.step_cost(config.batch_size)
   reference, reference_name = throughput.reference_flops(config.peak_flops)
