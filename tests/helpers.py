@@ -70,7 +70,8 @@ def random_tokenizer() -> vq.Tokenizer:
   state = jax.jit(lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1])(
     jax.random.key(0, impl='unsafe_rbg')
   )
-  return vq.Tokenizer(graphdef, state, config)
+  # Committed to one device, as `Tokenizer.load` leaves a restored tokenizer.
+  return vq.Tokenizer(graphdef, jax.device_put(state, jax.devices()[0]), config)
 
 
 def toy_transformer_config(data_dir, **overrides):

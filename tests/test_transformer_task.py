@@ -137,7 +137,9 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   )
   task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen'])
   assert task.batch_keys() == ('tokens', 'text_ids', 'text_mask')
-  iterator = task.create_train_iterator()
+  # As the loop does: inside the training mesh's rules (the tokenizer is on one device).
+  with sharding.axis_rules(setup['mesh'], config.logical_axis_rules):
+    iterator = task.create_train_iterator()
   directory = token_cache.cache_directory(config, tmp_path)
   assert len(list(directory.glob('done-*.json'))) == 1
   source = token_cache.TokenCacheSource(str(directory), 1)

@@ -62,6 +62,20 @@ def axis_rules(mesh: Mesh, rules: Sequence[Sequence[Any]]) -> Iterator[None]:
     _CONTEXT.reset(token)
 
 
+@contextlib.contextmanager
+def local_computation() -> Iterator[None]:
+  """Within this context `constrain` is a no-op: for models on one host's device.
+
+  Frozen models loaded onto a single device (e.g. the tokenizer that fills the
+  token cache) must not pick up constraints for the training mesh.
+  """
+  token = _CONTEXT.set(None)
+  try:
+    yield
+  finally:
+    _CONTEXT.reset(token)
+
+
 def current_mesh() -> Mesh | None:
   context = _CONTEXT.get()
   return context.mesh if context else None

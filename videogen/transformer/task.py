@@ -266,10 +266,11 @@ class TransformerTask(Task):
     encode = jax.jit(
       lambda state, video: self.frozen.encode_video(self._tokenizer_graphdef, state, video)
     )
-    tokenizer_state = self.frozen.tokenizer.state
-    token_cache.build_token_cache(
-      self.config, directory, lambda video: encode(tokenizer_state, jnp.asarray(video))
-    )
+    tokenizer_state = self.frozen.tokenizer.state  # On this host's first device.
+    with sharding.local_computation():
+      token_cache.build_token_cache(
+        self.config, directory, lambda video: encode(tokenizer_state, jnp.asarray(video))
+      )
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_tokenizer())
