@@ -1,0 +1,149 @@
+"""A tiny quickstart workdir, made by colabs/quickstart.ipynb, and what uses it.
+
+The quickstart notebook trains the workdir (tiny overrides injected after its
+`parameters` cell, the papermill convention); then the sampling and tokenizer
+notebooks run on its two stages (nbclient: a failing cell fails the test),
+`videogen eval` evaluates both stages, and a second quickstart resumes.
+"""
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests import helpers
+from videogen import quickstart
+from videogen.eval import i3d
+from videogen.eval import run as eval_run
+from videogen.train import checkpointing
+
+NOTEBOOKS = helpers.REPO / 'colabs'
+TINY_MODEL = {
+  'model.num_layers': 1,
+  'model.embed_dim': 32,
+  'model.num_heads': 2,
+  'model.num_kv_heads': 1,
+  'model.mlp_dim': 64,
+}
+RUN = {'num_train_steps': 2, 'log_every_steps': 1, 'eval_every_steps': 2, 'num_eval_batches': 1}
+OVERRIDES = {
+  'tokenizer': {**helpers.TINY_TOKENIZER, **RUN},
+  'transformer': {**helpers.TINY_DATA, **TINY_MODEL, **RUN, 'batch_size': 8},
+}
+
+
+def _run_notebook(name: str, parameters: dict, tmp_path) -> nbformat.NotebookNode:
+  """Executes colabs/`name` with `parameters` set after its `parameters` cell."""
+  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+  for cell in notebook.cells:
+    assert not cell.get('outputs'), f'{name}: outputs must be cleared in the repo'
+  index = next(
+    i for i, c in enumerate(notebook.cells) if 'parameters' in c.metadata.get('tags', [])
+  )
+  source = '\n'.join(f'{k} = {v!r}' for k, v in parameters.items())
+  injected = nbformat.v4.new_code_cell(source)
+  injected.metadata['tags'] = ['injected-parameters']
+  notebook.cells.insert(index + 1, injected)
+  client = NotebookClient(
+    notebook,
+    timeout=900,
+    kernel_name='python3',
+    resources={'metadata': {'path': str(tmp_path)}},
+  )
+  client.execute()
+  nbformat.write(notebook, tmp_path / name)  # Kept for a look when a test fails.
+  return notebook
+
+
+def _text(notebook) -> str:
+  parts = []
+  for cell in notebook.cells:
+    for output in cell.get('outputs', []):
+      parts.append(output.get('text', ''))
+      parts.append(json.dumps(output.get('data', {})))
+  return '\n'.join(parts)
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """The quickstart notebook, run on tiny settings: it trains both stages."""
+  root = tmp_path_factory.mktemp('quickstart')
+  notebook = _run_notebook(
+    'quickstart.ipynb',
+    {'WORKDIR': str(root / 'run'), 'SAMPLES_PER_PROMPT': 1, 'OVERRIDES': OVERRIDES},
+    root,
+  )
+  text = _text(notebook)
+  assert '"color_accuracy"' in text and 'text/html' in text
+  return root / 'run'
+
+
+def test_quickstart_notebook_trains_both_stages(workdir):
+  assert (workdir / 'eval.json').exists()
+  assert (workdir / 'samples' / 'samples.npy').exists()
+
+
+def test_sample_notebook(workdir, tmp_path):
+  notebook = _run_notebook(
+    'sample.ipynb',
+    {
+      'WORKDIR': str(workdir / 'transformer'),
+      'NUM_SAMPLES': 2,
+      'LONG_VIDEO_CLIPS': 2,
+      'CFG_SWEEP': (1.0, 3.0),
+    },
+    tmp_path,
+  )
+  text = _text(notebook)
+  assert '(2, 5, 16, 16, 3) uint8' in text  # The text-to-video cell.
+  assert '(1, 10, 16, 16, 3)' in text  # The long video: two training clips.
+  assert text.count('<img') >= 5  # One video table per section.
+
+
+def test_tokenizer_notebook(workdir, tmp_path):
+  notebook = _run_notebook(
+    'tokenizer.ipynb', {'WORKDIR': str(workdir / 'tokenizer'), 'NUM_CLIPS': 2}, tmp_path
+  )
+  text = _text(notebook)
+  assert 'mean PSNR' in text and 'codes used in these clips' in text
+  assert 'image/png' in text  # The PSNR and histogram plots.
+
+
+def test_eval_tokenizer_workdir_with_rfvd(workdir, tmp_path):
+  weights = str(tmp_path / 'i3d.safetensors')
+  i3d.save_weights(weights, helpers.random_i3d_weights())
+  # A shrunk protocol (5 frames at 32x32) keeps the full I3D fast on CPU.
+  result = eval_run.evaluate_workdir(
+    str(workdir / 'tokenizer'),
+    i3d_weights=weights,
+    fvd_num_videos=8,
+    fvd_embedder_kwargs={'num_frames': 5, 'resolution': 32, 'batch_size': 4},
+  )
+  metrics = result.metrics
+  assert {'psnr', 'ssim', 'codebook_usage'} <= set(metrics)
+  assert isinstance(metrics['rfvd'], float) and metrics['rfvd'] > 0
+  assert metrics['rfvd_num_real'] == metrics['rfvd_num_generated'] == 8
+  saved = json.loads((workdir / 'tokenizer' / 'eval_test.json').read_text())
+  assert saved['rfvd'] == pytest.approx(metrics['rfvd'])
+  assert list((workdir / 'data').glob('fvd_stats/*.npz'))  # Real statistics cached.
+  assert list((workdir / 'tokenizer' / 'eval').glob('events.out.tfevents.*'))
+
+
+def test_eval_transformer_workdir_from_the_command_line(workdir):
+  result = helpers.run_videogen(
+    'eval', '--workdir', str(workdir / 'transformer'), env_update={'VIDEOGEN_I3D_WEIGHTS': ''}
+  )
+  assert 'transformer workdir at step 2' in result.stdout
+  metrics = json.loads((workdir / 'transformer' / 'eval_test.json').read_text())
+  assert {'bits_per_token', 'accuracy', 'alignment/color_accuracy'} <= set(metrics)
+  assert metrics['fvd'].startswith('unavailable: no I3D weights file given')
+
+
+def test_rerunning_the_quickstart_resumes(workdir):
+  logged = {s: (workdir / s / 'metrics.jsonl').read_text() for s in ('tokenizer', 'transformer')}
+  summary = quickstart.run(str(workdir), samples_per_prompt=1, **OVERRIDES)
+  for stage, before in logged.items():
+    assert checkpointing.latest_step(workdir / stage) == 2
+    assert (workdir / stage / 'metrics.jsonl').read_text() == before, f'{stage} trained again'
+  assert summary['seconds']['tokenizer_s'] < 60
