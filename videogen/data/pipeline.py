@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 import grain
 import ml_collections
 import numpy as np
+from absl import logging
 
 from videogen.data import config as config_lib
 from videogen.data import sources, transforms
@@ -127,6 +128,16 @@ def batched_iterator(
       f'Process {process_index} of {process_count} gets no examples: the split has {len(source)}.'
     )
   if train:
+    logging.info(
+      'Data: process %d of %d reads %d of the %d examples (every %d-th from #%d), %d per batch.',
+      process_index,
+      process_count,
+      len(dataset),
+      len(source),
+      process_count,
+      process_index,
+      local_batch_size,
+    )
     dataset = dataset.shuffle(seed=shuffle_seed).repeat()
   elif len(dataset) < local_batch_size:
     raise ValueError(
