@@ -50,11 +50,11 @@ def _iterator(config, split='train', train=True, **kwargs):
 
 
 def test_batches_have_the_documented_layout(data_dir):
-  def tokenizer(texts):
-    ids = np.array([[len(text), 1, 0] for text in texts])
-    return ids, (ids > 0).astype(np.int64)
+  def text_features(texts):
+    ids = np.array([[len(text), 1, 0] for text in texts], np.int32)
+    return {'text_ids': ids, 'text_mask': (ids > 0).astype(np.int32)}
 
-  batch = next(_iterator(_config(data_dir), text_tokenizer=tokenizer))
+  batch = next(_iterator(_config(data_dir), text_features=text_features))
   assert batch['video'].shape == (4, 3, 16, 16, 3)
   assert batch['video'].dtype == np.float32
   assert batch['video'].min() == -1.0 and batch['video'].max() == 1.0

@@ -93,6 +93,7 @@ def test_partial_save_is_ignored_on_resume(tmp_path, data_dir):
   (partial / 'state' / 'garbage').write_bytes(b'\0' * 10)
   result = helpers.run_videogen(*_train_args(workdir, data_dir, 6))
   assert 'Resuming from' in result.stderr and 'checkpoints/4' in result.stderr
+  assert 'checkpoint_manager.py' not in result.stderr  # Library INFO lines are filtered.
   assert sorted(_losses(workdir)) == list(range(1, 7))
 
 

@@ -70,7 +70,7 @@ def test_two_train_steps_on_a_sharded_mesh(setup):
   config, task, mesh = setup['config'], setup['task'], setup['mesh']
   assert task.batch_keys() == ('video', 'text_ids', 'text_mask')
   iterator = pipeline.create_iterator(
-    config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
+    config, config.data.train_split, train=True, text_features=task.text_features()
   )
   state = setup['state']
   kernel = state.params['blocks']['mlp']['up']['kernel'][...]
@@ -120,7 +120,7 @@ def test_step_cost_and_describe(setup):
 def test_evaluate_reports_losses_and_writes_a_sample_grid(setup, tmp_path):
   config, task = setup['config'], setup['task']
   batches = pipeline.create_iterator(
-    config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
+    config, config.data.eval_split, train=False, text_features=task.text_features()
   )
   results = task.evaluate(setup['state'], batches, step=7, sample_dir=str(tmp_path))
   assert set(results) >= {'loss', 'cross_entropy', 'bits_per_token', 'accuracy'}
@@ -161,6 +161,37 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
     global_batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
     _, metrics = jax.jit(task.train_step)(state, global_batch, jax.random.key(2, impl='unsafe_rbg'))
   assert np.isfinite(float(metrics['loss']))
+
+
+def test_text_embedding_cache_replaces_t5_in_the_step(setup, tmp_path):
+  """`config.text.cache_embeddings`: batches carry cached T5 outputs; same loss."""
+  data_dir = setup['config'].data.data_dir
+  tasks = {}
+  for cached in (False, True):
+    config = helpers.toy_transformer_config(
+      data_dir,
+      **{'tokenizer.cache_tokens': True, 'text.cache_embeddings': cached, 'model.dropout': 0.0},
+    )
+    tasks[cached] = task_lib.TransformerTask(
+      config, setup['mesh'], workdir=tmp_path / str(cached), frozen=setup['frozen']
+    )
+  task = tasks[True]
+  assert task.batch_keys() == ('tokens', 'text_emb', 'text_mask')
+  assert len(task.text_cache) > 0  # Filled with the splits' captions up front.
+  captions = ['a red circle moving left', 'a blue square moving up'] * 4
+  features = task.text_features()(captions)
+  assert features['text_emb'].shape == (8, 12, task.frozen.text_encoder.embed_dim)
+  tokens = np.random.default_rng(0).integers(0, 1000, (8, 2, 4, 4), dtype=np.int32)
+  mesh, rules = setup['mesh'], task.config.logical_axis_rules
+  losses_by_path = {}
+  with sharding.axis_rules(mesh, rules):
+    state = jax.jit(task.init_state)(jax.random.key(0))
+    for cached, each in tasks.items():
+      batch = {'tokens': tokens, **each.text_features()(captions)}
+      batch = sharding.global_batch(batch, mesh, rules, each.batch_keys())
+      _, metrics = jax.jit(each.train_step)(state, batch, jax.random.key(3))
+      losses_by_path[cached] = float(metrics['loss'])
+  np.testing.assert_allclose(losses_by_path[True], losses_by_path[False], rtol=1e-5)
 
 
 def test_load_frozen_models_from_workdirs(setup, tmp_path):

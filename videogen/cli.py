@@ -159,19 +159,26 @@ _HANDLERS = {
 
 # Libraries whose INFO lines (every orbax save step, TFDS reads, clu's copy of
 # the metrics line) bury videogen's own progress lines; their warnings stay.
-_QUIET_LIBRARIES = ('/orbax/', '/tensorflow_datasets/', '/grain/', '/clu/metric_writers/')
+_QUIET_LIBRARIES = (
+  '/orbax/',
+  '/tensorflow_datasets/',
+  '/grain/',
+  '/clu/metric_writers/',
+  '/jax/_src/xla_bridge.py',
+)
 
 
 class _LibraryInfoFilter(std_logging.Filter):
   def filter(self, record) -> bool:
-    return record.levelno >= logging.WARNING or not any(
+    return record.levelno >= std_logging.WARNING or not any(
       part in record.pathname for part in _QUIET_LIBRARIES
     )
 
 
 def main(argv: list[str]) -> None:
   if not _LIBRARY_LOGS.value:
-    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+    # ABSLHandler hands records to its python_handler without applying its own filters.
+    logging.get_absl_handler().python_handler.addFilter(_LibraryInfoFilter())
   if len(argv) < 2 or argv[1] not in _HANDLERS:
     given = argv[1] if len(argv) > 1 else '(none)'
     raise UsageError(f'Unknown command {given!r}; commands: {", ".join(COMMANDS)}.')

@@ -4,7 +4,7 @@
       --config.tokenizer.checkpoint=runs/tokenizer --workdir runs/t2v
   videogen sample --workdir runs/t2v --prompt "a red circle moving left" --out out/
 
-`size=tiny` matches the quickstart tokenizer (9 frames at 32x32 -> 3x4x4
+`size=tiny` matches the quickstart tokenizer (9 frames at 32x32 -> 3x8x8
 tokens); `small`/`base`/`large`/`xl` train on 17x64x64 clips (5x8x8 tokens).
 The text encoder is the offline default T5 (built from the dataset's
 captions) unless `--config.text.path` names a Hugging Face T5 directory.

@@ -30,7 +30,9 @@ from videogen.data import config as config_lib
 from videogen.data import sources, transforms
 
 Batch = dict[str, np.ndarray]
-TextTokenizer = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+# Captions of a batch -> arrays that travel with it: {'text_ids', 'text_mask'}
+# (int32 [b, L]) or, from an embedding cache, {'text_emb' [b, L, D], 'text_mask'}.
+TextFeatures = Callable[[list[str]], dict[str, np.ndarray]]
 ExampleFn = Callable[[dict[str, Any], 'np.random.Generator | None'], dict[str, Any]]
 
 
@@ -201,24 +203,22 @@ class ClipTransform:
 
 @dataclasses.dataclass(frozen=True)
 class FinishBatch:
-  """Scales video to [-1, 1] and tokenizes captions, per batch.
+  """Scales video to [-1, 1] and turns captions into text features, per batch.
 
   Attributes:
-    text_tokenizer: `list[str] -> (ids, mask)`, each [batch, length]; None
+    text_features: `list[str] -> {name: array}` (see `TextFeatures`); None
       leaves captions as text only.
   """
 
-  text_tokenizer: TextTokenizer | None = None
+  text_features: TextFeatures | None = None
 
   def __call__(self, batch: Batch) -> Batch:
     out = {
       'video': transforms.normalize(batch['video']),
       'caption': np.asarray(batch['caption'], dtype=str),
     }
-    if self.text_tokenizer is not None:
-      ids, mask = self.text_tokenizer([str(caption) for caption in out['caption']])
-      out['text_ids'] = np.asarray(ids, np.int32)
-      out['text_mask'] = np.asarray(mask, np.int32)
+    if self.text_features is not None:
+      out.update(self.text_features([str(caption) for caption in out['caption']]))
     return out
 
 
@@ -227,7 +227,7 @@ def create_iterator(
   split: str,
   *,
   train: bool,
-  text_tokenizer: TextTokenizer | None = None,
+  text_features: TextFeatures | None = None,
   process_index: int | None = None,
   process_count: int | None = None,
 ) -> grain.DatasetIterator:
@@ -239,14 +239,14 @@ def create_iterator(
     split: TFDS split, usually `config.data.train_split` or `eval_split`.
     train: shuffle + repeat forever + random temporal start; else one pass
       in order from frame 0, last partial batch dropped.
-    text_tokenizer: optional `list[str] -> (ids, mask)` applied per batch.
+    text_features: optional `list[str] -> {name: array}` applied per batch.
     process_index: this process; default `jax.process_index()`.
     process_count: number of processes; default `jax.process_count()`.
 
   Returns:
     A grain iterator (`get_state`/`set_state`) of dicts with
     `video`: float32 [b, T, H, W, 3] in [-1, 1], `caption`: str [b], and with
-    a tokenizer `text_ids`, `text_mask`: int32 [b, L];
+    `text_features`, its arrays (`text_ids`, `text_mask`: int32 [b, L]);
     b = config.batch_size // process_count.
   """
   data = config.data
@@ -258,7 +258,7 @@ def create_iterator(
     train=train,
     seed=config.seed,
     example_fn=ClipTransform(data.num_frames, data.frame_stride, data.height, data.width),
-    batch_fn=FinishBatch(text_tokenizer),
+    batch_fn=FinishBatch(text_features),
     process_index=process_index,
     process_count=process_count,
     worker_count=data.worker_count,

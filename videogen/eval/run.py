@@ -149,7 +149,7 @@ def evaluate_workdir(
       raise FileNotFoundError(f'No checkpoint in {workdir}: train it first.')
     state, _ = checkpointing.restore(manager, step, abstract, shardings, None)
     iterator = pipeline.create_iterator(
-      config, split, train=False, text_tokenizer=task.text_tokenizer()
+      config, split, train=False, text_features=task.text_features()
     )
     batches = itertools.islice(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))

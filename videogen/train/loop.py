@@ -96,7 +96,7 @@ def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
   from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
 
   iterator = pipeline.create_iterator(
-    config, config.data.eval_split, train=False, text_tokenizer=task.text_tokenizer()
+    config, config.data.eval_split, train=False, text_features=task.text_features()
   )
   for index, batch in enumerate(iterator):
     if index >= config.num_eval_batches:
@@ -168,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
     manager = checkpointing.make_manager(workdir, config.checkpoint)
     train_iter = task.create_train_iterator() or pipeline.create_iterator(
-      config, config.data.train_split, train=True, text_tokenizer=task.text_tokenizer()
+      config, config.data.train_split, train=True, text_features=task.text_features()
     )
     start_step = manager.latest_step()
     if start_step is not None:

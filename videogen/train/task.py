@@ -114,9 +114,9 @@ class Task(abc.ABC):
     """Keys of the pipeline's batch that go to `train_step` as arrays."""
     return ('video',)
 
-  def text_tokenizer(self):
-    """A callable `list[str] -> (ids int32 [B, L], mask int32 [B, L])` for the
-    data pipeline to tokenize captions with, or None when the stage uses no text."""
+  def text_features(self):
+    """A callable `list[str] -> {name: array [B, ...]}` that the data pipeline
+    applies to each batch's captions, or None when the stage uses no text."""
     return None
 
   def create_train_iterator(self):

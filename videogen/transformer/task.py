@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -129,15 +130,23 @@ class TransformerTask(Task):
     self._decode = jax.jit(
       lambda state, tokens: self.frozen.decode_tokens(self._tokenizer_graphdef, state, tokens)
     )
+    self.text_cache = self._open_text_cache()
 
   # --- Task interface --------------------------------------------------------
 
   def batch_keys(self) -> tuple[str, ...]:
-    if self.config.tokenizer.cache_tokens:
-      return ('tokens', 'text_ids', 'text_mask')
-    return ('video', 'text_ids', 'text_mask')
+    clips = 'tokens' if self.config.tokenizer.cache_tokens else 'video'
+    return (clips, *self._text_keys())
+
+  def text_features(self) -> Callable[[list[str]], dict[str, np.ndarray]]:
+    """Captions -> `text_emb` + `text_mask` from the embedding cache when it is
+    on (the T5 then never runs in the step), else `text_ids` + `text_mask`."""
+    if self.text_cache is not None:
+      return functools.partial(_cached_embeddings, self.text_cache)
+    return functools.partial(_ids, self.text_tokenizer())
 
   def text_tokenizer(self) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
+    """Prompts -> (ids int32 [B, L], mask int32 [B, L]) for the frozen T5."""
     return functools.partial(
       _tokenize, self.frozen.text_encoder.tokenizer, self.config.text.max_length
     )
@@ -163,7 +172,7 @@ class TransformerTask(Task):
   ) -> tuple[TransformerTrainState, dict[str, jax.Array]]:
     model_config = self.config.model
     tokens = self._tokens(state, batch)
-    text_emb = self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
+    text_emb = self._batch_text_embeddings(state, batch)
     batch_size = tokens.shape[0]
     drop_key, offset_key, dropout_key = jax.random.split(rng, 3)
     text_drop = jax.random.bernoulli(drop_key, model_config.text_dropout_prob, (batch_size,))
@@ -217,7 +226,7 @@ class TransformerTask(Task):
     sample_dir: str | None,
   ) -> dict[str, float]:
     rules = self.config.logical_axis_rules
-    keys = ('video', 'text_ids', 'text_mask')
+    keys = ('video', *self._text_keys())
     totals: dict[str, float] = {}
     count = 0
     with sharding.axis_rules(self.mesh, rules):
@@ -273,7 +282,7 @@ class TransformerTask(Task):
       )
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
-    return token_cache.token_iterator(self.config, directory, self.text_tokenizer())
+    return token_cache.token_iterator(self.config, directory, self.text_features())
 
   def _tokens(self, state, batch) -> jax.Array:
     if 'tokens' in batch:
@@ -283,6 +292,35 @@ class TransformerTask(Task):
     )
     return jax.lax.stop_gradient(tokens).astype(jnp.int32)
 
+  def _open_text_cache(self):
+    """The caption embedding cache (`config.text.cache_embeddings`), filled with
+    the train and eval captions up front, or None."""
+    from videogen import text  # noqa: PLC0415
+    from videogen.data import pipeline  # noqa: PLC0415
+
+    cache = text.open_embedding_cache(
+      self.config.text,
+      self.frozen.text_encoder,
+      workdir=self.workdir,
+      writable=jax.process_index() == 0,
+    )
+    if cache is not None:
+      data = self.config.data
+      for split in dict.fromkeys((data.train_split, data.eval_split)):
+        added = cache.precompute(pipeline.split_captions(self.config, split))
+        logging.info(
+          'Text embedding cache %s: %d new captions of %s.', cache.directory, added, split
+        )
+    return cache
+
+  def _text_keys(self) -> tuple[str, str]:
+    return ('text_emb' if self.text_cache is not None else 'text_ids', 'text_mask')
+
+  def _batch_text_embeddings(self, state, batch) -> jax.Array:
+    if 'text_emb' in batch:
+      return batch['text_emb'].astype(jnp.float32)
+    return self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
+
   def _text_embeddings(self, text_state, ids, mask) -> jax.Array:
     emb = self.frozen.encode_text(self._text_graphdef, text_state, ids, mask)
     return jax.lax.stop_gradient(emb)
@@ -290,7 +328,7 @@ class TransformerTask(Task):
   def _eval_metrics(self, state, batch) -> dict[str, jax.Array]:
     params = state.ema_params if state.ema_params is not None else state.params
     tokens = self._tokens(state, batch)
-    text_emb = self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
+    text_emb = self._batch_text_embeddings(state, batch)
     model = nnx.merge(self.graphdef, params, state.model_state)
     logits = model(shift_right(tokens, self.spec.bos_id), text_emb, batch['text_mask'])
     _, metrics = losses.token_metrics(
@@ -327,6 +365,16 @@ class TransformerTask(Task):
     video = self._decode(state.frozen['tokenizer'], tokens)
     video = np.asarray(multihost_utils.process_allgather(video, tiled=True))
     return video_io.to_uint8(video), prompts
+
+
+def _ids(tokenize, captions: list[str]) -> dict[str, np.ndarray]:
+  ids, mask = tokenize(captions)
+  return {'text_ids': ids, 'text_mask': mask}
+
+
+def _cached_embeddings(cache, captions: list[str]) -> dict[str, np.ndarray]:
+  embeddings, mask = cache.lookup(captions)
+  return {'text_emb': embeddings, 'text_mask': np.asarray(mask, np.int32)}
 
 
 def _tokenize(tokenizer, max_length: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

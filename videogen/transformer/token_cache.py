@@ -161,25 +161,24 @@ class TokenCacheSource:
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenizeCaptions:
-  """Per-batch: captions -> text_ids, text_mask (like the video pipeline)."""
+class CaptionFeatures:
+  """Per-batch: captions -> text features (like the video pipeline)."""
 
-  text_tokenizer: Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+  text_features: Callable[[list[str]], dict[str, np.ndarray]]
 
   def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    ids, mask = self.text_tokenizer([str(caption) for caption in batch['caption']])
+    captions = [str(caption) for caption in batch['caption']]
     return {
       'tokens': np.asarray(batch['tokens'], np.int32),
       'caption': np.asarray(batch['caption'], dtype=str),
-      'text_ids': np.asarray(ids, np.int32),
-      'text_mask': np.asarray(mask, np.int32),
+      **self.text_features(captions),
     }
 
 
 def token_iterator(
   config: ml_collections.ConfigDict,
   directory: epath.Path,
-  text_tokenizer: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
+  text_features: Callable[[list[str]], dict[str, np.ndarray]],
   *,
   process_count: int | None = None,
 ):
@@ -187,7 +186,7 @@ def token_iterator(
 
   Returns:
     A grain iterator of {'tokens': int32 [b, t, h, w], 'caption': str [b],
-    'text_ids', 'text_mask': int32 [b, L]}, b = batch_size // process_count.
+    and the arrays of `text_features`}, b = batch_size // process_count.
   """
   from videogen.data import pipeline  # noqa: PLC0415
 
@@ -197,5 +196,5 @@ def token_iterator(
     batch_size=config.batch_size,
     train=True,
     seed=config.seed,
-    batch_fn=TokenizeCaptions(text_tokenizer),
+    batch_fn=CaptionFeatures(text_features),
   )
