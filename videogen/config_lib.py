@@ -198,7 +198,7 @@ TOKENIZER_SCHEDULES = {
   'base': (100000, 64, 1e-4),
 }
 TRANSFORMER_SCHEDULES = {
-  'tiny': (1500, 32, 1e-3),
+  'tiny': (1500, 32, 3e-3),
   'small': (50000, 64, 3e-4),
   'base': (100000, 128, 3e-4),
   'large': (200000, 256, 2e-4),

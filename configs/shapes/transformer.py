@@ -29,6 +29,10 @@ def get_config(arg=None):
   data = data_config.data_config('shapes', num_frames=num_frames, resolution=resolution)
   data.num_train_examples = num_train
   config = config_lib.transformer_experiment(arg.size, data)
+  # Captions form a small closed set: embed them once instead of running T5 every step.
+  config.text.cache_embeddings = True
+  if arg.size == 'tiny':
+    config.model.num_layers = 3  # The quickstart model: one more block than the tiny variant.
   if arg.runlocal:
     config_lib.runlocal(config)
     config.data.num_train_examples = 64
