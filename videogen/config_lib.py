@@ -261,9 +261,7 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.model = transformer_config.model_config(size)
   config.sampling = transformer_config.sampling_config()
   config.text = text_config.text_config()
-  config.tokenizer = ConfigDict()
-  config.tokenizer.checkpoint = ''  # Tokenizer workdir (or checkpoint dir) to model.
-  config.tokenizer.cache_tokens = True  # Encode the train split once into workdir/token_cache.
+  config.tokenizer = transformer_config.tokenizer_config()
   return config
 
 

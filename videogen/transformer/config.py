@@ -90,7 +90,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   """The frozen video tokenizer the transformer stage reads (`config.tokenizer`)."""
   config = ml_collections.ConfigDict()
   config.checkpoint = ''  # Tokenizer workdir or workdir/checkpoints/<step> (required).
-  config.cache_tokens = True  # Encode the train split once into <workdir>/token_cache and train on the tokens.
+  config.cache_tokens = True  # Encode the train split once into <workdir>/token_cache; train on it.
   return config
 
 
