@@ -74,6 +74,22 @@ def random_tokenizer() -> vq.Tokenizer:
   return vq.Tokenizer(graphdef, jax.device_put(state, jax.devices()[0]), config)
 
 
+def toy_frozen_models(config, workdir):
+  """The transformer's frozen encoders at toy size: `random_tokenizer()` and the
+  offline default T5 built from the (built on first use) dataset's captions."""
+  from videogen import text  # noqa: PLC0415
+  from videogen.data import build, pipeline  # noqa: PLC0415
+  from videogen.transformer import task  # noqa: PLC0415
+
+  build.ensure_built(config.data)
+  encoder = text.load_text_encoder(
+    config.text,
+    workdir=workdir,
+    captions=pipeline.split_captions(config, config.data.train_split),
+  )
+  return task.FrozenModels(random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
+
+
 def toy_transformer_config(data_dir, **overrides):
   """A tiny transformer config over 5x16x16 clips; the tokenizer is a test double."""
   data = data_config.data_config('shapes', num_frames=5, resolution=16)

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from videogen import text, vq
-from videogen.data import build, pipeline
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.transformer import task as transformer_task
@@ -65,15 +63,7 @@ def test_transformer_losses_match_across_meshes(tmp_path):
     str(tmp_path / 'data'),
     **{'tokenizer.cache_tokens': True, 'model.text_dropout_prob': 0.25},
   )
-  build.ensure_built(config.data)
-  encoder = text.load_text_encoder(
-    config.text,
-    workdir=tmp_path,
-    captions=pipeline.split_captions(config, config.data.train_split),
-  )
-  frozen = transformer_task.FrozenModels(
-    helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
-  )
+  frozen = helpers.toy_frozen_models(config, tmp_path)
 
   def make_task(c, mesh):
     return transformer_task.TransformerTask(c, mesh, workdir=tmp_path, frozen=frozen)

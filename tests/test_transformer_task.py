@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 
 from tests import helpers
-from videogen import config_lib, text, vq
-from videogen.data import build, pipeline
+from videogen import config_lib
+from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import checkpointing
@@ -27,15 +27,7 @@ def setup(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('data'))
   workdir = tmp_path_factory.mktemp('workdir')
   config = helpers.toy_transformer_config(data_dir)
-  build.ensure_built(config.data)
-  encoder = text.load_text_encoder(
-    config.text,
-    workdir=workdir,
-    captions=pipeline.split_captions(config, config.data.train_split),
-  )
-  frozen = task_lib.FrozenModels(
-    helpers.random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn
-  )
+  frozen = helpers.toy_frozen_models(config, workdir)
   mesh = mesh_lib.create_mesh(config.mesh)
   task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
   rules = config.logical_axis_rules
