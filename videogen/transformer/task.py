@@ -51,7 +51,7 @@ class FrozenModels:
   """The frozen encoders the stage uses, with their pure functions.
 
   Attributes:
-    tokenizer: has `graphdef`, `state`, `codebook_size`,
+    tokenizer: has `graphdef`, `state`, `encode(video)`, `codebook_size`,
       `latent_shape(num_frames, height, width)` and `num_frames(latent_t)`.
     encode_video: (graphdef, state, video [B, T, H, W, 3] in [-1, 1]) -> int32 [B, t, h, w].
     decode_tokens: (graphdef, state, tokens [B, t, h, w]) -> float [B, T, H, W, 3].
@@ -272,14 +272,7 @@ class TransformerTask(Task):
     if not self.config.tokenizer.cache_tokens:
       return None
     directory = token_cache.cache_directory(self.config, self.workdir)
-    encode = jax.jit(
-      lambda state, video: self.frozen.encode_video(self._tokenizer_graphdef, state, video)
-    )
-    tokenizer_state = self.frozen.tokenizer.state  # On this host's first device.
-    with sharding.local_computation():
-      token_cache.build_token_cache(
-        self.config, directory, lambda video: encode(tokenizer_state, jnp.asarray(video))
-      )
+    token_cache.build_token_cache(self.config, directory, self.frozen.tokenizer.encode)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_features())

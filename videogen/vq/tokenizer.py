@@ -13,7 +13,6 @@ tokens are quantized (FSQ, LFQ, VQ) is invisible from here.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any, Sequence
 
@@ -147,8 +146,8 @@ class Tokenizer:
     return cls.from_model(model, config.model, mesh=mesh, rules=rules)
 
   def _context(self):
-    if self.mesh is None:
-      return contextlib.nullcontext()
+    if self.mesh is None:  # On one device: constraints of a caller's training mesh do not apply.
+      return sharding.local_computation()
     from videogen import config_lib
 
     rules = self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
