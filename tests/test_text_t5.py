@@ -25,17 +25,23 @@ VOCAB = 40
 LENGTH = 24  # Past relative_attention_max_distance / 2, so log-spaced buckets are used.
 
 
+# The small encoder every test here builds, in both T5 config classes.
+SIZES = dict(
+  vocab_size=VOCAB,
+  d_model=32,
+  d_kv=8,
+  d_ff=48,
+  num_layers=2,
+  num_heads=4,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=20,
+)
+
+
 def _hf_config(feed_forward_proj, model='t5'):
   config_class = transformers.UMT5Config if model == 'umt5' else transformers.T5Config
   return config_class(
-    vocab_size=VOCAB,
-    d_model=32,
-    d_kv=8,
-    d_ff=48,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=20,
+    **SIZES,
     feed_forward_proj=feed_forward_proj,
     dropout_rate=0.0,
   )
@@ -171,14 +177,7 @@ def test_untied_checkpoint_prefers_encoder_embedding(tmp_path):
 
 def test_save_pretrained_round_trip_loads_in_transformers(tmp_path):
   config = T5EncoderConfig(
-    vocab_size=VOCAB,
-    d_model=32,
-    d_kv=8,
-    d_ff=48,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=20,
+    **SIZES,
   )
   ours = T5Encoder.from_config(config, seed=3)
   ours.save_pretrained(tmp_path)
