@@ -193,12 +193,12 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
 TOKENIZER_SCHEDULES = {
-  'tiny': (1000, 8, 2e-3),
+  'tiny': (1400, 8, 2e-3),
   'small': (20000, 16, 1e-3),
   'base': (100000, 64, 1e-4),
 }
 TRANSFORMER_SCHEDULES = {
-  'tiny': (1500, 32, 3e-3),
+  'tiny': (1400, 32, 3e-3),
   'small': (50000, 64, 3e-4),
   'base': (100000, 128, 3e-4),
   'large': (200000, 256, 2e-4),

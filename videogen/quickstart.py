@@ -55,7 +55,7 @@ def _banner(text: str) -> None:
   print(f'\n=== {text} ===', flush=True)
 
 
-def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 2, **overrides) -> dict:
+def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 4, **overrides) -> dict:
   """Runs (or resumes) every stage; returns the summary written to eval.json."""
   from videogen import sample
   from videogen.data import build

@@ -13,7 +13,7 @@ from videogen import config_lib
 from videogen.data import config as data_config
 
 # size: (frames, resolution, clips in the train split)
-_DATA = {'tiny': (9, 32, 2000), 'small': (17, 64, 20000), 'base': (17, 64, 50000)}
+_DATA = {'tiny': (9, 32, 20000), 'small': (17, 64, 20000), 'base': (17, 64, 50000)}
 
 
 def get_config(arg=None):
