@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests import helpers
+
 
 def _videogen(*args):
   return subprocess.run(
@@ -52,3 +54,13 @@ def test_train_requires_workdir():
   result = _videogen('train', '--config', 'configs/shapes/tokenizer.py:runlocal')
   assert result.returncode != 0
   assert 'needs --workdir' in result.stderr + result.stdout
+
+
+def test_build_dataset_reports_the_build_once(tmp_path):
+  flags = helpers.override_flags({**helpers.TINY_DATA, 'data.data_dir': str(tmp_path)})
+  args = ('build-dataset', '--config', 'configs/shapes/tokenizer.py:runlocal', *flags)
+  first = helpers.run_videogen(*args)
+  output = first.stdout + first.stderr
+  assert output.count('built in') == 1, output[-3000:]
+  again = helpers.run_videogen(*args)
+  assert 'already built' in again.stdout

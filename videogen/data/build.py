@@ -17,7 +17,6 @@ import time
 
 import ml_collections
 import tensorflow_datasets as tfds
-from absl import logging
 
 from videogen.data import config as config_lib
 from videogen.data import sources, video_folder
@@ -118,9 +117,7 @@ def build_dataset(data: ml_collections.ConfigDict) -> BuildReport:
     return _report(data, builder, already_built=True, seconds=0.0)
   start = time.perf_counter()
   builder.download_and_prepare(file_format=sources.ARRAY_RECORD)
-  report = _report(data, builder, already_built=False, seconds=time.perf_counter() - start)
-  logging.info('%s', report)
-  return report
+  return _report(data, builder, already_built=False, seconds=time.perf_counter() - start)
 
 
 def _process_topology(process_index: int | None, process_count: int | None) -> tuple[int, int]:
