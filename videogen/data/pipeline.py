@@ -88,13 +88,14 @@ def batched_iterator(
   worker_count: int = 0,
   read_threads: int = 4,
   prefetch_buffer_size: int = 64,
+  drop_remainder: bool = True,
 ) -> grain.DatasetIterator:
   """Per-process batches from any random-access source of dict examples.
 
   Train: this process's shard, shuffled (differently every epoch), repeated
   forever. Eval: in order, one pass, all shards cut to the same length (so
   every process yields the same number of batches), last partial batch
-  dropped.
+  dropped unless `drop_remainder=False`.
 
   Args:
     source: `len()` and `[index] -> dict` of numpy values / strings; it must
@@ -111,6 +112,8 @@ def batched_iterator(
     worker_count: grain worker processes (0 = threads in this process).
     read_threads: threads reading and transforming examples ahead.
     prefetch_buffer_size: examples kept ready by the reader threads.
+    drop_remainder: eval only; False keeps a last, smaller batch (a one-pass
+      read of every example, e.g. the token cache).
 
   Returns:
     A grain iterator of dict batches (leading axis `batch_size //
@@ -155,7 +158,7 @@ def batched_iterator(
   if worker_count > 0:
     _mark_flags_parsed()
     iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-  iter_dataset = iter_dataset.batch(local_batch_size, drop_remainder=True)
+  iter_dataset = iter_dataset.batch(local_batch_size, drop_remainder=train or drop_remainder)
   if batch_fn is not None:
     iter_dataset = iter_dataset.map(batch_fn)
   return iter(iter_dataset)
@@ -230,6 +233,7 @@ def create_iterator(
   text_features: TextFeatures | None = None,
   process_index: int | None = None,
   process_count: int | None = None,
+  drop_remainder: bool = True,
 ) -> grain.DatasetIterator:
   """Per-process batches of clips from `config.data`'s dataset.
 
@@ -238,10 +242,12 @@ def create_iterator(
       `config.seed`). The dataset must be built (`build.ensure_built`).
     split: TFDS split, usually `config.data.train_split` or `eval_split`.
     train: shuffle + repeat forever + random temporal start; else one pass
-      in order from frame 0, last partial batch dropped.
+      in order from frame 0, last partial batch dropped unless
+      `drop_remainder=False`.
     text_features: optional `list[str] -> {name: array}` applied per batch.
     process_index: this process; default `jax.process_index()`.
     process_count: number of processes; default `jax.process_count()`.
+    drop_remainder: see `batched_iterator`.
 
   Returns:
     A grain iterator (`get_state`/`set_state`) of dicts with
@@ -264,6 +270,7 @@ def create_iterator(
     worker_count=data.worker_count,
     read_threads=data.read_threads,
     prefetch_buffer_size=data.prefetch_buffer_size,
+    drop_remainder=drop_remainder,
   )
 
 

@@ -42,7 +42,6 @@ def cache_key(config: ml_collections.ConfigDict, process_count: int) -> str:
       for key in sorted(data.keys())
       if key not in ('worker_count', 'read_threads', 'prefetch_buffer_size')
     },
-    'batch_size': config.batch_size,  # Eval-order batching drops a partial batch.
     'process_count': process_count,
   }
   return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
@@ -96,6 +95,7 @@ def build_token_cache(
     train=False,
     process_index=index,
     process_count=count,
+    drop_remainder=False,
   )
   tokens, captions = [], []
   for batch in iterator:
