@@ -5,6 +5,8 @@ tokenizer (`videogen.vq.Tokenizer`, FSQ, 4x spatial / 4x temporal
 compression) and the offline default T5 built from the dataset captions.
 """
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,16 +149,17 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   assert batch['tokens'].shape == (8, 2, 4, 4) and batch['text_ids'].shape == (8, 12)
   # A second call reuses the cache instead of encoding again.
   assert token_cache.build_token_cache(config, directory, lambda video: 1 / 0) == 0
-  # A batch size that does not divide the split still caches every clip (16 = 6 + 6 + 4).
-  with config.unlocked():
-    config.batch_size = 6
-  uneven = tmp_path / 'uneven'
-  assert token_cache.build_token_cache(config, uneven, tokenizer.encode) == 16
-  np.testing.assert_array_equal(
-    token_cache.TokenCacheSource(str(uneven), 1)[15]['tokens'], source[15]['tokens']
-  )
-  with config.unlocked():
-    config.batch_size = 8
+  # A batch size that does not divide the split (16 = 6 + 6 + 4), or exceeds it, still
+  # caches every clip.
+  for batch_size in (6, 32):
+    uneven = copy.deepcopy(config)
+    with uneven.unlocked():
+      uneven.batch_size = batch_size
+    directory_b = tmp_path / f'batch{batch_size}'
+    assert token_cache.build_token_cache(uneven, directory_b, tokenizer.encode) == 16
+    np.testing.assert_array_equal(
+      token_cache.TokenCacheSource(str(directory_b), 1)[15]['tokens'], source[15]['tokens']
+    )
   mesh, rules = setup['mesh'], config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
     state = jax.jit(task.init_state)(jax.random.key(0, impl='unsafe_rbg'))

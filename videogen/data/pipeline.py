@@ -144,7 +144,7 @@ def batched_iterator(
       local_batch_size,
     )
     dataset = dataset.shuffle(seed=shuffle_seed).repeat()
-  elif len(dataset) < local_batch_size:
+  elif drop_remainder and len(dataset) < local_batch_size:
     raise ValueError(
       f'The eval split gives each of {process_count} processes {len(dataset)} '
       f'examples, fewer than one batch of {local_batch_size}.'
