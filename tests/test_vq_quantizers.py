@@ -73,6 +73,28 @@ def test_fsq_straight_through_gradient():
   assert float(jnp.mean(jnp.abs(grad))) > 0.01
 
 
+def test_fsq_commitment_loss_pulls_latents_to_bin_centres():
+  z = latents(4, scale=0.7)
+  assert float(make('fsq', **{'fsq.commitment_weight': 0.0})(z).loss) == 0.0  # Paper FSQ.
+  quantizer = make('fsq', **{'fsq.commitment_weight': 0.5})
+  out = quantizer(z)
+  bounded = quantizer.bound(z)
+  distance = jnp.abs(bounded - jnp.round(bounded))
+  np.testing.assert_allclose(out.metrics['commitment'], jnp.mean(distance**2), rtol=1e-6)
+  np.testing.assert_allclose(out.loss, 0.5 * jnp.mean(distance**2), rtol=1e-6)
+  # Gradient steps on the loss alone move every value towards the centre of
+  # its own bin (so its code does not change) and off the bin edges.
+  grad_fn = jax.jit(jax.grad(lambda x: quantizer(x).loss * x.size))
+  stepped = z
+  for _ in range(20):
+    stepped = stepped - 0.02 * grad_fn(stepped)
+  new_bounded = quantizer.bound(stepped)
+  np.testing.assert_array_equal(quantizer(stepped).codes, out.codes)
+  new_distance = jnp.abs(new_bounded - jnp.round(new_bounded))
+  assert bool(jnp.all(new_distance <= distance + 1e-6))
+  assert float(jnp.mean(new_distance)) < 0.5 * float(jnp.mean(distance))
+
+
 def test_lfq_straight_through_gradient_and_signs():
   quantizer = make('lfq', **{'lfq.bits': 6})
   z = latents(6)

@@ -77,6 +77,7 @@ def model_config(variant: str = 'small', quantizer: str = 'fsq') -> ConfigDict:
 
   model.fsq = ConfigDict()
   model.fsq.levels = (8, 5, 5, 5)  # Values per latent channel; codebook = product (1000).
+  model.fsq.commitment_weight = 0.1  # Pulls latents to bin centres: black background gets 1 code, not 5; 0 = paper FSQ.
 
   model.lfq = ConfigDict()
   model.lfq.bits = 10  # Latent channels = bits; codebook = 2**bits.

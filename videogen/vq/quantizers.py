@@ -7,7 +7,10 @@ back to the decoder's input with `codes_to_embeddings`. Nothing outside
 `videogen.vq` needs to know which one is in use.
 
 - FSQ (Mentzer et al., 2023): each channel is bounded by a shifted tanh to
-  `levels[i]` values and rounded; no codebook, no auxiliary loss.
+  `levels[i]` values and rounded; no codebook. An optional commitment loss
+  pulls each bounded value to the centre of its rounding bin, so that latents
+  do not sit on bin edges where context noise flips their code (uniform
+  regions then get one code, not several that decode alike).
 - LFQ (MAGVIT-v2): each channel is quantized to its sign; an entropy loss
   (per-token entropy minus batch entropy of the code distribution) keeps the
   codes confident and the codebook used, with its weight annealed.
@@ -122,10 +125,13 @@ class FSQ(nnx.Module):
 
   Args:
     levels: values per latent channel, e.g. (8, 5, 5, 5) for 1000 codes.
+    commitment_weight: weight of mean (bound(z) - sg(round(bound(z))))^2, in
+      units of one level step; 0 is the paper's FSQ (no auxiliary loss).
   """
 
-  def __init__(self, levels: Sequence[int]):
+  def __init__(self, levels: Sequence[int], commitment_weight: float = 0.0):
     self.levels = tuple(int(level) for level in levels)
+    self.commitment_weight = float(commitment_weight)
     if min(self.levels) < 2:
       raise ValueError(f'FSQ levels must be >= 2, got {self.levels}')
     self.dim = len(self.levels)
@@ -159,7 +165,9 @@ class FSQ(nnx.Module):
     digits = jax.lax.stop_gradient(rounded + half_width).astype(jnp.int32)
     codes = jnp.sum(digits * basis, axis=-1).astype(jnp.int32)
     metrics = usage_metrics(code_counts(codes, self.codebook_size))
-    return QuantizerOutput(quantized, codes, jnp.zeros((), jnp.float32), metrics)
+    commitment = jnp.mean(jnp.square(bounded - jax.lax.stop_gradient(jnp.round(bounded))))
+    metrics['commitment'] = commitment
+    return QuantizerOutput(quantized, codes, self.commitment_weight * commitment, metrics)
 
   def codes_to_embeddings(self, codes: jax.Array) -> jax.Array:
     levels, half_width, basis = self._arrays()
@@ -330,7 +338,7 @@ def create_quantizer(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Qu
     rngs: initialisation keys (VQ's codebook).
   """
   if config.quantizer == 'fsq':
-    return FSQ(config.fsq.levels)
+    return FSQ(config.fsq.levels, config.fsq.commitment_weight)
   if config.quantizer == 'lfq':
     return LFQ(config.lfq)
   if config.quantizer == 'vq':
