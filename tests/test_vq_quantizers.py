@@ -95,6 +95,14 @@ def test_fsq_commitment_loss_pulls_latents_to_bin_centres():
   assert float(jnp.mean(new_distance)) < 0.5 * float(jnp.mean(distance))
 
 
+def test_fsq_from_a_config_written_before_the_commitment_loss():
+  config = vq_config.model_config('tiny', 'fsq')
+  del config.fsq['commitment_weight']  # As in workdirs trained before the key existed.
+  quantizer = quantizers.create_quantizer(config, rngs=nnx.Rngs(0))
+  assert quantizer.commitment_weight == 0.0
+  assert float(quantizer(latents(4)).loss) == 0.0
+
+
 def test_lfq_straight_through_gradient_and_signs():
   quantizer = make('lfq', **{'lfq.bits': 6})
   z = latents(6)

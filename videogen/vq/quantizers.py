@@ -338,7 +338,8 @@ def create_quantizer(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Qu
     rngs: initialisation keys (VQ's codebook).
   """
   if config.quantizer == 'fsq':
-    return FSQ(config.fsq.levels, config.fsq.commitment_weight)
+    # Workdirs written before the commitment loss existed have no such key.
+    return FSQ(config.fsq.levels, config.fsq.get('commitment_weight', 0.0))
   if config.quantizer == 'lfq':
     return LFQ(config.lfq)
   if config.quantizer == 'vq':
