@@ -160,12 +160,13 @@ class FSQ(nnx.Module):
     z = z.astype(jnp.float32)
     _, half_width, basis = self._arrays()
     bounded = self.bound(z)
-    rounded = straight_through(bounded, jnp.round(bounded))
+    nearest = jax.lax.stop_gradient(jnp.round(bounded))
+    rounded = straight_through(bounded, nearest)
     quantized = rounded / half_width
-    digits = jax.lax.stop_gradient(rounded + half_width).astype(jnp.int32)
+    digits = (nearest + half_width).astype(jnp.int32)
     codes = jnp.sum(digits * basis, axis=-1).astype(jnp.int32)
     metrics = usage_metrics(code_counts(codes, self.codebook_size))
-    commitment = jnp.mean(jnp.square(bounded - jax.lax.stop_gradient(jnp.round(bounded))))
+    commitment = jnp.mean(jnp.square(bounded - nearest))
     metrics['commitment'] = commitment
     return QuantizerOutput(quantized, codes, self.commitment_weight * commitment, metrics)
 
