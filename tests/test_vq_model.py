@@ -59,6 +59,20 @@ def test_schedule_puts_space_first_and_time_last():
     resampling_schedule(config)
 
 
+@pytest.mark.parametrize('in_channels', [3, 96])  # Stacked taps / one conv per tap.
+@pytest.mark.parametrize('strides', [(1, 1, 1), (2, 2, 2)])
+def test_cpu_conv_path_matches_a_3d_convolution(in_channels, strides):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 7, 8, 8, in_channels)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 3, in_channels, 5)), jnp.float32)
+  padding = ((1, 1), (1, 1))
+  got = layers._conv3d_as_2d(x, kernel, strides, padding)
+  want = jax.lax.conv_general_dilated(
+    x, kernel, strides, ((0, 0), *padding), dimension_numbers=('NTHWC', 'THWIO', 'NTHWC')
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * in_channels)
+
+
 @pytest.mark.parametrize('frames,latent_frames', [(1, 1), (5, 2), (17, 5)])
 def test_encode_decode_shapes(tokenizer, frames, latent_frames):
   video = random_video(frames)

@@ -79,17 +79,26 @@ def causal_conv3d(
   return y
 
 
+# Up to this many input channels x time taps, one 2D conv over time-stacked
+# channels beat one 2D conv per tap on XLA:CPU (measured: 18% faster tiny
+# train steps; 6% slower at 128 channels, where per-tap convs already fill
+# the kernels).
+_MAX_STACKED_CHANNELS = 256
+
+
 def _conv3d_as_2d(
   x: jax.Array,
   kernel: jax.Array,
   strides: Shape3,
   spatial_padding: tuple[tuple[int, int], tuple[int, int]],
 ) -> jax.Array:
-  """A 'VALID'-in-time 3D conv as a sum of 2D convs, one per time tap.
+  """A 'VALID'-in-time 3D conv computed with 2D convs over frames.
 
   XLA:CPU runs 3D convolutions several times slower per FLOP than 2D ones
-  (measured ~4x forward, ~2x forward+backward), so on CPU each of the `kt`
-  time taps is a 2D conv over frames folded into the batch. Same result.
+  (measured ~4x forward, ~2x forward+backward), so on CPU frames fold into
+  the batch. Narrow convs stack the `kt` time taps along channels into one 2D
+  conv of kt * in channels; wide ones run a 2D conv per tap and sum them.
+  Same result either way.
 
   Args:
     x: [batch, time (already causally padded), height, width, in].
@@ -97,22 +106,23 @@ def _conv3d_as_2d(
     strides: (time, height, width).
     spatial_padding: ((top, bottom), (left, right)).
   """
-  kt = kernel.shape[0]
+  kt, kh, kw, in_channels, out_channels = kernel.shape
   st, sh, sw = strides
   batch, time = x.shape[:2]
   out_time = (time - kt) // st + 1
-  y = None
-  for tap in range(kt):
-    frames = x[:, tap : tap + st * (out_time - 1) + 1 : st]
+  taps = [x[:, tap : tap + st * (out_time - 1) + 1 : st] for tap in range(kt)]
+
+  def conv2d(frames: jax.Array, kernel2d: jax.Array) -> jax.Array:
     frames = frames.reshape(batch * out_time, *frames.shape[2:])
-    term = jax.lax.conv_general_dilated(
-      frames,
-      kernel[tap],
-      (sh, sw),
-      spatial_padding,
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    return jax.lax.conv_general_dilated(
+      frames, kernel2d, (sh, sw), spatial_padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
     )
-    y = term if y is None else y + term
+
+  if kt * in_channels <= _MAX_STACKED_CHANNELS:
+    stacked = einops.rearrange(kernel, 't h w i o -> h w (t i) o')
+    y = conv2d(jnp.concatenate(taps, axis=-1), stacked)
+  else:
+    y = sum(conv2d(frames, kernel[tap]) for tap, frames in enumerate(taps))
   return y.reshape(batch, out_time, *y.shape[1:])
 
 
