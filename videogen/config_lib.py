@@ -192,7 +192,7 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
-# Tiny tokenizer: 1700 steps fill ~5.7 min on 2 CPU cores; a peak of 3e-3
+# Tiny tokenizer: 1700 steps take ~5.9 min on 2 CPU cores; a peak of 3e-3
 # diverged (loss spike, every code collapsed to one) where 2e-3 trains.
 TOKENIZER_SCHEDULES = {
   'tiny': (1700, 8, 2e-3),
