@@ -106,7 +106,7 @@ def _conv3d_as_2d(
     strides: (time, height, width).
     spatial_padding: ((top, bottom), (left, right)).
   """
-  kt, kh, kw, in_channels, out_channels = kernel.shape
+  kt, in_channels = kernel.shape[0], kernel.shape[3]
   st, sh, sw = strides
   batch, time = x.shape[:2]
   out_time = (time - kt) // st + 1
