@@ -11,7 +11,7 @@ from flax import nnx
 from videogen.parallel import sharding
 from videogen.vq import Tokenizer, decode_fn, encode_fn, layers
 from videogen.vq import config as vq_config
-from videogen.vq.model import create_model, resampling_schedule
+from videogen.vq.model import VideoAutoencoder, create_model, resampling_schedule
 
 HEIGHT = WIDTH = 16
 
@@ -199,3 +199,18 @@ def test_bfloat16_activations_track_float32(model):
     assert ours.dtype == jnp.float32  # Latents and outputs stay float32.
     error = float(jnp.mean(jnp.abs(ours - theirs)))
     assert error < 0.05 * float(jnp.mean(jnp.abs(theirs))), error
+
+
+def test_run_once_initialises_what_an_optimised_jit_does():
+  """The unoptimised CPU compile of `create_model` gives bit-identical parameters."""
+  config = vq_config.model_config('tiny')
+
+  def build(key):
+    return nnx.state(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))
+
+  key = jax.random.key(3)
+  expected = jax.jit(build)(key)
+  actual = nnx.state(create_model(config, key))
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

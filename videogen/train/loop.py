@@ -21,8 +21,8 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import checkpointing, preemption, tasks, throughput
 from videogen.train.task import Task
 
@@ -178,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       )
     else:
       start_step = 0
-      state = jax.jit(task.init_state, out_shardings=state_shardings)(init_rng)
+      state = compilation.run_once(task.init_state, init_rng, out_shardings=state_shardings)
     logging.info('%s', task.describe(state))
 
     step_fn = jax.jit(

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from videogen.parallel import sharding
+from videogen.parallel import compilation, sharding
 from videogen.transformer import layers
 from videogen.transformer.layers import BlockInputs, TransformerSpec
 
@@ -374,7 +374,9 @@ def init_transformer(spec: TransformerSpec, rng: jax.Array) -> Transformer:
   """
   abstract = nnx.eval_shape(lambda: Transformer(spec, rngs=nnx.Rngs(0)))
   graphdef = nnx.split(abstract)[0]
-  state = jax.jit(lambda key: nnx.split(Transformer(spec, rngs=nnx.Rngs(params=key)))[1])(rng)
+  state = compilation.run_once(
+    lambda key: nnx.split(Transformer(spec, rngs=nnx.Rngs(params=key)))[1], rng
+  )
   return nnx.merge(graphdef, state)
 
 

@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from videogen.parallel import sharding  # noqa: F401  (turns eager sharding off)
+from videogen.parallel import (
+  compilation,
+  sharding,  # noqa: F401  (turns eager sharding off)
+)
 from videogen.vq import layers, quantizers
 
 Shape3 = layers.Shape3
@@ -285,5 +288,5 @@ def create_model(
     return VideoAutoencoder(config, dtype=dtype, rngs=nnx.Rngs(params=key))
 
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: build(jax.random.key(0))))
-  state = jax.jit(lambda key: nnx.state(build(key)))(rng)
+  state = compilation.run_once(lambda key: nnx.state(build(key)), rng)
   return nnx.merge(graphdef, state)
