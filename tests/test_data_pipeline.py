@@ -236,3 +236,21 @@ def test_split_captions(data_dir):
     for i in range(NUM_TEST)
   }
   assert len(captions) == 3 and set(captions) <= expected
+
+
+def test_one_pass_read_without_drop_remainder_keeps_every_example():
+  """Shards of 10 examples over 3 processes: 4 + 3 + 3, none dropped."""
+  source = [{'tokens': np.full((2,), i, np.int32)} for i in range(10)]
+  seen = []
+  for index in range(3):
+    iterator = pipeline.batched_iterator(
+      source,
+      batch_size=6,
+      train=False,
+      seed=0,
+      process_index=index,
+      process_count=3,
+      drop_remainder=False,
+    )
+    seen.extend(int(value) for batch in iterator for value in batch['tokens'][:, 0])
+  assert sorted(seen) == list(range(10))

@@ -93,9 +93,9 @@ def batched_iterator(
   """Per-process batches from any random-access source of dict examples.
 
   Train: this process's shard, shuffled (differently every epoch), repeated
-  forever. Eval: in order, one pass, all shards cut to the same length (so
-  every process yields the same number of batches), last partial batch
-  dropped unless `drop_remainder=False`.
+  forever. Eval: in order, one pass; all shards cut to the same length (so
+  every process yields the same number of batches) and the last partial
+  batch dropped, unless `drop_remainder=False`, which reads every example.
 
   Args:
     source: `len()` and `[index] -> dict` of numpy values / strings; it must
@@ -125,7 +125,7 @@ def batched_iterator(
     int(value) for value in np.random.SeedSequence(seed).generate_state(2)
   )
   dataset = grain.MapDataset.source(source)
-  if not train:  # Equal shards: every process runs the same number of eval steps.
+  if not train and drop_remainder:  # Equal shards: every process runs the same eval steps.
     dataset = dataset[: len(dataset) // process_count * process_count]
   dataset = dataset[process_index::process_count]
   if len(dataset) == 0:
