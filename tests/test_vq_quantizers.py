@@ -131,6 +131,28 @@ def test_lfq_entropies_match_brute_force():
   assert float(batch) <= bits * math.log(2) + 1e-5
 
 
+def test_lfq_sub_codebook_entropies_match_brute_force():
+  """With 2 groups the batch entropy is the sum over the two halves' marginals."""
+  bits, temperature = 4, 0.5
+  quantizer = make(
+    'lfq', **{'lfq.bits': bits, 'lfq.entropy_groups': 2, 'lfq.entropy_temperature': temperature}
+  )
+  z = 0.5 * jax.random.normal(jax.random.key(3), (64, bits))
+  per_token, batch = jax.jit(quantizer.entropies)(z)
+  codebook = jnp.asarray(list(itertools.product([-1.0, 1.0], repeat=bits)))
+  distances = jnp.sum(jnp.square(z[:, None] - codebook[None]), -1)
+  probs = jax.nn.softmax(-distances / temperature, axis=-1).reshape(-1, 4, 4)
+  token_entropy = jnp.mean(-jnp.sum(probs * jnp.log(probs), (-2, -1)))
+  expected = 0.0
+  for marginal in (probs.sum(2), probs.sum(1)):  # First and last two bits.
+    mean = jnp.mean(marginal, 0)
+    expected += -jnp.sum(mean * jnp.log(mean))
+  np.testing.assert_allclose(per_token, token_entropy, rtol=1e-4)
+  np.testing.assert_allclose(batch, expected, rtol=1e-4)
+  with pytest.raises(ValueError, match='entropy_groups=3 must divide model.lfq.bits=4'):
+    make('lfq', **{'lfq.bits': 4, 'lfq.entropy_groups': 3})
+
+
 def test_lfq_entropy_weight_anneals():
   quantizer = make(
     'lfq',

@@ -81,6 +81,7 @@ def model_config(variant: str = 'small', quantizer: str = 'fsq') -> ConfigDict:
 
   model.lfq = ConfigDict()
   model.lfq.bits = 10  # Latent channels = bits; codebook = 2**bits.
+  model.lfq.entropy_groups = 1  # Batch entropy summed over this many sub-codebooks (must divide bits); 2 for 18 bits.
   model.lfq.entropy_weight = 0.1  # Weight of (per-token entropy - diversity * batch entropy).
   model.lfq.diversity_weight = 1.0  # Weight of the batch (codebook) entropy inside that loss.
   model.lfq.entropy_anneal_steps = 2000  # The entropy weight decays linearly over these steps ...
