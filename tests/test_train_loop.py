@@ -97,13 +97,15 @@ def test_partial_save_is_ignored_on_resume(tmp_path, data_dir):
   assert sorted(_losses(workdir)) == list(range(1, 7))
 
 
-def test_nan_loss_stops_naming_the_step(tmp_path, data_dir):
+@pytest.mark.parametrize('log_every', [1, 10])
+def test_nan_loss_stops_naming_the_step(tmp_path, data_dir, log_every):
+  """Logged or not (checked one step late), the step named is the first bad one."""
+  overrides = {'optimizer.learning_rate': 1e30, 'log_every_steps': log_every}
   result = helpers.run_videogen(
-    *_train_args(tmp_path / 'nan', data_dir, 3, **{'optimizer.learning_rate': 1e30}),
-    check=False,
+    *_train_args(tmp_path / 'nan', data_dir, 5, **overrides), check=False
   )
   assert result.returncode != 0
-  assert 'Non-finite loss at step' in result.stderr
+  assert 'Non-finite loss at step 3;' in result.stderr
 
 
 def test_tokenizer_from_8_devices_loads_in_single_device_process(tmp_path, data_dir):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
@@ -124,6 +125,15 @@ def _log_memory(compiled) -> None:
   )
 
 
+def _check_finite(step: int, metrics: dict[str, jax.Array], policy: str) -> None:
+  """Raises under the `stop` policy when `step` had a non-finite loss."""
+  if policy == 'stop' and float(metrics['nonfinite']):
+    raise FloatingPointError(
+      f'Non-finite loss at step {step}; the update was not applied. Lower the '
+      'learning rate, or set --config.nan_policy=skip to skip such steps.'
+    )
+
+
 def _is_due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
@@ -187,16 +197,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       donate_argnums=(0,),
     )
     result = _run(
-      config,
-      workdir,
-      task,
-      mesh,
-      manager,
-      state,
-      step_fn,
-      train_iter,
-      start_step,
-      train_rng,
+      config=config,
+      workdir=workdir,
+      task=task,
+      mesh=mesh,
+      manager=manager,
+      state=state,
+      step_fn=step_fn,
+      train_iter=train_iter,
+      start_step=start_step,
+      train_rng=train_rng,
     )
   manager.wait_until_finished()
   manager.close()
@@ -204,16 +214,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 
 def _run(
-  config,
-  workdir,
-  task,
-  mesh,
-  manager,
-  state,
-  step_fn,
-  train_iter,
-  start_step,
-  train_rng,
+  *,
+  config: ml_collections.ConfigDict,
+  workdir: epath.Path,
+  task: Task,
+  mesh: jax.sharding.Mesh,
+  manager: ocp.CheckpointManager,
+  state: Any,
+  step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]],
+  train_iter: Iterator[Any],
+  start_step: int,
+  train_rng: jax.Array,
 ) -> TrainResult:
   """The step loop; see `train_and_evaluate`."""
   rules = config.logical_axis_rules
@@ -235,6 +246,7 @@ def _run(
   keys = task.batch_keys()
   last_log_time, last_log_step = time.perf_counter(), start_step
   pending: list[dict[str, Any]] = []
+  unchecked: tuple[int, dict[str, jax.Array]] | None = None
   try:
     for step in range(start_step + 1, total + 1):
       batch = sharding.global_batch(next(train_iter), mesh, rules, keys)
@@ -244,12 +256,18 @@ def _run(
       state, metrics = step_fn(state, batch, jax.random.fold_in(train_rng, step))
       pending.append(metrics)
       progress(step)
-      nonfinite = float(metrics['nonfinite'])
-      if nonfinite and config.nan_policy == 'stop':
-        raise FloatingPointError(
-          f'Non-finite loss at step {step}; the update was not applied. Lower the '
-          'learning rate, or set --config.nan_policy=skip to skip such steps.'
-        )
+      # A step's loss is checked once the next one is dispatched, so that the
+      # host prepares batches while the device runs; steps that are logged,
+      # evaluated or saved are checked at once.
+      if unchecked is not None:
+        _check_finite(*unchecked, config.nan_policy)
+      unchecked = (step, metrics)
+      stop = watcher.should_stop(step, manager)
+      save = stop or _is_due(step, config.checkpoint_every_steps, total)
+      evaluate = _is_due(step, config.eval_every_steps, total)
+      if save or evaluate or _is_due(step, config.log_every_steps, total):
+        _check_finite(*unchecked, config.nan_policy)
+        unchecked = None
       if _is_due(step, config.log_every_steps, total):
         summary = {k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]}
         pending.clear()
@@ -266,15 +284,14 @@ def _run(
         log.write(step, summary)
         result.last_train_metrics = summary
         logging.info('step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items()))
-      if _is_due(step, config.eval_every_steps, total):
+      if evaluate:
         with progress.timed('eval'):
           result.eval_metrics = task.evaluate(
             state, _eval_batches(config, task), step=step, sample_dir=sample_dir
           )
         log.write(step, {f'eval/{k}': v for k, v in result.eval_metrics.items()})
         logging.info('eval at step %d: %s', step, result.eval_metrics)
-      stop = watcher.should_stop(step, manager)
-      if stop or _is_due(step, config.checkpoint_every_steps, total):
+      if save:
         checkpointing.save(manager, step, state, train_iter, config, force=True)
       result.step = step
       if stop:
