@@ -265,10 +265,11 @@ def _run(
       stop = watcher.should_stop(step, manager)
       save = stop or _is_due(step, config.checkpoint_every_steps, total)
       evaluate = _is_due(step, config.eval_every_steps, total)
-      if save or evaluate or _is_due(step, config.log_every_steps, total):
+      log_due = _is_due(step, config.log_every_steps, total)
+      if save or evaluate or log_due:
         _check_finite(*unchecked, config.nan_policy)
         unchecked = None
-      if _is_due(step, config.log_every_steps, total):
+      if log_due:
         summary = {k: float(np.mean([np.asarray(m[k]) for m in pending])) for k in pending[0]}
         pending.clear()
         now = time.perf_counter()
