@@ -151,6 +151,11 @@ def test_lfq_sub_codebook_entropies_match_brute_force():
   np.testing.assert_allclose(batch, expected, rtol=1e-4)
   with pytest.raises(ValueError, match='entropy_groups=3 must divide model.lfq.bits=4'):
     make('lfq', **{'lfq.bits': 4, 'lfq.entropy_groups': 3})
+  with pytest.raises(
+    ValueError, match=r'sub-codebooks of 2\*\*18 codes.*raise model.lfq.entropy_groups'
+  ):
+    make('lfq', **{'lfq.bits': 18})
+  assert make('lfq', **{'lfq.bits': 18, 'lfq.entropy_groups': 2}).codebook_size == 2**18
 
 
 def test_lfq_entropy_weight_anneals():

@@ -182,6 +182,11 @@ def _binary_entropy(logits: jax.Array) -> jax.Array:
   return -(p * jax.nn.log_sigmoid(logits) + (1 - p) * jax.nn.log_sigmoid(-logits))
 
 
+# Largest sub-codebook (in bits) whose batch entropy LFQ computes: 2**16 floats
+# per token is already 5 GiB for a batch of 20k tokens.
+_MAX_ENTROPY_GROUP_BITS = 16
+
+
 class LFQ(nnx.Module):
   """Lookup-free quantization: each of `bits` channels becomes +-1.
 
@@ -200,6 +205,13 @@ class LFQ(nnx.Module):
     if self.entropy_groups < 1 or self.bits % self.entropy_groups:
       raise ValueError(
         f'model.lfq.entropy_groups={self.entropy_groups} must divide model.lfq.bits={self.bits}.'
+      )
+    if self.bits // self.entropy_groups > _MAX_ENTROPY_GROUP_BITS:
+      raise ValueError(
+        f'model.lfq.bits={self.bits} in {self.entropy_groups} entropy group(s) gives '
+        f'sub-codebooks of 2**{self.bits // self.entropy_groups} codes, whose batch entropy '
+        'needs that many floats per token; raise model.lfq.entropy_groups so that bits / '
+        f'groups <= {_MAX_ENTROPY_GROUP_BITS} (e.g. 2 for 18 bits).'
       )
     self.dim = self.bits
     self.codebook_size = 2**self.bits
