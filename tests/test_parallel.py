@@ -1,5 +1,9 @@
 """Mesh construction and logical-axis sharding on 8 virtual CPU devices."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -108,3 +112,34 @@ def test_parse_arg_and_missing_key_messages():
   assert config_lib.describe_missing_key(config, 'model.width') is None
   message = config_lib.describe_missing_key(config, 'model.widht')
   assert 'config.model.widht' in message and 'depth, width' in message
+
+
+_SET_AND_COUNT = (
+  'import sys, jax\n'
+  'from videogen.parallel import distributed\n'
+  'print(distributed.set_cpu_devices(*map(int, sys.argv[1:])))\n'
+  'print(jax.device_count())\n'
+)
+
+
+def _set_and_count(*args: str, **env: str) -> list[str]:
+  """(what set_cpu_devices returned, JAX devices) in a fresh process."""
+  clean = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES')}
+  result = subprocess.run(
+    [sys.executable, '-c', _SET_AND_COUNT, *args],
+    env={**clean, **env},
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  return result.stdout.split()
+
+
+def test_cpu_split_into_devices_one_per_core_unless_the_environment_says():
+  cores = len(os.sched_getaffinity(0))
+  per_core = 2 ** (min(cores, 8).bit_length() - 1)
+  assert _set_and_count() == [str(per_core)] * 2
+  assert _set_and_count('3') == ['3', '3']
+  assert _set_and_count(JAX_NUM_CPU_DEVICES='1') == ['None', '1']
+  flags = '--xla_force_host_platform_device_count=5'
+  assert _set_and_count('3', XLA_FLAGS=flags) == ['None', '5']

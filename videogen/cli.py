@@ -57,6 +57,12 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
+_CPU_DEVICES = flags.DEFINE_integer(
+  'cpu_devices',
+  -1,
+  'JAX devices the CPU is split into (one per core runs small models faster); -1 = one per '
+  'core, a power of 2, at most 8. JAX_NUM_CPU_DEVICES or XLA_FLAGS, when set, take precedence.',
+)
 
 
 class UsageError(app.UsageError):
@@ -184,6 +190,9 @@ def main(argv: list[str]) -> None:
     raise UsageError(f'Unknown command {given!r}; commands: {", ".join(COMMANDS)}.')
   if len(argv) > 2:
     raise UsageError(f'Unexpected arguments: {" ".join(argv[2:])}')
+  from videogen.parallel import distributed
+
+  distributed.set_cpu_devices(_CPU_DEVICES.value)
   _HANDLERS[argv[1]]()
 
 

@@ -54,3 +54,35 @@ def initialize(
     jax.local_device_count(),
     jax.device_count(),
   )
+
+
+# Most CPU devices `set_cpu_devices` picks by itself, so that the small batches
+# of CPU configs (8 clips for the tiny tokenizer) still divide over them.
+_MAX_AUTO_CPU_DEVICES = 8
+
+
+def set_cpu_devices(count: int = -1) -> int | None:
+  """Splits the CPU into `count` JAX devices; call before any JAX operation.
+
+  XLA:CPU runs one small program (a tiny model's step) on fewer threads than
+  the machine has, so a mesh of one device per core keeps more cores busy:
+  the quickstart's tokenizer trains at 7.6 steps/s on 2 cores as 2 devices
+  (data parallel) against 5.0 as one. Accelerator backends are unaffected.
+
+  Args:
+    count: devices; -1 = one per core available to this process, rounded
+      down to a power of 2, at most 8.
+
+  Returns:
+    The count set, or None when JAX_NUM_CPU_DEVICES or XLA_FLAGS' host device
+    count already decide it (tests and launch scripts set those).
+  """
+  if 'JAX_NUM_CPU_DEVICES' in os.environ or 'xla_force_host_platform_device_count' in (
+    os.environ.get('XLA_FLAGS', '')
+  ):
+    return None
+  if count < 1:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    count = 2 ** (min(cores or 1, _MAX_AUTO_CPU_DEVICES).bit_length() - 1)
+  jax.config.update('jax_num_cpu_devices', count)
+  return count
