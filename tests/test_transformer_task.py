@@ -28,7 +28,8 @@ from videogen.transformer import task as task_lib
 def setup(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('data'))
   workdir = tmp_path_factory.mktemp('workdir')
-  config = helpers.toy_transformer_config(data_dir)
+  # FSDP over the 8 test devices (tiny configs are data parallel by default).
+  config = helpers.toy_transformer_config(data_dir, **{'mesh.data': 1, 'mesh.fsdp': -1})
   frozen = helpers.toy_frozen_models(config, workdir)
   mesh = mesh_lib.create_mesh(config.mesh)
   task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
