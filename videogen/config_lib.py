@@ -192,15 +192,15 @@ def describe_missing_key(config: ConfigDict, dotted_key: str) -> str | None:
 
 
 # Training schedule per model size: (steps, global batch, peak learning rate).
-# Tiny tokenizer: 2500 steps fit in 6 min on 2 CPU cores run as 2 devices (the
-# CLI's default split); a peak of 3e-3 diverged (loss spike, every code
+# Tiny tokenizer: 2500 steps take 5.9-6.0 min on 2 CPU cores run as 2 devices
+# (the CLI's default split); a peak of 3e-3 diverged (loss spike, every code
 # collapsed to one) where 2e-3 trains.
 TOKENIZER_SCHEDULES = {
   'tiny': (2500, 8, 2e-3),
   'small': (20000, 16, 1e-3),
   'base': (100000, 64, 1e-4),
 }
-# Tiny transformer: 1700 steps take ~13.5 min with its token cache on 2 CPU
+# Tiny transformer: 1700 steps take ~13 min with its token cache on 2 CPU
 # cores as 2 devices.
 TRANSFORMER_SCHEDULES = {
   'tiny': (1700, 32, 3e-3),
