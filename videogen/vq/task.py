@@ -207,7 +207,7 @@ class TokenizerTask(Task):
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
-      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay)
+      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay, state.step)
     metrics.update(
       loss=loss,
       grad_norm=optax.global_norm(grads),
