@@ -90,4 +90,6 @@ def ema_decay_at(step: jax.Array | int, decay: float) -> jax.Array:
 def update_ema(ema, params, decay: float, step: jax.Array | int):
   """`d * ema + (1 - d) * params` leaf by leaf, with `d = ema_decay_at(step, decay)`."""
   d = ema_decay_at(step, decay)
-  return jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p.astype(e.dtype)).astype(e.dtype), ema, params)
+  return jax.tree.map(
+    lambda e, p: (d * e + (1.0 - d) * p.astype(e.dtype)).astype(e.dtype), ema, params
+  )
