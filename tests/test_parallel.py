@@ -13,8 +13,8 @@ import pytest
 from flax import nnx
 
 from videogen import config_lib
+from videogen.parallel import host_memory, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 
 RULES = config_lib.DEFAULT_LOGICAL_AXIS_RULES
 
@@ -143,3 +143,40 @@ def test_cpu_split_into_devices_one_per_core_unless_the_environment_says():
   assert _set_and_count(JAX_NUM_CPU_DEVICES='1') == ['None', '1']
   flags = '--xla_force_host_platform_device_count=5'
   assert _set_and_count('3', XLA_FLAGS=flags) == ['None', '5']
+
+
+_RESTART_AND_SHOW = (
+  'import os, sys\n'
+  'from videogen.parallel import host_memory\n'
+  "print('start', os.getpid(), sys.argv[1:], flush=True)\n"
+  'host_memory.restart_with_kept_memory()\n'
+  "print('env', os.environ.get('MALLOC_TRIM_THRESHOLD_'), os.environ.get('MALLOC_TOP_PAD_'))\n"
+)
+
+
+def _restart_and_show(**env: str) -> list[str]:
+  """Output lines of a fresh process that calls restart_with_kept_memory."""
+  clean = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_')}
+  clean.pop('GLIBC_TUNABLES', None)
+  result = subprocess.run(
+    [sys.executable, '-c', _RESTART_AND_SHOW, 'arg'],
+    env={**clean, **env},
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  return result.stdout.splitlines()
+
+
+@pytest.mark.skipif(
+  not os.confstr('CS_GNU_LIBC_VERSION').startswith('glibc'), reason='glibc settings'
+)
+def test_cli_restarts_itself_with_malloc_settings_unless_the_user_has_some():
+  start, again, env = _restart_and_show()
+  # Same process id and arguments; the second run starts with the settings.
+  assert start == again and start.endswith("['arg']")
+  settings = host_memory.MALLOC_ENVIRONMENT
+  assert env == f'env {settings["MALLOC_TRIM_THRESHOLD_"]} {settings["MALLOC_TOP_PAD_"]}'
+  start, env = _restart_and_show(MALLOC_ARENA_MAX='2')
+  assert env == 'env None None'
+  assert host_memory.malloc_environment({'GLIBC_TUNABLES': 'glibc.malloc.trim_threshold=1'}) is None

@@ -228,6 +228,9 @@ def _explain_config_error(error: Exception, argv: list[str]) -> str:
 
 def run() -> None:
   """Console-script entry point."""
+  from videogen.parallel import host_memory
+
+  host_memory.restart_with_kept_memory()
   app.run(main, argv=sys.argv, flags_parser=_flags_parser)
 
 
