@@ -102,9 +102,7 @@ def optimizer_config(learning_rate: float = 1e-3, warmup_steps: int = 100) -> Co
   opt.eps = 1e-8  # Adam epsilon.
   opt.weight_decay = 0.0  # Decoupled weight decay (applied to matrices only).
   opt.grad_clip_norm = 1.0  # Clip gradients to this global norm; 0 disables.
-  opt.ema_decay = (
-    0.0  # EMA of parameters for eval/sampling, decay warmed up as min(d, (1+t)/(10+t)); 0 disables.
-  )
+  opt.ema_decay = 0.0  # Parameter EMA for eval/sampling (decay warms up, see optim); 0 = off.
   return opt
 
 
