@@ -168,9 +168,7 @@ def _restart_and_show(**env: str) -> list[str]:
   return result.stdout.splitlines()
 
 
-@pytest.mark.skipif(
-  not os.confstr('CS_GNU_LIBC_VERSION').startswith('glibc'), reason='glibc settings'
-)
+@pytest.mark.skipif(not host_memory.is_glibc(), reason='glibc settings')
 def test_cli_restarts_itself_with_malloc_settings_unless_the_user_has_some():
   start, again, env = _restart_and_show()
   # Same process id and arguments; the second run starts with the settings.

@@ -27,7 +27,7 @@ BUILT_DATASETS = (SHAPES, VIDEO_FOLDER)
 # usable by name, and what suits a built one.
 _NAMED_DATASET_DEFAULTS = {
   # A shapes clip decodes in ~0.4 ms, so one reader thread stays far ahead of
-  # any train step; four cost the 2-core quickstart 4% of its steps/s.
+  # any train step; four cost the tiny tokenizer 4% of its steps/s on 2 cores.
   SHAPES: dict(read_threads=1),
   'bair_robot_pushing_small': dict(
     video_key='image_main', default_caption='a robot arm pushing objects'

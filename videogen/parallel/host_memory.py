@@ -33,7 +33,8 @@ MALLOC_ENVIRONMENT = {
 }
 
 
-def _is_glibc() -> bool:
+def is_glibc() -> bool:
+  """Whether this process runs on glibc (whose malloc the settings are for)."""
   try:
     return os.confstr('CS_GNU_LIBC_VERSION').startswith('glibc')
   except (AttributeError, ValueError, OSError):  # Not a POSIX system, or not glibc.
@@ -46,7 +47,7 @@ def malloc_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
   None on other C libraries, and when `environ` already sets any malloc
   option (`MALLOC_*` or `GLIBC_TUNABLES`): the user's choice wins.
   """
-  if not _is_glibc():
+  if not is_glibc():
     return None
   if 'GLIBC_TUNABLES' in environ or any(key.startswith('MALLOC_') for key in environ):
     return None
