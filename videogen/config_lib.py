@@ -250,6 +250,9 @@ def tokenizer_experiment(size: str, quantizer: str, data: ConfigDict) -> ConfigD
   config.stage = 'tokenizer'
   _size_settings(config, size, steps, batch)
   config.optimizer = optimizer_config(learning_rate=lr, warmup_steps=100)
+  config.data = data
+  config.model = vq_config.model_config(size, quantizer)
+  config.loss = vq_config.loss_config()
   if size == 'tiny':
     # The unnormalised tiny model's gradient norm is 0.1-0.3 after warm-up;
     # clipping at 0.25 stops the loss spikes that, unclipped, collapse every
@@ -260,17 +263,13 @@ def tokenizer_experiment(size: str, quantizer: str, data: ConfigDict) -> ConfigD
     config.optimizer.warmup_steps = 200
     config.optimizer.decay = 'linear'
     config.optimizer.min_lr_ratio = 0.0
-  config.data = data
-  config.model = vq_config.model_config(size, quantizer)
-  if size == 'tiny':
     # MAGVIT-v2's LFQ entropy loss (weight 0.1, temperature 0.01) is 5-10x the
     # tiny model's reconstruction loss on shapes, its gradient norm 3-10 against
-    # the 0.25 clip: 16.7 dB after 3000 steps. Temperature 1 and weight 0.01:
+    # that clip: 16.7 dB after 3000 steps. Temperature 1 and weight 0.01:
     # 24.9 dB, usage 58% (weight 0.03: 24.5 dB, 82%; per-token weight near 0
     # lets every latent sit at 0 and collapses the codes).
     config.model.lfq.entropy_temperature = 1.0
     config.model.lfq.entropy_weight = 0.01
-  config.loss = vq_config.loss_config()
   return config
 
 
