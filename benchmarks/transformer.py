@@ -63,6 +63,9 @@ class TrainRow:
   model_tflops_per_second: float
   reference_tflops_per_second: float
   mfu: float
+  attention_backend: str = 'auto'
+  peak_bytes: int = 0  # `peak_bytes` of the compiled step.
+  xla_flops_per_step: float = 0.0  # `xla_flops` of the compiled step (analytic FLOPs give the MFU).
 
 
 @dataclasses.dataclass
@@ -78,8 +81,11 @@ class DecodeRow:
   speedup: float
 
 
-def make_spec(variant: str, latent: tuple[int, int, int], dtype: str) -> TransformerSpec:
+def make_spec(
+  variant: str, latent: tuple[int, int, int], dtype: str, attention_backend: str = 'auto'
+) -> TransformerSpec:
   config = transformer_config.model_config(variant)
+  config.attention_backend = attention_backend
   return TransformerSpec.from_config(
     config,
     vocab_size=VOCAB,
@@ -87,6 +93,26 @@ def make_spec(variant: str, latent: tuple[int, int, int], dtype: str) -> Transfo
     text_dim=TEXT_DIM,
     compute_dtype=dtype,
   )
+
+
+def peak_bytes(compiled) -> int:
+  """Device bytes a compiled program needs at its peak: arguments, outputs
+  (less the donated buffers they reuse) and temporaries (XLA's memory analysis)."""
+  stats = compiled.memory_analysis()
+  return int(
+    stats.argument_size_in_bytes
+    + stats.output_size_in_bytes
+    - stats.alias_size_in_bytes
+    + stats.temp_size_in_bytes
+  )
+
+
+def xla_flops(compiled) -> float:
+  """FLOPs XLA counts in a compiled program (custom calls such as cuDNN attention count 0)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get('flops', 0.0))
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -98,9 +124,18 @@ def _best_time(fn, repeats: int) -> float:
   return best
 
 
-def bench_train(variant: str, dtype: str, repeats: int, reference: float) -> TrainRow:
-  spec = make_spec(variant, TRAIN_LATENT, dtype)
-  batch = TRAIN_BATCH[variant]
+def bench_train(
+  variant: str,
+  dtype: str,
+  repeats: int,
+  reference: float,
+  latent: tuple[int, int, int] = TRAIN_LATENT,
+  batch: int = 0,
+  attention_backend: str = 'auto',
+) -> TrainRow:
+  """One train step of `variant` on clips of `latent` tokens; batch 0 = `TRAIN_BATCH`."""
+  spec = make_spec(variant, latent, dtype, attention_backend)
+  batch = batch or TRAIN_BATCH[variant]
   net = model.init_transformer(spec, jax.random.key(0, impl='unsafe_rbg'))
   graphdef, params = nnx.split(net, nnx.Param)
   optimizer = optax.adamw(1e-4)
@@ -145,29 +180,42 @@ def bench_train(variant: str, dtype: str, repeats: int, reference: float) -> Tra
     flops / seconds / 1e12,
     reference / 1e12,
     flops / seconds / reference,
+    attention_backend,
+    peak_bytes(compiled),
+    xla_flops(compiled),
   )
 
 
-def bench_decode(
-  variant: str, length: int, batch: int, dtype: str, uncached_positions: int
-) -> DecodeRow:
-  latent = DECODE_LATENTS[length]
+def decode_setup(variant: str, latent: tuple[int, int, int], batch: int, dtype: str):
+  """(spec, graphdef, state, timed) for decoding clips of `latent` tokens.
+
+  `timed(prefix, use_cache, repeats=1)` compiles `sampling.sample_window`
+  ahead of time and returns the best seconds of `repeats` calls that each
+  sample the rest of the clip after the int32 [batch, K] `prefix`.
+  """
   spec = make_spec(variant, latent, dtype)
   net = model.init_transformer(spec, jax.random.key(0, impl='unsafe_rbg'))
   graphdef, state = nnx.split(net)
   text = jax.random.normal(jax.random.key(1), (batch, TEXT_LENGTH, TEXT_DIM))
   mask = jnp.ones((batch, TEXT_LENGTH), jnp.int32)
   scalars = (jnp.int32(0), jax.random.key(2), jnp.float32(1.0), jnp.float32(1.0))
-  settings = dict(length=length, top_k=0, top_p=1.0, guided=False)
+  settings = dict(length=spec.seq_length, top_k=0, top_p=1.0, guided=False)
 
-  def timed(prefix, use_cache):
+  def timed(prefix, use_cache, repeats=1):
     args = (graphdef, state, text, mask, prefix, *scalars)
     compiled = (
       sampling.sample_window.trace(*args, **settings, use_cache=use_cache).lower().compile()
     )
     call_args = (state, text, mask, prefix, *scalars)
-    return _best_time(lambda: compiled(*call_args), 1)
+    return _best_time(lambda: compiled(*call_args), repeats)
 
+  return spec, graphdef, state, timed
+
+
+def bench_decode(
+  variant: str, length: int, batch: int, dtype: str, uncached_positions: int
+) -> DecodeRow:
+  _, _, _, timed = decode_setup(variant, DECODE_LATENTS[length], batch, dtype)
   cached = timed(jnp.zeros((batch, 0), jnp.int32), True)
   positions = min(uncached_positions, length)
   prefix = jax.random.randint(jax.random.key(3), (batch, length - positions), 0, VOCAB)

@@ -69,3 +69,21 @@ def reference_flops(configured_peak: float = 0.0) -> tuple[float, str]:
     return chip * len(devices), f'{devices[0].device_kind} peak'
   # Virtual CPU devices share the same cores: one matmul is the machine's peak.
   return measured_matmul_flops(), 'measured 2048x2048 f32 matmul'
+
+
+def measured_copy_bandwidth(num_bytes: int = 1 << 30, repeats: int = 5) -> float:
+  """Device-memory bytes/s of an elementwise pass over `num_bytes` of float32
+  on the first device, counting bytes read plus bytes written (2 * num_bytes).
+
+  The ceiling for memory-bound work such as KV-cached decoding.
+  """
+  device = jax.local_devices()[0]
+  x = jax.device_put(jax.random.uniform(jax.random.key(0), (num_bytes // 4,)), device)
+  double = jax.jit(lambda x: x * 2.0)
+  double(x).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    double(x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * (num_bytes // 4) * 4 / best
