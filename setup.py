@@ -55,7 +55,13 @@ setuptools.setup(
   long_description=pathlib.Path(__file__).with_name('README.md').read_text(),
   long_description_content_type='text/markdown',
   python_requires='>=3.11',
-  packages=setuptools.find_packages(include=['videogen', 'videogen.*']),
+  # configs/ ships inside the package as `videogen.configs`, so that a wheel
+  # (`pip install git+URL`, Colab) has the experiment files the checkout has.
+  packages=[
+    *setuptools.find_packages(include=['videogen', 'videogen.*']),
+    *('videogen.' + name for name in setuptools.find_packages(include=['configs', 'configs.*'])),
+  ],
+  package_dir={'videogen.configs': 'configs'},
   install_requires=_INSTALL_REQUIRES,
   extras_require={'test': _TEST_REQUIRES},
   entry_points={'console_scripts': ['videogen = videogen.cli:run']},

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 from flax import nnx
+from videogen.configs import common
 
 from videogen import config_lib, vq
 from videogen.data import config as data_config
@@ -97,7 +98,7 @@ def toy_transformer_config(data_dir, **overrides):
   data.num_train_examples = 16
   data.num_test_examples = 8
   data.max_objects = 1
-  config = config_lib.transformer_experiment('tiny', data)
+  config = common.transformer_experiment('tiny', data)
   config.batch_size = 8
   config.num_train_steps = 2
   config.tokenizer.checkpoint = '/unused/the/tokenizer/is/a/test/double'

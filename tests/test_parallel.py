@@ -16,7 +16,7 @@ from videogen import config_lib
 from videogen.parallel import host_memory, sharding
 from videogen.parallel import mesh as mesh_lib
 
-RULES = config_lib.DEFAULT_LOGICAL_AXIS_RULES
+RULES = sharding.DEFAULT_LOGICAL_AXIS_RULES
 
 
 def _mesh_config(data=1, fsdp=-1, tensor=1):

@@ -11,7 +11,7 @@ from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.text import T5Encoder, T5EncoderConfig, encode_fn
 
-RULES = config_lib.DEFAULT_LOGICAL_AXIS_RULES
+RULES = sharding.DEFAULT_LOGICAL_AXIS_RULES
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from videogen import config_lib
 from videogen.parallel import sharding
 from videogen.transformer import config as transformer_config
 from videogen.transformer import losses, model, sampling
@@ -131,7 +130,7 @@ def test_every_parameter_has_logical_axes_and_layers_are_stacked():
   abstract = nnx.eval_shape(lambda: _build(spec))
   params = nnx.state(abstract, nnx.Param)
   flat = nnx.to_flat_state(params)
-  known = {name for name, _ in config_lib.DEFAULT_LOGICAL_AXIS_RULES}
+  known = {name for name, _ in sharding.DEFAULT_LOGICAL_AXIS_RULES}
   for path, variable in flat:
     axes = sharding.param_logical_axes(variable)
     assert axes is not None and len(axes) == len(variable.get_value().shape), path

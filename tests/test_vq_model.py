@@ -179,7 +179,7 @@ def test_sharded_tokenizer_matches_single_device(model):
   from videogen.parallel import mesh as mesh_lib
 
   mesh = mesh_lib.create_mesh(config_lib.mesh_config())
-  rules = config_lib.DEFAULT_LOGICAL_AXIS_RULES
+  rules = sharding.DEFAULT_LOGICAL_AXIS_RULES
   graphdef, state = nnx.split(model)
   shardings = sharding.tree_shardings(state, mesh, rules)
   sharded_state = jax.device_put(state, shardings)

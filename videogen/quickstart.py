@@ -14,15 +14,13 @@ previous run stopped instead of starting over.
 from __future__ import annotations
 
 import json
-import pathlib
 import time
 
 from absl import logging
 from etils import epath
 
 from videogen import config_lib
-
-CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs' / 'shapes'
+from videogen.configs import common
 
 # Single-object prompts, two per colour, covering every shape and motion.
 PROMPTS = (
@@ -47,7 +45,7 @@ PROMPTS = (
 
 def stage_config(stage: str, workdir: epath.Path, **overrides):
   """The quickstart (`size=tiny`) config of `stage`, with data under `workdir`."""
-  config = config_lib.load_config_file(f'{CONFIGS / stage}.py:size=tiny')
+  config = config_lib.load_config_file(f'{common.path(f"shapes/{stage}.py")}:size=tiny')
   return config_lib.apply_overrides(config, {'data.data_dir': str(workdir / 'data'), **overrides})
 
 

@@ -9,6 +9,8 @@ CPU); `small` (the default) is 17 frames at 64x64; `base` is MAGVIT-v2's
 width. `runlocal` shrinks steps and batch for a smoke test.
 """
 
+from videogen.configs import common
+
 from videogen import config_lib
 from videogen.data import config as data_config
 
@@ -21,9 +23,9 @@ def get_config(arg=None):
   num_frames, resolution, num_train = _DATA[arg.size]
   data = data_config.data_config('shapes', num_frames=num_frames, resolution=resolution)
   data.num_train_examples = num_train
-  config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
+  config = common.tokenizer_experiment(arg.size, arg.quantizer, data)
   if arg.runlocal:
-    config_lib.runlocal(config)
+    common.runlocal(config)
     config.data.num_train_examples = 64
     config.data.num_test_examples = 16
   return config_lib.lock(config)

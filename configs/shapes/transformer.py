@@ -10,6 +10,8 @@ The text encoder is the offline default T5 (built from the dataset's
 captions) unless `--config.text.path` names a Hugging Face T5 directory.
 """
 
+from videogen.configs import common
+
 from videogen import config_lib
 from videogen.data import config as data_config
 
@@ -28,7 +30,7 @@ def get_config(arg=None):
   num_frames, resolution, num_train = _DATA[arg.size]
   data = data_config.data_config('shapes', num_frames=num_frames, resolution=resolution)
   data.num_train_examples = num_train
-  config = config_lib.transformer_experiment(arg.size, data)
+  config = common.transformer_experiment(arg.size, data)
   # Captions form a small closed set: embed them once instead of running T5 every step.
   config.text.cache_embeddings = True
   if arg.size == 'tiny':
@@ -40,7 +42,7 @@ def get_config(arg=None):
     # then raised shape from 68.5% to 71.4% (3 seeds x 128 samples).
     config.sampling.update(cfg_scale=2.0, temperature=0.7, top_k=5)
   if arg.runlocal:
-    config_lib.runlocal(config)
+    common.runlocal(config)
     config.data.num_train_examples = 64
     config.data.num_test_examples = 16
   return config_lib.lock(config)

@@ -6,6 +6,8 @@
       --config.data.source_dir=/path/to/videos --workdir runs/my_tok
 """
 
+from videogen.configs import common
+
 from videogen import config_lib
 from videogen.data import config as data_config
 
@@ -15,7 +17,7 @@ def get_config(arg=None):
     arg, size='small', quantizer='fsq', frames=17, resolution=64, runlocal=False
   )
   data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
-  config = config_lib.tokenizer_experiment(arg.size, arg.quantizer, data)
+  config = common.tokenizer_experiment(arg.size, arg.quantizer, data)
   if arg.runlocal:
-    config_lib.runlocal(config)
+    common.runlocal(config)
   return config_lib.lock(config)

@@ -5,6 +5,8 @@
       --config.tokenizer.checkpoint=runs/my_tok --workdir runs/my_t2v
 """
 
+from videogen.configs import common
+
 from videogen import config_lib
 from videogen.data import config as data_config
 
@@ -12,7 +14,7 @@ from videogen.data import config as data_config
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, size='small', frames=17, resolution=64, runlocal=False)
   data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
-  config = config_lib.transformer_experiment(arg.size, data)
+  config = common.transformer_experiment(arg.size, data)
   if arg.runlocal:
-    config_lib.runlocal(config)
+    common.runlocal(config)
   return config_lib.lock(config)

@@ -21,6 +21,31 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+# Logical axis name -> mesh axes. Modules name their axes; only this table
+# says where they go. Order matters for a name listed twice: first match wins.
+DEFAULT_LOGICAL_AXIS_RULES = (
+  ('batch', ('data', 'fsdp')),
+  ('embed', 'fsdp'),
+  ('mlp', 'tensor'),
+  ('heads', 'tensor'),
+  ('kv_heads', 'tensor'),
+  ('head_dim', None),
+  ('vocab', 'tensor'),
+  ('length', None),
+  ('kv_length', None),
+  ('text_length', None),
+  ('layers', None),
+  ('conv_in', None),
+  ('conv_out', 'fsdp'),
+  ('conv_kernel', None),
+  ('codebook', None),
+  ('time', None),
+  ('height', None),
+  ('width', None),
+  ('channels', None),
+)
+
+
 # Parameters keep logical names as metadata; shardings come from the rules.
 nnx.use_eager_sharding(False)
 

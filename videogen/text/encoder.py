@@ -22,7 +22,6 @@ from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from videogen import config_lib
 from videogen.parallel import sharding
 from videogen.text import checkpoint
 from videogen.text.safetensors_io import save_file
@@ -98,7 +97,7 @@ class T5Encoder(nnx.Module):
         logical axes (each device receives only its shard); otherwise they go
         to the default device.
       rules: logical axis rules for `mesh`; default
-        `config_lib.DEFAULT_LOGICAL_AXIS_RULES`.
+        `sharding.DEFAULT_LOGICAL_AXIS_RULES`.
 
     Raises:
       FileNotFoundError: a missing config, weights file or tokenizer_path.
@@ -225,7 +224,7 @@ def _place(
     return jnp.asarray(array)
   axes = sharding.param_logical_axes(variable)
   rules = sharding.normalize_rules(
-    rules if rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
+    rules if rules is not None else sharding.DEFAULT_LOGICAL_AXIS_RULES
   )
   spec = sharding.logical_to_spec(axes, rules, mesh, array.shape)
   return jax.make_array_from_callback(

@@ -148,9 +148,7 @@ class Tokenizer:
   def _context(self):
     if self.mesh is None:  # On one device: constraints of a caller's training mesh do not apply.
       return sharding.local_computation()
-    from videogen import config_lib
-
-    rules = self._rules if self._rules is not None else config_lib.DEFAULT_LOGICAL_AXIS_RULES
+    rules = self._rules if self._rules is not None else sharding.DEFAULT_LOGICAL_AXIS_RULES
     return sharding.axis_rules(self.mesh, rules)
 
   @property
