@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.parallel import platform as platform_lib
+
 BACKENDS = ('auto', 'xla', 'cudnn', 'pallas')
 _MASKED = float(jnp.finfo(jnp.float32).min)  # Logit of a masked key (finite: no NaN).
 PALLAS_KERNELS = ('splash', 'mha')
@@ -30,13 +32,14 @@ def resolve_backend(backend: str, dtype=jnp.float32, platform: str | None = None
   Args:
     backend: one of `BACKENDS`.
     dtype: the dtype of q/k/v (cuDNN flash attention takes only 16-bit types).
-    platform: 'cpu', 'gpu' or 'tpu'; default `jax.default_backend()`.
+    platform: 'cpu', 'gpu' or 'tpu'; default `platform.current()` (the backend, or
+      the target of ahead-of-time compilation).
   """
   if backend not in BACKENDS:
     raise ValueError(f'Unknown attention backend {backend!r}; choose from {BACKENDS}')
   if backend != 'auto':
     return backend
-  platform = platform or jax.default_backend()
+  platform = platform or platform_lib.current()
   if platform == 'tpu':
     return 'pallas'
   if platform == 'gpu' and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
@@ -164,7 +167,7 @@ def _pallas_kernel(requested: str | None, platform: str | None) -> str:
     if requested not in PALLAS_KERNELS:
       raise ValueError(f'Unknown Pallas kernel {requested!r}; choose from {PALLAS_KERNELS}')
     return requested
-  platform = platform or jax.default_backend()
+  platform = platform or platform_lib.current()
   if platform == 'tpu':
     return 'splash'
   if platform == 'gpu':

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from videogen.parallel import platform as platform_lib
 from videogen.parallel import sharding
 
 Shape3 = tuple[int, int, int]
@@ -64,7 +65,7 @@ def causal_conv3d(
     first = jnp.repeat(x[:, :1], kt - 1, axis=1)
     x = jnp.concatenate([first, x], axis=1)
   spatial_padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
-  if jax.default_backend() == 'cpu':
+  if platform_lib.current() == 'cpu':
     y = _conv3d_as_2d(x, kernel, tuple(strides), spatial_padding)
   else:
     y = jax.lax.conv_general_dilated(
