@@ -22,6 +22,9 @@ import ml_collections
 SHAPES = 'shapes'
 VIDEO_FOLDER = 'video_folder'
 BUILT_DATASETS = (SHAPES, VIDEO_FOLDER)
+# Eval batches carry float32 [b] weights under this key: 1 for a held-out clip,
+# 0 for the padding that fills a last, partial batch (every clip counts once).
+EVAL_MASK = 'eval_mask'
 
 # Per-dataset defaults, keyed by dataset name: what a TFDS dataset needs to be
 # usable by name, and what suits a built one.
@@ -29,6 +32,8 @@ _NAMED_DATASET_DEFAULTS = {
   # A shapes clip decodes in ~0.4 ms, so one reader thread stays far ahead of
   # any train step; four cost the tiny tokenizer 4% of its steps/s on 2 cores.
   SHAPES: dict(read_threads=1),
+  # A user's test split is small and its videos long: evaluate every clip of them.
+  VIDEO_FOLDER: dict(eval_clips_per_video=0),
   'bair_robot_pushing_small': dict(
     video_key='image_main', default_caption='a robot arm pushing objects'
   ),
@@ -72,6 +77,7 @@ def data_config(
   data.min_objects = 1  # shapes: fewest objects per clip (1 or 2).
   data.max_objects = 2  # shapes: most objects per clip (1 or 2); the caption names every object.
   data.test_fraction = 0.05  # video_folder: share of videos in the test split (by a hash of the path; both splits get >= 1).
+  data.eval_clips_per_video = 1  # Non-overlapping clips evaluated per stored eval video (from frame 0); 0 = all that fit.
   data.worker_count = 0  # grain worker processes; 0 = decode in threads of the training process (fastest on few cores).
   data.read_threads = 4  # Threads that read and decode examples ahead of the training step.
   data.prefetch_buffer_size = 64  # Decoded examples (not batches) kept ready per process.
@@ -107,8 +113,14 @@ def validate(data: ml_collections.ConfigDict) -> None:
   for key in positive:
     if data[key] < 1:
       raise ValueError(f'config.data.{key} must be >= 1, got {data[key]}.')
-  for key in ('source_num_frames', 'source_height', 'source_width', 'worker_count'):
-    if data[key] < 0:
+  for key in (
+    'source_num_frames',
+    'source_height',
+    'source_width',
+    'worker_count',
+    'eval_clips_per_video',
+  ):
+    if data.get(key, 0) < 0:
       raise ValueError(f'config.data.{key} must be >= 0, got {data[key]}.')
   if data.read_threads < 1 or data.prefetch_buffer_size < 1:
     raise ValueError(

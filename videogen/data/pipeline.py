@@ -30,6 +30,8 @@ from videogen.data import config as config_lib
 from videogen.data import sources, transforms
 
 Batch = dict[str, np.ndarray]
+EVAL_MASK = config_lib.EVAL_MASK  # float32 [b] eval weights, 0 = padding.
+CLIP_START = 'clip_start'  # Eval examples: the stored frame a clip starts at.
 # Captions of a batch -> arrays that travel with it: {'text_ids', 'text_mask'}
 # (int32 [b, L]) or, from an embedding cache, {'text_emb' [b, L, D], 'text_mask'}.
 TextFeatures = Callable[[list[str]], dict[str, np.ndarray]]
@@ -196,12 +198,17 @@ class ClipTransform:
       start = int(
         rng.integers(0, transforms.max_start(num_stored, self.num_frames, self.frame_stride) + 1)
       )
+    elif CLIP_START in example:  # Eval: one of several clips of a long video.
+      start = int(example[CLIP_START])
     indices = transforms.frame_indices(num_stored, self.num_frames, self.frame_stride, start)
     video = transforms.decode_frames(frames, indices)
     if video.shape[-1] == 1:  # Grayscale datasets: repeat into RGB.
       video = np.repeat(video, 3, axis=-1)
     video = transforms.resize_video(video, self.height, self.width)
-    return {'video': video, 'caption': example['caption']}
+    out = {'video': video, 'caption': example['caption']}
+    if EVAL_MASK in example:
+      out[EVAL_MASK] = example[EVAL_MASK]
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +227,8 @@ class FinishBatch:
       'video': transforms.normalize(batch['video']),
       'caption': np.asarray(batch['caption'], dtype=str),
     }
+    if EVAL_MASK in batch:
+      out[EVAL_MASK] = np.asarray(batch[EVAL_MASK], np.float32)
     if self.text_features is not None:
       out.update(self.text_features([str(caption) for caption in out['caption']]))
     return out
@@ -293,3 +302,172 @@ def split_captions(config: ml_collections.ConfigDict, split: str, limit: int = 0
   source = sources.open_source(config.data, split)
   count = len(source) if limit <= 0 else min(limit, len(source))
   return [source[index]['caption'] for index in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalClips:
+  """One process's eval clips, padded to whole batches (a random-access source).
+
+  Attributes:
+    source: the split's stored examples.
+    entries: (example index, first stored frame, weight) per clip, in the
+      order read; weight 0 marks padding that repeats a real clip.
+  """
+
+  source: RandomAccessSource
+  entries: tuple[tuple[int, int, float], ...]
+
+  def __len__(self) -> int:
+    return len(self.entries)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    example_index, start, weight = self.entries[index]
+    example = dict(self.source[example_index])
+    example[CLIP_START] = start
+    example[EVAL_MASK] = np.float32(weight)
+    return example
+
+
+def eval_clip_starts(
+  source: RandomAccessSource, span: int, clips_per_video: int
+) -> list[tuple[int, int]]:
+  """(example index, start frame) of every eval clip of a split.
+
+  A stored video of n frames gives `max(1, n // span)` non-overlapping clips
+  (at most `clips_per_video`; 0 = no limit). Clips are ordered window by
+  window (every video's first clip, then every second clip, ...) so that an
+  evaluation capped at a few batches still sees as many videos as it can.
+
+  Args:
+    source: the split; read (frames left encoded) only when
+      `clips_per_video != 1`.
+    span: stored frames one clip covers.
+    clips_per_video: the most clips taken from one video; 0 = all.
+  """
+  if clips_per_video == 1:
+    return [(index, 0) for index in range(len(source))]
+  windows = []
+  for index in range(len(source)):
+    count = max(1, len(source[index]['video']) // span)
+    windows.append(count if clips_per_video <= 0 else min(count, clips_per_video))
+  return [
+    (index, window * span)
+    for window in range(max(windows, default=0))
+    for index, count in enumerate(windows)
+    if window < count
+  ]
+
+
+def pad_eval_shard(
+  clips: list[tuple[int, int]],
+  *,
+  process_index: int,
+  process_count: int,
+  local_batch_size: int,
+) -> tuple[tuple[int, int, float], ...]:
+  """This process's clips `[process_index::process_count]`, padded with weight 0.
+
+  Every process gets the same number of whole batches,
+  `ceil(ceil(len(clips) / process_count) / local_batch_size)`, so all run
+  the same eval steps; each clip is in exactly one process's shard once.
+
+  Raises:
+    ValueError: `clips` is empty.
+  """
+  if not clips:
+    raise ValueError('The eval split has no clips.')
+  per_process = -(-len(clips) // process_count)
+  total = -(-per_process // local_batch_size) * local_batch_size
+  shard = [(index, start, 1.0) for index, start in clips[process_index::process_count]]
+  filler = (*clips[0], 0.0)
+  return tuple(shard + [filler] * (total - len(shard)))
+
+
+def create_eval_iterator(
+  config: ml_collections.ConfigDict,
+  *,
+  text_features: TextFeatures | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> grain.DatasetIterator:
+  """Every clip of `config.data.eval_split` once, in whole padded batches.
+
+  Long stored videos give several non-overlapping clips
+  (`config.data.eval_clips_per_video`). The last batch of each process is
+  filled with weight-0 copies of a clip, so a split smaller than a batch (or
+  than the number of processes) evaluates too.
+
+  Returns:
+    A grain iterator of batches laid out as `create_iterator`'s, plus
+    `eval_mask`: float32 [b], 1 for a held-out clip and 0 for padding.
+  """
+  data = config.data
+  config_lib.validate(data)
+  process_index, process_count = _topology(process_index, process_count)
+  local_batch_size = per_process_batch_size(config.batch_size, process_count)
+  source = sources.open_source(data, data.eval_split)
+  # Configs saved before the field existed evaluate one clip per video, as they did.
+  clips_per_video = data.get('eval_clips_per_video', 1)
+  clips = eval_clip_starts(source, config_lib.clip_span(data), clips_per_video)
+  if not clips:
+    raise ValueError(f'The eval split {data.eval_split!r} of {data.name!r} has no clips.')
+  entries = pad_eval_shard(
+    clips,
+    process_index=process_index,
+    process_count=process_count,
+    local_batch_size=local_batch_size,
+  )
+  return batched_iterator(  # The shard is this process's already: read all of it.
+    EvalClips(source, entries),
+    batch_size=local_batch_size,
+    train=False,
+    seed=config.seed,
+    example_fn=ClipTransform(data.num_frames, data.frame_stride, data.height, data.width),
+    batch_fn=FinishBatch(text_features),
+    process_index=0,
+    process_count=1,
+    worker_count=data.worker_count,
+    read_threads=data.read_threads,
+    prefetch_buffer_size=data.prefetch_buffer_size,
+  )
+
+
+def check_split_sizes(
+  config: ml_collections.ConfigDict, *, process_count: int | None = None
+) -> dict[str, int]:
+  """Checks, before any step, that both splits can feed this run.
+
+  Training needs at least one example per process (a smaller split repeats);
+  evaluation needs one clip (partial batches are padded).
+
+  Returns:
+    {'train': examples, 'eval': examples} of the two splits.
+
+  Raises:
+    ValueError: naming the split, its size and what would fix it.
+  """
+  if process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top  # Not needed when given.
+
+    process_count = jax.process_count()
+  data = config.data
+  sizes = {
+    'train': len(sources.open_source(data, data.train_split)),
+    'eval': len(sources.open_source(data, data.eval_split)),
+  }
+  hint = (
+    ' Add videos, or lower config.data.test_fraction / pick other splits.'
+    if data.name == config_lib.VIDEO_FOLDER
+    else ''
+  )
+  if sizes['train'] < process_count:
+    raise ValueError(
+      f'The train split {data.train_split!r} of {data.name!r} has {sizes["train"]} '
+      f'examples; each of the {process_count} processes needs at least one.{hint}'
+    )
+  if sizes['eval'] < 1:  # The loop evaluates at the last step at least.
+    raise ValueError(
+      f'The eval split {data.eval_split!r} of {data.name!r} is empty; evaluation needs '
+      f'at least one clip.{hint}'
+    )
+  return sizes

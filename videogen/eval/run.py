@@ -148,9 +148,7 @@ def evaluate_workdir(
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {workdir}: train it first.')
     state, _ = checkpointing.restore(manager, step, abstract, shardings, None)
-    iterator = pipeline.create_iterator(
-      config, split, train=False, text_features=task.text_features()
-    )
+    iterator = pipeline.create_eval_iterator(config, text_features=task.text_features())
     batches = itertools.islice(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':

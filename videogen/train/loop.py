@@ -100,9 +100,7 @@ def _loop_step(task: Task, policy: str):
 def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
   from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
 
-  iterator = pipeline.create_iterator(
-    config, config.data.eval_split, train=False, text_features=task.text_features()
-  )
+  iterator = pipeline.create_eval_iterator(config, text_features=task.text_features())
   for index, batch in enumerate(iterator):
     if index >= config.num_eval_batches:
       break
@@ -171,6 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       f'data*fsdp = {batch_shards}.'
     )
   build.ensure_built(config.data)
+  sizes = pipeline.check_split_sizes(config)  # Before any step, not at the first eval.
+  logging.info('Splits: %d train and %d eval examples.', sizes['train'], sizes['eval'])
   task = tasks.create_task(config, mesh, workdir)
   if is_main:
     checkpointing.write_config(workdir, config)

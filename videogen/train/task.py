@@ -101,8 +101,10 @@ class Task(abc.ABC):
     Args:
       state: the train state (sharded global arrays).
       batches: per-process numpy batches of the eval split, as the data
-        pipeline yields them (`video`, `caption`, ...). Use
-        `videogen.parallel.sharding.global_batch` to make global arrays.
+        pipeline yields them (`video`, `caption`, ..., and `eval_mask`:
+        float32 [b], 0 for the padding of a last partial batch, which must
+        not count). Use `videogen.parallel.sharding.global_batch` to make
+        global arrays.
       step: the current step, for file names.
       sample_dir: where process 0 writes videos; None to write none.
 

@@ -63,9 +63,17 @@ def straight_through(z: jax.Array, quantized: jax.Array) -> jax.Array:
   return z + jax.lax.stop_gradient(quantized - z)
 
 
-def code_counts(codes: jax.Array, codebook_size: int) -> jax.Array:
-  """How often each code occurs: codes int32 [...] -> float32 [codebook_size]."""
-  return jnp.bincount(codes.reshape(-1), length=codebook_size).astype(jnp.float32)
+def code_counts(
+  codes: jax.Array, codebook_size: int, weights: jax.Array | None = None
+) -> jax.Array:
+  """How often each code occurs: codes int32 [...] -> float32 [codebook_size].
+
+  `weights` (float32, the shape of `codes`) counts each code that many times.
+  """
+  if weights is not None:
+    weights = weights.reshape(-1)
+  counts = jnp.bincount(codes.reshape(-1), weights=weights, length=codebook_size)
+  return counts.astype(jnp.float32)
 
 
 def usage_metrics(counts: jax.Array) -> dict[str, jax.Array]:

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from videogen.data.config import EVAL_MASK
 from videogen.eval import metrics as eval_metrics
 from videogen.parallel import sharding
 from videogen.train import optim
@@ -298,18 +299,21 @@ class TokenizerTask(Task):
     replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
     with_ssim = min(self.config.data.height, self.config.data.width) >= 11
 
-    def eval_step(params, model_state, video):
+    def eval_step(params, model_state, video, weights):
+      # weights: float32 [batch], 0 for the padding of a last, partial batch.
       model = nnx.merge(self.graphdef, params, model_state)
       out = model(layers.constrain(video))
       recon = jnp.clip(out.reconstruction, -1.0, 1.0)
       sums = {
-        'psnr': jnp.sum(eval_metrics.psnr(video, recon)),
-        'count': jnp.float32(video.shape[0]),
-        'recon_l1': jnp.sum(jnp.mean(jnp.abs(recon - video), axis=(1, 2, 3, 4))),
+        'psnr': jnp.sum(weights * eval_metrics.psnr(video, recon)),
+        'count': jnp.sum(weights),
+        'recon_l1': jnp.sum(weights * jnp.mean(jnp.abs(recon - video), axis=(1, 2, 3, 4))),
       }
       if with_ssim:
-        sums['ssim'] = jnp.sum(eval_metrics.ssim(video, recon))
-      counts = quantizers.code_counts(out.quantizer.codes, self.codebook_size)
+        sums['ssim'] = jnp.sum(weights * eval_metrics.ssim(video, recon))
+      codes = out.quantizer.codes
+      code_weights = jnp.broadcast_to(weights.reshape((-1,) + (1,) * (codes.ndim - 1)), codes.shape)
+      counts = quantizers.code_counts(codes, self.codebook_size, code_weights)
       return sums, counts, video[:NUM_SAMPLE_CLIPS], recon[:NUM_SAMPLE_CLIPS]
 
     return jax.jit(eval_step, out_shardings=replicated)
@@ -336,8 +340,12 @@ class TokenizerTask(Task):
     samples = None
     with sharding.axis_rules(self.mesh, rules):
       for batch in batches:
-        video = sharding.global_batch(batch, self.mesh, rules, keys=('video',))['video']
-        sums, batch_counts, originals, recons = self._eval_step(params, state.model_state, video)
+        if EVAL_MASK not in batch:  # Batches without padding count every clip.
+          batch = dict(batch, **{EVAL_MASK: np.ones(len(batch['video']), np.float32)})
+        arrays = sharding.global_batch(batch, self.mesh, rules, keys=('video', EVAL_MASK))
+        sums, batch_counts, originals, recons = self._eval_step(
+          params, state.model_state, arrays['video'], arrays[EVAL_MASK]
+        )
         for key, value in sums.items():
           totals[key] = totals.get(key, 0.0) + float(value)
         counts += np.asarray(batch_counts)
