@@ -54,7 +54,10 @@ class BuildReport:
     lines += [f'  {split}: {count} clips' for split, count in sorted(self.num_examples.items())]
     if self.skipped:
       lines.append(f'  skipped {len(self.skipped)} files:')
-      lines += [f'    {item.path}: {item.reason}' for item in self.skipped]
+      lines += [
+        f'    {f"row {item.row}, " if item.row else ""}{item.path}: {item.reason}'
+        for item in self.skipped
+      ]
     return '\n'.join(lines)
 
   def __str__(self) -> str:
@@ -83,14 +86,15 @@ def _check_folder_unchanged(
   data: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder
 ) -> None:
   """Refuses a video_folder build whose folder changed since (when the folder is here)."""
-  if data.name != config_lib.VIDEO_FOLDER or not os.path.isdir(os.path.expanduser(data.source_dir)):
+  if data.name != config_lib.VIDEO_FOLDER:
     return
+  current = video_folder.current_fingerprint(data)
   saved = (builder.info.metadata or {}).get('fingerprint')
-  current = video_folder.folder_fingerprint(video_folder.scan_folder(data.source_dir))
-  if saved and saved != current:
+  if current and saved and saved != current:
+    source = data.get('manifest', '') or data.source_dir
     raise RuntimeError(
       f'The dataset at {builder.data_path} was built from an earlier state of '
-      f'{data.source_dir} (captions or videos changed since). Delete '
+      f'{source} (captions or videos changed since). Delete '
       f'{builder.data_path} to rebuild it from the folder as it is now.'
     )
 
@@ -109,8 +113,8 @@ def build_dataset(data: ml_collections.ConfigDict) -> BuildReport:
     A BuildReport (print it: `str(report)` is a summary).
   """
   config_lib.validate(data)
-  if data.name == config_lib.VIDEO_FOLDER:
-    video_folder.scan_folder(data.source_dir)  # Bad input fails here, by path.
+  if data.name == config_lib.VIDEO_FOLDER:  # Bad input fails here, by path.
+    video_folder.read_clips(video_folder.video_folder_config(data))
   builder = sources.get_builder(data)
   if builder.is_prepared():  # Its info (splits, skipped files) came from disk.
     _check_folder_unchanged(data, builder)

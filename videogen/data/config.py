@@ -59,6 +59,10 @@ def data_config(
   data.name = name  # 'shapes', 'video_folder' or a prepared TFDS name ('ucf101', 'bair_robot_pushing_small', 'ucf101/ucf101_1:2.0.0').
   data.data_dir = ''  # TFDS data dir (local or gs://); '' = $TFDS_DATA_DIR or ~/tensorflow_datasets, like `tfds build`. '~' and $VARS expand.
   data.source_dir = ''  # video_folder: the folder of videos with captions.csv (path,caption) or captions.jsonl.
+  data.manifest = ''  # video_folder: a clip manifest (.csv/.jsonl/.parquet: path, caption, optional start/end; see videogen/data/manifest.py) instead of captions.csv; relative paths start at source_dir, else at the manifest's folder.
+  data.manifest_columns = ''  # video_folder: manifest column names that differ from the accepted ones, e.g. 'path=file,caption=desc'.
+  data.clip_seconds = 0.0  # video_folder: cut each video (manifest row without a time range) into windows this long; 0 = one example per video/row.
+  data.clip_stride_seconds = 0.0  # video_folder: seconds between window starts (clip_seconds > 0); 0 = back to back.
   data.num_frames = num_frames  # Frames per clip given to the model.
   data.height = resolution  # Clip height in pixels; stored clips of another size are centre-cropped and resized.
   data.width = resolution  # Clip width in pixels.
@@ -140,10 +144,16 @@ def validate(data: ml_collections.ConfigDict) -> None:
         f'spans {clip_span(data)} frames.'
       )
   if data.name == VIDEO_FOLDER:
-    if not data.source_dir:
+    if not data.source_dir and not data.get('manifest', ''):
       raise ValueError(
         "config.data.source_dir must name the video folder when name='video_folder' "
-        '(e.g. --config.data.source_dir=/path/to/videos).'
+        '(e.g. --config.data.source_dir=/path/to/videos), or config.data.manifest a '
+        'clip manifest.'
+      )
+    if data.get('clip_seconds', 0.0) < 0 or data.get('clip_stride_seconds', 0.0) < 0:
+      raise ValueError(
+        'config.data.clip_seconds and clip_stride_seconds must be >= 0, got '
+        f'{data.clip_seconds} and {data.clip_stride_seconds}.'
       )
     if not 0.0 < data.test_fraction < 1.0:
       raise ValueError(f'config.data.test_fraction must be in (0, 1), got {data.test_fraction}.')

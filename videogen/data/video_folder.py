@@ -20,6 +20,16 @@ Split: a video goes to `test` when a hash of its relative path falls below
 hash leaves a split empty, the usable video with the lowest (for test) or
 highest (for train) hash moves over; a folder needs two usable videos.
 
+Instead of a caption file, `config.data.manifest` may name a clip manifest
+(CSV, JSONL or Parquet; see `videogen.data.manifest` for its columns): one
+row per captioned clip, with an optional time range, so one long video gives
+many clips. Rows that cannot be used (bad range, missing file, undecodable
+stretch) are skipped and reported by row. A clip without a time range can
+be cut into windows of `clip_seconds` every `clip_stride_seconds`, all with
+its caption; all clips of one video land in the same split. Time ranges and
+windows are decoded by seeking to their start (`clip_decode`); a stored
+clip's `path` is then `<video>#t=<start>,<end>` (seconds).
+
 The builder config name is `<folder>_<H>x<W>_<frames>f_<hash of the folder
 path and settings>`, so other settings build next to it. The build also saves
 a fingerprint of the caption file and video sizes: `ensure_built` refuses a
@@ -44,8 +54,9 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from videogen.data import clip_decode, transforms, video_io
 from videogen.data import config as config_lib
-from videogen.data import transforms, video_io
+from videogen.data import manifest as manifest_lib
 
 CAPTION_FILES = ('captions.csv', 'captions.jsonl')
 _LOG_EVERY = 50  # Videos between progress lines while decoding.
@@ -53,10 +64,17 @@ _LOG_EVERY = 50  # Videos between progress lines while decoding.
 
 @dataclasses.dataclass(frozen=True)
 class SkippedFile:
-  """A video left out of a build, and why."""
+  """A video (or manifest row) left out of a build, and why.
+
+  Attributes:
+    path: the video as the caption file or manifest names it.
+    reason: why it was left out.
+    row: the manifest row (1-based), or 0 for a file of a folder.
+  """
 
   path: str
   reason: str
+  row: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +200,10 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
   max_frames: int = 0  # 0 = every frame.
   min_frames: int = 1  # Shorter videos are skipped.
   test_fraction: float = 0.05
+  manifest: str = ''  # A clip manifest instead of the folder's caption file.
+  manifest_columns: str = ''  # Column-name overrides, 'path=a,caption=b'.
+  clip_seconds: float = 0.0  # Cut clips without a time range into windows; 0 = whole.
+  clip_stride_seconds: float = 0.0  # Seconds between window starts; 0 = clip_seconds.
 
 
 def video_folder_config(data: ml_collections.ConfigDict) -> VideoFolderConfig:
@@ -191,24 +213,86 @@ def video_folder_config(data: ml_collections.ConfigDict) -> VideoFolderConfig:
   from a folder stays loadable where the folder is absent (a training host
   reading data_dir from a bucket).
   """
-  source_dir = pathlib.Path(data.source_dir).expanduser().absolute()
+  source_dir = pathlib.Path(data.source_dir).expanduser().absolute() if data.source_dir else None
+  manifest = _manifest_path(data)
   height, width = config_lib.stored_size(data)
   settings = dict(
-    source_dir=os.fspath(source_dir),
+    source_dir=os.fspath(source_dir) if source_dir else '',
     height=height,
     width=width,
     max_frames=data.source_num_frames,
     min_frames=config_lib.clip_span(data),
     test_fraction=float(data.test_fraction),
   )
+  clips = dict(
+    manifest=manifest,
+    manifest_columns=data.get('manifest_columns', ''),
+    clip_seconds=float(data.get('clip_seconds', 0.0)),
+    clip_stride_seconds=float(data.get('clip_stride_seconds', 0.0)),
+  )
+  settings.update({key: value for key, value in clips.items() if value})  # Old names stay.
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-  slug = re.sub(r'[^A-Za-z0-9]+', '_', source_dir.name).strip('_')[:40] or 'videos'
+  named = pathlib.Path(manifest).stem if manifest else source_dir.name
+  slug = re.sub(r'[^A-Za-z0-9]+', '_', named).strip('_')[:40] or 'videos'
   frames = data.source_num_frames or 'all'
   return VideoFolderConfig(
     name=f'{slug}_{height}x{width}_{frames}f_{digest[:10]}',
-    description=f'Videos and captions from {source_dir}.',
+    description=f'Videos and captions from {manifest or source_dir}.',
     **settings,
   )
+
+
+def _manifest_path(data: ml_collections.ConfigDict) -> str:
+  manifest = data.get('manifest', '')
+  if not manifest or '://' in manifest:
+    return manifest
+  return os.fspath(pathlib.Path(manifest).expanduser().absolute())
+
+
+def read_clips(
+  config: VideoFolderConfig,
+) -> tuple[list[manifest_lib.ClipRow], list[SkippedFile], str]:
+  """The clips a build config asks for, the rows left out, and a fingerprint.
+
+  Raises:
+    FileNotFoundError, ValueError: the folder or manifest is unusable as a
+      whole (see `scan_folder` and `manifest.read_manifest`).
+  """
+  if config.manifest:
+    parsed = manifest_lib.read_manifest(
+      config.manifest, base_dir=config.source_dir, columns=config.manifest_columns
+    )
+    skipped = [SkippedFile(bad.path, bad.reason, bad.row) for bad in parsed.bad_rows]
+    return parsed.clips, skipped, manifest_fingerprint(parsed)
+  scan = scan_folder(config.source_dir)
+  clips = [
+    manifest_lib.ClipRow(
+      row.path, row.caption, None, None, row.line, os.fspath(scan.source_dir / row.path)
+    )
+    for row in scan.rows
+  ]
+  skipped = [SkippedFile(path, 'no caption row') for path in scan.uncaptioned]
+  return clips, skipped, folder_fingerprint(scan)
+
+
+def current_fingerprint(data: ml_collections.ConfigDict) -> str | None:
+  """The fingerprint the folder or manifest has now; None when it is not here."""
+  config = video_folder_config(data)
+  if config.manifest:
+    if '://' in config.manifest or not os.path.isfile(config.manifest):
+      return None
+  elif not os.path.isdir(config.source_dir):
+    return None
+  return read_clips(config)[2]
+
+
+def manifest_fingerprint(parsed: manifest_lib.Manifest) -> str:
+  """A hash of the manifest and the size of every local video it uses."""
+  digest = hashlib.sha256(parsed.path.read_bytes())
+  for location in sorted({clip.location for clip in parsed.clips}):
+    size = os.path.getsize(location) if '://' not in location else -1
+    digest.update(f'{location}:{size};'.encode())
+  return digest.hexdigest()
 
 
 def folder_fingerprint(scan: FolderScan) -> str:
@@ -257,6 +341,7 @@ class _Prepared:
   path: str
   caption: str
   array_file: str
+  video: str  # The video as named by the caption file or manifest (decides the split).
 
 
 class VideoFolder(tfds.core.GeneratorBasedBuilder):
@@ -295,12 +380,12 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       self._scratch_dir = scratch
       return super()._download_and_prepare(dl_manager, download_config)
 
-  def _prepare_clip(self, scan: FolderScan, row: CaptionRow, index: int) -> _Prepared | SkippedFile:
-    """Decodes one video into the scratch dir; a SkippedFile if unusable."""
+  def _prepare_clip(self, row: manifest_lib.ClipRow, index: int) -> _Prepared | SkippedFile:
+    """Decodes one whole video into the scratch dir; a SkippedFile if unusable."""
     config = self.builder_config
     frames = []
     try:
-      for frame in video_io.iter_frames(scan.source_dir / row.path):
+      for frame in video_io.iter_frames(row.location):
         frames.append(transforms.resize_video(frame[None], config.height, config.width)[0])
         if len(frames) == config.max_frames:
           break
@@ -312,33 +397,109 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       )
     array_file = os.path.join(self._scratch_dir, f'{index:08d}.npy')
     np.save(array_file, np.stack(frames), allow_pickle=False)
-    return _Prepared(f'{index:08d}', row.path, row.caption, array_file)
+    return _Prepared(f'{index:08d}', row.path, row.caption, array_file, row.path)
+
+  def _prepare_windows(
+    self, clip: manifest_lib.ClipRow, index: int
+  ) -> list[_Prepared] | SkippedFile:
+    """Decodes a time range (seeking to it) or cuts a video into windows."""
+    config = self.builder_config
+    frames = []
+    windowed = clip.start is None and clip.end is None and config.clip_seconds > 0
+
+    def keep(frame: np.ndarray) -> bool:
+      frames.append(transforms.resize_video(frame[None], config.height, config.width)[0])
+      return not windowed and len(frames) == config.max_frames
+
+    try:
+      decoded = clip_decode.decode_range(clip.location, keep, start=clip.start, end=clip.end)
+    except (video_io.VideoReadError, FileNotFoundError) as error:
+      reason = error.reason if isinstance(error, video_io.VideoReadError) else str(error)
+      return SkippedFile(clip.path, f'unreadable: {reason}', clip.row)
+    if clip.end is not None and decoded.duration and decoded.fps:
+      if clip.end > decoded.duration + 1.0 / decoded.fps:
+        return SkippedFile(
+          clip.path,
+          f'bad range: ends at {clip.end:.3f} s, after the video ({decoded.duration:.3f} s)',
+          clip.row,
+        )
+    start = clip.start or 0.0
+    if windowed:
+      spans = clip_decode.window_starts(
+        len(frames), decoded.fps, config.clip_seconds, config.clip_stride_seconds, config.min_frames
+      )
+      if not spans:
+        return SkippedFile(
+          clip.path,
+          f'too short: {len(frames)} frames, no window of {config.clip_seconds} s with '
+          f'{config.min_frames} frames',
+          clip.row,
+        )
+    else:
+      if len(frames) < config.min_frames:
+        return SkippedFile(
+          clip.path,
+          f'too short: {len(frames)} frames, a clip needs {config.min_frames}',
+          clip.row,
+        )
+      spans = [(0, len(frames))]
+    prepared = []
+    for offset, (first, last) in enumerate(spans):
+      key = f'{index:08d}_{offset:05d}'
+      window = np.stack(frames[first:last])
+      if config.max_frames:
+        window = window[: config.max_frames]
+      array_file = os.path.join(self._scratch_dir, f'{key}.npy')
+      np.save(array_file, window, allow_pickle=False)
+      begin = start + first / decoded.fps if decoded.fps else start
+      finish = start + last / decoded.fps if decoded.fps else (clip.end or 0.0)
+      if not windowed and clip.end is not None:
+        finish = clip.end
+      named = (
+        f'{clip.path}#t={begin:.3f},{finish:.3f}'
+        if (windowed or clip.start is not None or clip.end is not None)
+        else clip.path
+      )
+      video = clip.location if config.manifest else clip.path  # One video, one split.
+      prepared.append(_Prepared(key, named, clip.caption, array_file, video))
+    return prepared
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Everything is local.
     config = self.builder_config
-    scan = scan_folder(config.source_dir)
-    skipped = [SkippedFile(path, 'no caption row') for path in scan.uncaptioned]
+    clips, skipped, fingerprint = read_clips(config)
     prepared = []
-    for index, row in enumerate(scan.rows):
-      result = self._prepare_clip(scan, row, index)
+    for index, clip in enumerate(clips):
+      plain = (
+        not config.manifest and clip.start is None and clip.end is None and not config.clip_seconds
+      )
+      if plain:  # A folder video as a whole: decoded as before.
+        result = self._prepare_clip(clip, index)
+        result = [result] if isinstance(result, _Prepared) else result
+      else:
+        result = self._prepare_windows(clip, index)
       if isinstance(result, SkippedFile):
-        logging.warning('Skipping %s: %s', result.path, result.reason)
+        row = f'row {result.row}, ' if result.row else ''
+        logging.warning('Skipping %s%s: %s', row, result.path, result.reason)
         skipped.append(result)
       else:
-        prepared.append(result)
+        prepared += result
       if (index + 1) % _LOG_EVERY == 0:
-        logging.info('Decoded %d of %d videos.', index + 1, len(scan.rows))
+        logging.info('Decoded %d of %d clips.', index + 1, len(clips))
+    skipped.sort(key=lambda item: item.row)  # Manifest rows in order; folder files first.
     self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
-    self.info.metadata['source_dir'] = os.fspath(scan.source_dir)
-    self.info.metadata['fingerprint'] = folder_fingerprint(scan)
+    self.info.metadata['source_dir'] = config.source_dir
+    if config.manifest:
+      self.info.metadata['manifest'] = config.manifest
+    self.info.metadata['fingerprint'] = fingerprint
     try:
-      splits = assign_splits([item.path for item in prepared], config.test_fraction)
+      splits = assign_splits([item.video for item in prepared], config.test_fraction)
     except ValueError as error:
       details = '; '.join(f'{item.path}: {item.reason}' for item in skipped) or 'none'
-      raise ValueError(
-        f'Video folder {scan.source_dir}: {error} Usable: {len(prepared)}. Skipped: {details}.'
-      ) from error
+      where = (
+        f'Manifest {config.manifest}' if config.manifest else f'Video folder {config.source_dir}'
+      )
+      raise ValueError(f'{where}: {error} Usable: {len(prepared)}. Skipped: {details}.') from error
     return {
       split: self._generate_examples([prepared[i] for i in indices])
       for split, indices in splits.items()
