@@ -5,6 +5,8 @@ videogen train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...
 videogen sample --workdir DIR --prompt "a red circle moving left" --out OUTDIR
 videogen eval --workdir DIR [--split test] [--i3d_weights FILE] [--fvd_num_videos N]
 videogen build-dataset --config configs/X.py
+videogen tokenize --tokenizer T --video IN.mp4 --out IN.tokens.npz [--height H --width W]
+videogen detokenize --tokenizer T --tokens IN.tokens.npz --out OUT.mp4
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-COMMANDS = ('quickstart', 'train', 'sample', 'eval', 'build-dataset')
+COMMANDS = ('quickstart', 'train', 'sample', 'eval', 'build-dataset', 'tokenize', 'detokenize')
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -62,6 +64,18 @@ _CPU_DEVICES = flags.DEFINE_integer(
   -1,
   'JAX devices the CPU is split into (one per core runs small models faster); -1 = one per '
   'core, a power of 2, at most 8. JAX_NUM_CPU_DEVICES or XLA_FLAGS, when set, take precedence.',
+)
+
+
+_TOKENIZER = flags.DEFINE_string(
+  'tokenizer', None, 'tokenize/detokenize: a tokenizer workdir or exported tokenizer directory.'
+)
+_VIDEO = flags.DEFINE_string('video', None, 'tokenize: the video file to encode.')
+_TOKENS = flags.DEFINE_string('tokens', None, 'detokenize: a .tokens.npz from videogen tokenize.')
+_HEIGHT = flags.DEFINE_integer('height', 0, "tokenize: frame height to encode at; 0 = the video's.")
+_WIDTH = flags.DEFINE_integer('width', 0, "tokenize: frame width to encode at; 0 = the video's.")
+_MAX_FRAMES = flags.DEFINE_integer(
+  'max_frames', 0, 'tokenize: encode at most this many frames; 0 = all.'
 )
 
 
@@ -154,12 +168,54 @@ def _quickstart() -> None:
   quickstart.run(workdir)
 
 
+def _tokens_command(command: str, work) -> None:
+  """Runs `work()` and prints its report; bad inputs are one-line errors (exit 1)."""
+  from videogen.data import video_io
+
+  try:
+    report = work()
+  except (FileNotFoundError, ValueError, video_io.VideoReadError) as error:
+    print(f'videogen {command}: error: {error}', file=sys.stderr)
+    sys.exit(1)
+  print(report.summary(), flush=True)
+
+
+def _tokenize() -> None:
+  from videogen import tokenize, vq
+
+  path = _require(_TOKENIZER, 'tokenize')
+  out = _require(_OUT, 'tokenize')
+  video = _require(_VIDEO, 'tokenize')
+  _tokens_command(
+    'tokenize',
+    lambda: tokenize.tokenize_video(
+      vq.Tokenizer.load(path),
+      video,
+      out,
+      height=_HEIGHT.value,
+      width=_WIDTH.value,
+      max_frames=_MAX_FRAMES.value,
+    ),
+  )
+
+
+def _detokenize() -> None:
+  from videogen import tokenize, vq
+
+  path = _require(_TOKENIZER, 'detokenize')
+  tokens = _require(_TOKENS, 'detokenize')
+  out = _require(_OUT, 'detokenize')
+  _tokens_command('detokenize', lambda: tokenize.detokenize(vq.Tokenizer.load(path), tokens, out))
+
+
 _HANDLERS = {
   'quickstart': _quickstart,
   'train': _train,
   'sample': _sample,
   'eval': _eval,
   'build-dataset': _build_dataset,
+  'tokenize': _tokenize,
+  'detokenize': _detokenize,
 }
 
 
