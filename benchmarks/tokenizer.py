@@ -69,11 +69,15 @@ def _time(fn, iterations: int) -> float:
   return (time.perf_counter() - start) / iterations
 
 
-def experiment_config(variant: str, frames: int, resolution: int, batch: int):
+def experiment_config(
+  variant: str, frames: int, resolution: int, batch: int, model_overrides: dict | None = None
+):
+  """The FSQ tokenizer config of `variant`, `model_overrides` (field -> value) applied."""
   config = config_lib.train_config()
   config.stage = 'tokenizer'
   config.batch_size = batch
   config.model = vq_config.model_config(variant, 'fsq')
+  config.model.update(model_overrides or {})
   config.loss = vq_config.loss_config()
   config.data = ml_collections.ConfigDict(
     {'name': 'shapes', 'num_frames': frames, 'height': resolution, 'width': resolution}
@@ -115,8 +119,9 @@ def benchmark(
   batch: int,
   iterations: int,
   reference: float,
+  model_overrides: dict | None = None,
 ) -> Result:
-  config = experiment_config(variant, frames, resolution, batch)
+  config = experiment_config(variant, frames, resolution, batch, model_overrides)
   device = jax.devices()[:1]
   mesh = mesh_lib.create_mesh(config.mesh, device)
   rng = np.random.default_rng(0)

@@ -97,6 +97,19 @@ def _loop_step(task: Task, policy: str):
   return step_fn
 
 
+def jit_train_step(
+  task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, state_shardings: Any
+) -> Callable[..., tuple[Any, dict[str, jax.Array]]]:
+  """The train step as the loop runs it: `(state, batch, train_rng) -> (state, metrics)`,
+  jitted with the state donated and sharded by `state_shardings` (`videogen compile`
+  lowers the same function for a TPU slice)."""
+  return jax.jit(
+    _loop_step(task, config.nan_policy),
+    out_shardings=(state_shardings, sharding.replicated(mesh)),
+    donate_argnums=(0,),
+  )
+
+
 def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
   from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
 
@@ -195,11 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       state = compilation.run_once(task.init_state, init_rng, out_shardings=state_shardings)
     logging.info('%s', task.describe(state))
 
-    step_fn = jax.jit(
-      _loop_step(task, config.nan_policy),
-      out_shardings=(state_shardings, sharding.replicated(mesh)),
-      donate_argnums=(0,),
-    )
+    step_fn = jit_train_step(task, config, mesh, state_shardings)
     result = _run(
       config=config,
       workdir=workdir,
