@@ -6,6 +6,7 @@ videogen sample --workdir DIR --prompt "a red circle moving left" --out OUTDIR
 videogen eval --workdir DIR [--split test] [--i3d_weights FILE] [--fvd_num_videos N]
 videogen build-dataset --config configs/X.py
 videogen tokenize --tokenizer T --video IN.mp4 --out IN.tokens.npz [--height H --width W]
+videogen tokenize --tokenizer T --config configs/X.py[:arg] --out DIR [--clips_per_shard N]
 videogen detokenize --tokenizer T --tokens IN.tokens.npz --out OUT.mp4
 """
 
@@ -76,6 +77,9 @@ _HEIGHT = flags.DEFINE_integer('height', 0, "tokenize: frame height to encode at
 _WIDTH = flags.DEFINE_integer('width', 0, "tokenize: frame width to encode at; 0 = the video's.")
 _MAX_FRAMES = flags.DEFINE_integer(
   'max_frames', 0, 'tokenize: encode at most this many frames; 0 = all.'
+)
+_CLIPS_PER_SHARD = flags.DEFINE_integer(
+  'clips_per_shard', 1024, 'tokenize --config: clips per ArrayRecord token shard.'
 )
 
 
@@ -185,7 +189,21 @@ def _tokenize() -> None:
 
   path = _require(_TOKENIZER, 'tokenize')
   out = _require(_OUT, 'tokenize')
-  video = _require(_VIDEO, 'tokenize')
+  if (_VIDEO.value is None) == (_CONFIG.value is None):
+    raise UsageError(
+      'videogen tokenize: error: give --video IN.mp4 (one file) or --config CONFIG '
+      '(a dataset into token shards), not both or neither.'
+    )
+  if _CONFIG.value is not None:
+    _init_distributed()
+    _tokens_command(
+      'tokenize',
+      lambda: tokenize.tokenize_dataset(
+        vq.Tokenizer.load(path), path, _CONFIG.value, out, clips_per_shard=_CLIPS_PER_SHARD.value
+      ),
+    )
+    return
+  video = _VIDEO.value
   _tokens_command(
     'tokenize',
     lambda: tokenize.tokenize_video(

@@ -262,3 +262,148 @@ def _fps(path: str) -> float:
     return float(meta.get('fps') or 8.0)
   except (RuntimeError, OSError, StopIteration):
     return 8.0  # GIFs and odd containers: the default of videogen's writers.
+
+
+# --- a dataset split into token shards (`videogen tokenize --config`) ---------
+
+
+def device_encoder(tokenizer, per_device_batch: int):
+  """An `encode` that keeps every local device of this process busy.
+
+  The tokenizer's variables are replicated over the local devices and each
+  call's clips are split between them (a call with fewer clips than a
+  multiple of the device count is padded with copies of its last clip).
+
+  Returns:
+    (encode: float32 [b, T, H, W, 3] -> int32 numpy [b, t, h, w], the batch
+    to call it with: per_device_batch * local devices).
+  """
+  import functools  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+  from jax.sharding import NamedSharding, PartitionSpec  # noqa: PLC0415
+
+  from videogen import vq  # noqa: PLC0415
+  from videogen.parallel import sharding  # noqa: PLC0415
+
+  devices = jax.local_devices()
+  mesh = jax.sharding.Mesh(np.array(devices), ('clips',))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  by_clip = NamedSharding(mesh, PartitionSpec('clips'))
+  state = jax.device_put(tokenizer.state, replicated)
+  encode_fn = jax.jit(
+    functools.partial(vq.encode_fn, tokenizer.graphdef),
+    in_shardings=(replicated, by_clip),
+    out_shardings=by_clip,
+  )
+
+  def encode(video: np.ndarray) -> np.ndarray:
+    video = np.asarray(video, np.float32)
+    count = len(video)
+    missing = -count % len(devices)
+    if missing:
+      video = np.concatenate([video, np.repeat(video[-1:], missing, axis=0)])
+    with sharding.local_computation():
+      tokens = encode_fn(state, jax.device_put(video, by_clip))  # Local devices only.
+    return np.asarray(tokens, np.int32)[:count]
+
+  return encode, per_device_batch * len(devices)
+
+
+@dataclasses.dataclass
+class DatasetReport:
+  """What `tokenize_dataset` did on this process."""
+
+  out: str
+  process_index: int
+  process_count: int
+  num_devices: int
+  splits: list
+
+  def summary(self) -> str:
+    lines = [
+      f'Token shards in {self.out} (process {self.process_index} of {self.process_count}, '
+      f'{self.num_devices} local devices):'
+    ]
+    for split in self.splits:
+      lines.append(
+        f'  {split.split}: {split.num_clips} clips in {split.num_shards} shards; this process '
+        f'encoded {split.encoded_shards} shards ({split.encoded_clips} clips, '
+        f'{split.clips_per_s:.1f} clips/s) and found {split.skipped_shards} finished.'
+      )
+    return '\n'.join(lines)
+
+
+def tokenize_dataset(
+  tokenizer,
+  tokenizer_path: str,
+  config,
+  out: str,
+  *,
+  clips_per_shard: int = 1024,
+  per_device_batch: int = 4,
+) -> DatasetReport:
+  """Encodes the train and eval splits of `config.data` into token shards.
+
+  Every process runs this (after `jax.distributed.initialize` when there
+  are several); each encodes its shards on all its local devices. See
+  `videogen.data.token_shards` for the layout; resumable.
+
+  Args:
+    tokenizer: the loaded `videogen.vq.Tokenizer`.
+    tokenizer_path: where it was loaded from (recorded in tokens_info.json).
+    config: a training config (its `data` section names the dataset).
+    out: the output directory (local or `gs://`).
+    clips_per_shard: clips per ArrayRecord shard.
+    per_device_batch: clips per device per encoder call.
+
+  Raises:
+    ValueError: the config's clips do not fit the tokenizer.
+  """
+  import jax  # noqa: PLC0415
+
+  from videogen.data import build, token_shards  # noqa: PLC0415
+
+  data = config.data
+  latent = tokenizer.latent_shape(data.num_frames, data.height, data.width)
+  if clips_per_shard < 1 or per_device_batch < 1:
+    raise ValueError(
+      f'--clips_per_shard and the per-device batch must be >= 1, got {clips_per_shard} and '
+      f'{per_device_batch}.'
+    )
+  build.ensure_built(data)
+  encode, batch = device_encoder(tokenizer, per_device_batch)
+  index, count = jax.process_index(), jax.process_count()
+  splits = [
+    token_shards.write_split(
+      config,
+      out,
+      split,
+      encode,
+      batch_size=batch,
+      clips_per_shard=clips_per_shard,
+      process_index=index,
+      process_count=count,
+    )
+    for split in dict.fromkeys((data.train_split, data.eval_split))
+  ]
+  if index == 0:
+    token_shards.write_info(
+      out,
+      {
+        'tokenizer': tokenizer_path,
+        'codebook_size': tokenizer.codebook_size,
+        'latent_shape': list(latent),
+        'clip': {
+          'num_frames': data.num_frames,
+          'frame_stride': data.frame_stride,
+          'height': data.height,
+          'width': data.width,
+        },
+        'dataset': {'name': data.name, 'source_dir': data.source_dir},
+        'splits': {
+          split.split: {'clips': split.num_clips, 'shards': split.num_shards} for split in splits
+        },
+      },
+    )
+  return DatasetReport(out, index, count, len(jax.local_devices()), splits)
