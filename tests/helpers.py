@@ -75,12 +75,13 @@ def random_tokenizer() -> vq.Tokenizer:
   return vq.Tokenizer(graphdef, jax.device_put(state, jax.devices()[0]), config)
 
 
-def toy_frozen_models(config, workdir):
-  """The transformer's frozen encoders at toy size: `random_tokenizer()` and the
-  offline default T5 built from the (built on first use) dataset's captions."""
+def toy_inference(config, workdir):
+  """The transformer's frozen encoders at toy size, as a weightless `TextToVideo`:
+  `random_tokenizer()` and the offline default T5 built from the (built on first
+  use) dataset's captions."""
   from videogen import text  # noqa: PLC0415
   from videogen.data import build, pipeline  # noqa: PLC0415
-  from videogen.transformer import task  # noqa: PLC0415
+  from videogen.transformer.inference import TextToVideo  # noqa: PLC0415
 
   build.ensure_built(config.data)
   encoder = text.load_text_encoder(
@@ -88,7 +89,7 @@ def toy_frozen_models(config, workdir):
     workdir=workdir,
     captions=pipeline.split_captions(config, config.data.train_split),
   )
-  return task.FrozenModels(random_tokenizer(), vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
+  return TextToVideo(config, random_tokenizer(), encoder)
 
 
 def toy_transformer_config(data_dir, **overrides):

@@ -63,10 +63,10 @@ def test_transformer_losses_match_across_meshes(tmp_path):
     str(tmp_path / 'data'),
     **{'tokenizer.cache_tokens': True, 'model.text_dropout_prob': 0.25},
   )
-  frozen = helpers.toy_frozen_models(config, tmp_path)
+  frozen = helpers.toy_inference(config, tmp_path)
 
   def make_task(c, mesh):
-    return transformer_task.TransformerTask(c, mesh, workdir=tmp_path, frozen=frozen)
+    return transformer_task.TransformerTask(c, mesh, workdir=tmp_path, model=frozen)
 
   tokenize = make_task(config, mesh_lib.create_mesh(config.mesh)).text_tokenizer()
   rng = np.random.default_rng(0)

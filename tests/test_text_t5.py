@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videogen import safetensors_io
 from videogen.text import (
   CheckpointError,
   T5Encoder,
   T5EncoderConfig,
   checkpoint,
   encode_fn,
-  safetensors_io,
 )
 from videogen.text.t5 import relative_position_buckets
 

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from videogen.configs import common
 
 from tests import helpers
-from videogen import config_lib
 from videogen.data import pipeline
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
@@ -30,9 +30,9 @@ def setup(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('workdir')
   # FSDP over the 8 test devices (tiny configs are data parallel by default).
   config = helpers.toy_transformer_config(data_dir, **{'mesh.data': 1, 'mesh.fsdp': -1})
-  frozen = helpers.toy_frozen_models(config, workdir)
+  frozen = helpers.toy_inference(config, workdir)
   mesh = mesh_lib.create_mesh(config.mesh)
-  task = task_lib.TransformerTask(config, mesh, workdir=workdir, frozen=frozen)
+  task = task_lib.TransformerTask(config, mesh, workdir=workdir, model=frozen)
   rules = config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
@@ -50,7 +50,7 @@ def setup(tmp_path_factory):
     state=state,
     step=step,
     workdir=workdir,
-    frozen=frozen,
+    model=frozen,
   )
 
 
@@ -130,7 +130,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   config = helpers.toy_transformer_config(
     setup['config'].data.data_dir, **{'tokenizer.cache_tokens': True}
   )
-  task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, frozen=setup['frozen'])
+  task = task_lib.TransformerTask(config, setup['mesh'], workdir=tmp_path, model=setup['model'])
   assert task.batch_keys() == ('tokens', 'text_ids', 'text_mask')
   # As the loop does: inside the training mesh's rules (the tokenizer is on one device).
   with sharding.axis_rules(setup['mesh'], config.logical_axis_rules):
@@ -142,7 +142,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
   # Cached tokens are the tokenizer's codes of the clips from their first frame.
   clips = pipeline.create_iterator(config, config.data.train_split, train=False)
   first = next(clips)
-  tokenizer = setup['frozen'].tokenizer
+  tokenizer = setup['model'].tokenizer
   expected = tokenizer.encode(first['video'])
   np.testing.assert_array_equal(source[0]['tokens'], expected[0])
   assert source[0]['caption'] == first['caption'][0]
@@ -179,14 +179,14 @@ def test_text_embedding_cache_replaces_t5_in_the_step(setup, tmp_path):
       **{'tokenizer.cache_tokens': True, 'text.cache_embeddings': cached, 'model.dropout': 0.0},
     )
     tasks[cached] = task_lib.TransformerTask(
-      config, setup['mesh'], workdir=tmp_path / str(cached), frozen=setup['frozen']
+      config, setup['mesh'], workdir=tmp_path / str(cached), model=setup['model']
     )
   task = tasks[True]
   assert task.batch_keys() == ('tokens', 'text_emb', 'text_mask')
   assert len(task.text_cache) > 0  # Filled with the splits' captions up front.
   captions = ['a red circle moving left', 'a blue square moving up'] * 4
   features = task.text_features()(captions)
-  assert features['text_emb'].shape == (8, 12, task.frozen.text_encoder.embed_dim)
+  assert features['text_emb'].shape == (8, 12, task.text_encoder.embed_dim)
   tokens = np.random.default_rng(0).integers(0, 1000, (8, 2, 4, 4), dtype=np.int32)
   mesh, rules = setup['mesh'], task.config.logical_axis_rules
   losses_by_path = {}
@@ -200,11 +200,11 @@ def test_text_embedding_cache_replaces_t5_in_the_step(setup, tmp_path):
   np.testing.assert_allclose(losses_by_path[True], losses_by_path[False], rtol=1e-5)
 
 
-def test_load_frozen_models_from_workdirs(setup, tmp_path):
+def test_load_inference_from_workdirs(setup, tmp_path):
   """Real loading: a saved tokenizer run, and the default T5 built on first use."""
-  tokenizer = setup['frozen'].tokenizer
+  tokenizer = setup['model'].tokenizer
   tokenizer_dir = tmp_path / 'tokenizer'
-  tokenizer_config = config_lib.tokenizer_experiment('tiny', 'fsq', setup['config'].data)
+  tokenizer_config = common.tokenizer_experiment('tiny', 'fsq', setup['config'].data)
   tokenizer_config.model = helpers.toy_tokenizer_model_config()
   checkpointing.write_config(tokenizer_dir, tokenizer_config)
   _, params, model_state = nnx.split(nnx.merge(tokenizer.graphdef, tokenizer.state), nnx.Param, ...)
@@ -224,12 +224,13 @@ def test_load_frozen_models_from_workdirs(setup, tmp_path):
     setup['config'].data.data_dir, **{'tokenizer.checkpoint': str(tokenizer_dir)}
   )
   workdir = tmp_path / 'transformer'
-  frozen = task_lib.load_frozen_models(config, workdir)
+  frozen = task_lib.load_inference(config, workdir)
   assert (workdir / 'text_encoder' / 'config.json').exists()
+  assert (workdir / 'tokenizer' / 'model.safetensors').exists()  # The copy that moves with it.
   assert frozen.tokenizer.codebook_size == 1000
   video = np.zeros((1, 5, 16, 16, 3), np.float32)
   np.testing.assert_array_equal(frozen.tokenizer.encode(video), tokenizer.encode(video))
   ids, mask = task_lib.TransformerTask(
-    config, setup['mesh'], workdir=workdir, frozen=frozen
+    config, setup['mesh'], workdir=workdir, model=frozen
   ).text_tokenizer()(['a red circle'])
   assert ids.shape == mask.shape == (1, 12) and mask.sum() > 0

@@ -2,12 +2,14 @@
 
 videogen quickstart --workdir DIR
 videogen train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]
-videogen sample --workdir DIR --prompt "a red circle moving left" --out OUTDIR
+videogen sample --model DIR --prompt "a red circle moving left" --out OUTDIR
+videogen export --workdir DIR --out MODEL_DIR [--dtype bfloat16]
 videogen eval --workdir DIR [--split test] [--i3d_weights FILE] [--fvd_num_videos N]
 videogen build-dataset --config configs/X.py
 videogen tokenize --tokenizer T --video IN.mp4 --out IN.tokens.npz [--height H --width W]
 videogen tokenize --tokenizer T --config configs/X.py[:arg] --out DIR [--clips_per_shard N]
 videogen detokenize --tokenizer T --tokens IN.tokens.npz --out OUT.mp4
+videogen compile --config configs/X.py[:arg] --topology v5p-128 [--num_slices N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-COMMANDS = ('quickstart', 'train', 'sample', 'eval', 'build-dataset', 'tokenize', 'detokenize')
+COMMANDS = (
+  'quickstart',
+  'train',
+  'sample',
+  'eval',
+  'build-dataset',
+  'compile',
+  'export',
+  'tokenize',
+  'detokenize',
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -31,6 +43,21 @@ _CONFIG = config_flags.DEFINE_config_file(
   lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (local path or gs://).')
+_TOPOLOGY = flags.DEFINE_string(
+  'topology', None, 'compile: a TPU slice (v5p-128, v5e-64, v6e-256, v4-8) or topology (v5e:2x2).'
+)
+_NUM_SLICES = flags.DEFINE_integer('num_slices', 1, 'compile: TPU slices joined over DCN.')
+_MODEL = flags.DEFINE_string(
+  'model', None, 'sample: a transformer workdir or an exported model directory (local or gs://).'
+)
+_DTYPE = flags.DEFINE_enum(
+  'dtype', 'float32', ['float32', 'bfloat16'], 'export: dtype of the written weights.'
+)
+_COPY_TEXT_ENCODER = flags.DEFINE_bool(
+  'copy_text_encoder',
+  True,
+  'export: copy a named external T5 (config.text.path) into the export; false refers to it.',
+)
 _PROMPT = flags.DEFINE_multi_string('prompt', [], 'Prompt to sample; may repeat.')
 _PROMPTS_FILE = flags.DEFINE_string('prompts_file', None, 'File with one prompt per line.')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1, 'Samples per prompt.')
@@ -108,12 +135,12 @@ def _prompts() -> list[str]:
 
 
 def _train() -> None:
-  from videogen.train import loop
+  from videogen import stages
 
   config = _require(_CONFIG, 'train')
   workdir = _require(_WORKDIR, 'train')
   _init_distributed()
-  result = loop.train_and_evaluate(config, workdir)
+  result = stages.train(config, workdir)
   if result.preempted:
     logging.warning('Stopped at step %d on a preemption notice; rerun to resume.', result.step)
 
@@ -128,27 +155,42 @@ def _build_dataset() -> None:
 
 def _sample() -> None:
   from videogen import sample
+  from videogen.transformer.inference import TextToVideo
 
-  workdir = _require(_WORKDIR, 'sample')
+  if _MODEL.value and _WORKDIR.value:
+    raise UsageError('videogen sample takes --model or --workdir, not both.')
+  path = _MODEL.value or _WORKDIR.value
+  if not path:
+    raise UsageError('videogen sample needs --model (a transformer workdir or an export).')
   out = _require(_OUT, 'sample')
   prompts = _prompts()
   if not prompts:
     raise UsageError('videogen sample needs --prompt (may repeat) or --prompts_file.')
   _init_distributed()
-  sample.sample_to_dir(
-    workdir,
-    prompts,
-    out,
-    num_samples=_NUM_SAMPLES.value,
+  model = TextToVideo.load(path)
+  settings = model.default_settings(
     cfg_scale=_CFG_SCALE.value,
     temperature=_TEMPERATURE.value,
     top_k=_TOP_K.value,
     top_p=_TOP_P.value,
     seed=_SEED.value,
-    first_frame=_FIRST_FRAME.value,
-    prefix_video=_PREFIX_VIDEO.value,
     num_frames=_NUM_FRAMES.value,
   )
+  image, video = sample.read_conditioning(_FIRST_FRAME.value, _PREFIX_VIDEO.value)
+  sample.sample_to_dir(
+    model, prompts, out, settings, num_samples=_NUM_SAMPLES.value, image=image, video=video
+  )
+
+
+def _export() -> None:
+  from videogen import export
+
+  workdir = _require(_WORKDIR, 'export')
+  out = _require(_OUT, 'export')
+  report = export.export(
+    workdir, out, dtype=_DTYPE.value, copy_text_encoder=_COPY_TEXT_ENCODER.value
+  )
+  print(report.summary(), flush=True)
 
 
 def _eval() -> None:
@@ -170,6 +212,21 @@ def _quickstart() -> None:
 
   workdir = _require(_WORKDIR, 'quickstart')
   quickstart.run(workdir)
+
+
+def _compile() -> None:
+  from videogen import compile as compile_lib
+
+  config = _require(_CONFIG, 'compile')
+  topology = _require(_TOPOLOGY, 'compile')
+  try:
+    report = compile_lib.compile_config(config, topology, _NUM_SLICES.value, out=_OUT.value)
+  except compile_lib.CompileUsageError as error:
+    raise UsageError(f'videogen compile: error: {error}') from None
+  print(report.summary(), flush=True)
+  if not report.fits:
+    print(f'videogen compile: error: {report.verdict()}', file=sys.stderr)
+    sys.exit(1)
 
 
 def _tokens_command(command: str, work) -> None:
@@ -234,6 +291,8 @@ _HANDLERS = {
   'build-dataset': _build_dataset,
   'tokenize': _tokenize,
   'detokenize': _detokenize,
+  'compile': _compile,
+  'export': _export,
 }
 
 
@@ -302,8 +361,9 @@ def _explain_config_error(error: Exception, argv: list[str]) -> str:
 
 def run() -> None:
   """Console-script entry point."""
-  from videogen.parallel import host_memory
+  from videogen.parallel import host_memory, platform
 
+  platform.prefer_cpu_without_tpu()  # libtpu (for `compile`) must not claim a CPU-only machine.
   host_memory.restart_with_kept_memory()
   app.run(main, argv=sys.argv, flags_parser=_flags_parser)
 

@@ -3,7 +3,7 @@
   DIR/data/         the shapes dataset (TFDS, built on first use)
   DIR/tokenizer/    tokenizer run (configs/shapes/tokenizer.py:size=tiny)
   DIR/transformer/  transformer run (configs/shapes/transformer.py:size=tiny),
-                    a normal workdir that `videogen sample --workdir` accepts
+                    a normal workdir that `videogen sample --model` accepts
   DIR/samples/      videos for the fixed prompts
   DIR/eval.json     text alignment of those videos (colour, shape, motion)
 
@@ -55,10 +55,10 @@ def _banner(text: str) -> None:
 
 def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 4, **overrides) -> dict:
   """Runs (or resumes) every stage; returns the summary written to eval.json."""
-  from videogen import sample
+  from videogen import sample, stages
   from videogen.data import build
   from videogen.eval import shapes_eval
-  from videogen.train import loop
+  from videogen.transformer.inference import TextToVideo
 
   logging.set_verbosity(logging.INFO)
   root = epath.Path(workdir)
@@ -72,7 +72,7 @@ def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 4, **overrid
   timings['dataset_s'] = time.perf_counter() - start
 
   _banner('2/4 video tokenizer')
-  tokenizer_result = loop.train_and_evaluate(tokenizer_config, str(root / 'tokenizer'))
+  tokenizer_result = stages.train(tokenizer_config, str(root / 'tokenizer'))
   timings['tokenizer_s'] = time.perf_counter() - start - sum(timings.values())
 
   _banner('3/4 text-to-video transformer')
@@ -82,12 +82,12 @@ def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 4, **overrid
     **{'tokenizer.checkpoint': str(root / 'tokenizer')},
     **overrides.get('transformer', {}),
   )
-  transformer_result = loop.train_and_evaluate(transformer_config, str(root / 'transformer'))
+  transformer_result = stages.train(transformer_config, str(root / 'transformer'))
   timings['transformer_s'] = time.perf_counter() - start - sum(timings.values())
 
   _banner('4/4 samples and text alignment')
   videos = sample.sample_to_dir(
-    str(root / 'transformer'),
+    TextToVideo.load(root / 'transformer'),
     list(prompts),
     str(root / 'samples'),
     num_samples=samples_per_prompt,
@@ -114,7 +114,7 @@ def run(workdir: str, *, prompts=PROMPTS, samples_per_prompt: int = 4, **overrid
   print(f'videos: {root / "samples"} (grid.gif, sample_NNN.mp4/.gif)', flush=True)
   print(f'eval:   {root / "eval.json"}', flush=True)
   print(
-    f'more:   videogen sample --workdir {root / "transformer"} '
+    f'more:   videogen sample --model {root / "transformer"} '
     '--prompt "a red circle moving left" --out out/',
     flush=True,
   )

@@ -23,10 +23,11 @@ import numpy as np
 from clu import metric_writers
 from etils import epath
 
+from videogen import stages, weights
 from videogen.eval import fvd
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import checkpointing, tasks
+from videogen.train import checkpointing
 
 NUM_ALIGNMENT_PROMPTS = 32
 
@@ -50,28 +51,34 @@ class EvalResults:
     return '\n'.join(lines)
 
 
-def _alignment(workdir: str, config, split: str) -> dict[str, Any]:
-  from videogen import sample
+def _alignment(model, config, split: str) -> dict[str, Any]:
   from videogen.data import pipeline
   from videogen.eval import shapes_eval
 
   captions = pipeline.split_captions(config, split, limit=NUM_ALIGNMENT_PROMPTS)
-  videos = sample.Sampler.load(workdir).generate(captions)
+  videos = model.generate(captions)
   report = shapes_eval.evaluate_clips(videos, captions)
   return {f'alignment/{k}': v for k, v in report.to_dict().items()}
 
 
 def _fvd(
-  workdir: str, config, split: str, weights: str, num_videos: int, embedder_kwargs: dict
+  workdir: str,
+  model,
+  config,
+  split: str,
+  i3d_weights: str,
+  num_videos: int,
+  embedder_kwargs: dict,
 ) -> dict[str, Any]:
-  """rFVD (tokenizer) or FVD (transformer) of the run, or why it is unavailable."""
+  """rFVD (tokenizer) or FVD (transformer, `model` its TextToVideo) of the run, or why
+  it is unavailable."""
   from videogen.data import pipeline
 
   name = 'rfvd' if config.stage == 'tokenizer' else 'fvd'
-  available, reason = fvd.fvd_available(weights)
+  available, reason = fvd.fvd_available(i3d_weights)
   if not available:
     return {name: f'unavailable: {reason}'}
-  embedder = fvd.I3DEmbedder.from_weights(weights, **embedder_kwargs)
+  embedder = fvd.I3DEmbedder.from_weights(i3d_weights, **embedder_kwargs)
   if config.data.num_frames < embedder.num_frames:
     return {
       name: f'unavailable: clips have {config.data.num_frames} frames; the FVD protocol '
@@ -99,13 +106,10 @@ def _fvd(
         break
     generated = np.concatenate(generated)[:num_videos]
   else:
-    from videogen import sample
-
     captions = pipeline.split_captions(config, split, limit=num_videos)
-    sampler = sample.Sampler.load(workdir)
     chunk = config.batch_size  # Rows sampled together (KV cache memory).
     generated = np.concatenate(
-      [sampler.generate(captions[i : i + chunk]) for i in range(0, len(captions), chunk)]
+      [model.generate(captions[i : i + chunk]) for i in range(0, len(captions), chunk)]
     )
   result = fvd.evaluate_fvd(embedder, clips(), generated, cache_path=cache, num_videos=num_videos)
   return {
@@ -134,11 +138,19 @@ def evaluate_workdir(
   """
   from videogen.data import pipeline
 
-  config = checkpointing.read_config(workdir)
+  config = weights.read_config(workdir)
   with config.unlocked():
     config.data.eval_split = split
   mesh = mesh_lib.create_mesh(config.mesh)
-  task = tasks.create_task(config, mesh, epath.Path(workdir))
+  model = None
+  if config.stage == 'transformer':
+    from videogen.transformer.inference import TextToVideo
+
+    # Loaded once: the task evaluates with its encoders, sampling with its weights.
+    model = TextToVideo.load(workdir)
+    task = stages.create_task(config, mesh, epath.Path(workdir), model=model)
+  else:
+    task = stages.create_task(config, mesh, epath.Path(workdir))
   rules = config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(config.seed))
@@ -152,9 +164,11 @@ def evaluate_workdir(
     batches = itertools.islice(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
-    metrics.update(_alignment(workdir, config, split))
-  weights = i3d_weights or fvd.default_weights_path()
-  metrics.update(_fvd(workdir, config, split, weights, fvd_num_videos, fvd_embedder_kwargs or {}))
+    metrics.update(_alignment(model, config, split))
+  i3d_weights = i3d_weights or fvd.default_weights_path()
+  metrics.update(
+    _fvd(workdir, model, config, split, i3d_weights, fvd_num_videos, fvd_embedder_kwargs or {})
+  )
   path = epath.Path(workdir) / f'eval_{split}.json'
   if jax.process_index() == 0:
     path.write_text(json.dumps({'step': step, 'split': split, **metrics}, indent=2))

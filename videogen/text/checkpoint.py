@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from etils import epath
 
-from videogen.text.safetensors_io import SafetensorsFile
+from videogen.safetensors_io import SafetensorsFile
 from videogen.text.t5 import T5EncoderConfig
 
 CONFIG_NAME = 'config.json'

@@ -23,8 +23,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from videogen.parallel import sharding
+from videogen.safetensors_io import save_file
 from videogen.text import checkpoint
-from videogen.text.safetensors_io import save_file
 from videogen.text.t5 import T5EncoderConfig, T5Stack, encode_jit
 from videogen.text.tokenizer import SentencePieceTokenizer
 

@@ -12,7 +12,10 @@ from videogen.transformer.layers import TransformerSpec
 
 
 def token_metrics(
-  logits: jax.Array, targets: jax.Array, z_loss_weight: float = 0.0
+  logits: jax.Array,
+  targets: jax.Array,
+  z_loss_weight: float = 0.0,
+  weights: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Cross-entropy (+ z-loss) over every token of the clips.
 
@@ -21,17 +24,26 @@ def token_metrics(
     targets: int32 [batch, length].
     z_loss_weight: weight of mean(logsumexp(logits)^2), which keeps the
       softmax normaliser near 1 (PaLM) and bf16 logits well conditioned.
+    weights: float32 [batch] weights of the clips (0 for the padding of a
+      partial eval batch); None weighs every clip 1.
 
   Returns:
     (loss, metrics): loss = cross_entropy + z_loss; metrics has `loss`,
     `cross_entropy` (nats), `bits_per_token`, `accuracy` and `z_loss` (the
-    weighted term), all scalars.
+    weighted term), all scalars: means over the weighted clips.
   """
   logits = logits.astype(jnp.float32)
-  cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+  def mean(per_token: jax.Array) -> jax.Array:
+    if weights is None:
+      return per_token.mean()
+    per_clip = per_token.mean(axis=-1)
+    return jnp.sum(weights * per_clip) / jnp.maximum(jnp.sum(weights), 1e-9)
+
+  cross_entropy = mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
   log_normalizer = jax.nn.logsumexp(logits, axis=-1)
-  z_loss = z_loss_weight * jnp.mean(jnp.square(log_normalizer))
-  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
+  z_loss = z_loss_weight * mean(jnp.square(log_normalizer))
+  accuracy = mean((jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
   loss = cross_entropy + z_loss
   metrics = {
     'loss': loss,

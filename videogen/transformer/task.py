@@ -9,7 +9,6 @@ probability `model.text_dropout_prob` for classifier-free guidance.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable, Iterable, Mapping
 
@@ -18,18 +17,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from videogen import text, vq
 from videogen.data import video_io
+from videogen.data.config import EVAL_MASK
 from videogen.parallel import sharding
 from videogen.train import optim
+from videogen.train import state as state_lib
 from videogen.train.task import StepCost, Task, TrainState
-from videogen.transformer import losses, sampling, token_cache
-from videogen.transformer.layers import TransformerSpec
+from videogen.transformer import inference, losses, token_cache
+from videogen.transformer.inference import TextToVideo
 from videogen.transformer.model import Transformer, shift_right
 
 
@@ -46,53 +47,39 @@ class TransformerTrainState(TrainState):
   frozen: Any
 
 
-@dataclasses.dataclass
-class FrozenModels:
-  """The frozen encoders the stage uses, with their pure functions.
+def load_inference(config: ml_collections.ConfigDict, workdir: str | epath.PathLike) -> TextToVideo:
+  """The sampling model of a run, without transformer weights: the frozen
+  tokenizer of `config.tokenizer.checkpoint` and the T5 of `config.text`.
 
-  Attributes:
-    tokenizer: has `graphdef`, `state`, `encode(video)`, `codebook_size`,
-      `latent_shape(num_frames, height, width)` and `num_frames(latent_t)`.
-    encode_video: (graphdef, state, video [B, T, H, W, 3] in [-1, 1]) -> int32 [B, t, h, w].
-    decode_tokens: (graphdef, state, tokens [B, t, h, w]) -> float [B, T, H, W, 3].
-    text_encoder: has `graphdef`, `state`, `embed_dim` and `tokenizer(texts,
-      max_length) -> (ids, mask)`.
-    encode_text: (graphdef, state, ids [B, L], mask [B, L]) -> float32 [B, L, D].
+  On first use process 0 writes what sampling from the workdir needs into
+  it: a copy of the tokenizer in `<workdir>/tokenizer/` (so the workdir
+  keeps working when it is moved and the tokenizer's own run is gone) and
+  the offline default T5, built from the training captions, in
+  `<workdir>/text_encoder/`. Both encoders load onto each host's first
+  device; `init_state` hands their weights to the sharded train state.
   """
-
-  tokenizer: Any
-  encode_video: Callable[..., jax.Array]
-  decode_tokens: Callable[..., jax.Array]
-  text_encoder: Any
-  encode_text: Callable[..., jax.Array]
-
-
-def load_frozen_models(
-  config: ml_collections.ConfigDict, workdir: str | epath.PathLike
-) -> FrozenModels:
-  """The tokenizer of `config.tokenizer.checkpoint` and the T5 of `config.text`.
-
-  The offline default T5 is built once (by process 0) in
-  `<workdir>/text_encoder/` from the training captions; afterwards it loads
-  without the dataset. Both encoders load onto each host's first device:
-  `init_state` hands their weights to the sharded train state.
-  """
-  from videogen import text, vq  # noqa: PLC0415  (heavy; only for real runs)
-  from videogen.data import pipeline  # noqa: PLC0415
+  from videogen.data import pipeline  # noqa: PLC0415  (heavy; only for real runs)
   from videogen.text import default as default_t5  # noqa: PLC0415
 
-  if not config.tokenizer.checkpoint:
-    raise ValueError('config.tokenizer.checkpoint must name the trained tokenizer workdir.')
-  tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint)
+  workdir = epath.Path(workdir)
+  copy = workdir / inference.TOKENIZER_DIR
+  if (copy / 'config.json').exists():
+    tokenizer = vq.Tokenizer.load(str(copy))
+  else:
+    if not config.tokenizer.checkpoint:
+      raise ValueError('config.tokenizer.checkpoint must name the trained tokenizer workdir.')
+    tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint)
+    if jax.process_index() == 0:
+      tokenizer.export(copy)
   default_dir = epath.Path(text.encoder_dir(config.text, workdir))
   if not config.text.path and not (default_dir / 'config.json').exists():
     if jax.process_index() == 0:
       captions = pipeline.split_captions(config, config.data.train_split)
       default_t5.ensure_default_from_config(default_dir, captions, config.text.default_model)
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices('videogen_default_t5')
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('videogen_frozen_models')
   encoder = text.load_text_encoder(config.text, workdir=workdir)
-  return FrozenModels(tokenizer, vq.encode_fn, vq.decode_fn, encoder, text.encode_fn)
+  return TextToVideo(config, tokenizer, encoder)
 
 
 class TransformerTask(Task):
@@ -104,32 +91,32 @@ class TransformerTask(Task):
     mesh: jax.sharding.Mesh,
     *,
     workdir: str | epath.PathLike,
-    frozen: FrozenModels | None = None,
+    model: TextToVideo | None = None,
   ):
+    """Builds the stage.
+
+    Args:
+      config: a transformer config.
+      mesh: the training mesh.
+      workdir: the run directory (caches, the tokenizer copy, the default T5).
+      model: the frozen encoders as a weightless `TextToVideo`; default
+        `load_inference(config, workdir)`.
+    """
     super().__init__(config, mesh)
     self.workdir = epath.Path(workdir)
-    self.frozen = frozen or load_frozen_models(config, self.workdir)
-    data = config.data
-    self.latent_shape = tuple(
-      int(s) for s in self.frozen.tokenizer.latent_shape(data.num_frames, data.height, data.width)
-    )
-    self.spec = TransformerSpec.from_config(
-      config.model,
-      vocab_size=self.frozen.tokenizer.codebook_size,
-      latent_shape=self.latent_shape,
-      text_dim=self.frozen.text_encoder.embed_dim,
-      compute_dtype=config.compute_dtype,
-    )
+    model = model or load_inference(config, self.workdir)
+    # The sampling model on the training mesh; `evaluate` gives it the live weights.
+    self.inference = TextToVideo(config, model.tokenizer, model.text_encoder, mesh=mesh)
+    self.tokenizer = model.tokenizer
+    self.text_encoder = model.text_encoder
+    self.latent_shape = self.inference.latent_shape
+    self.spec = self.inference.spec
+    self.graphdef = self.inference.graphdef
     self.optimizer = optim.make_optimizer(config.optimizer, config.num_train_steps)
-    abstract = nnx.eval_shape(lambda: Transformer(self.spec, rngs=nnx.Rngs(0)))
-    self.graphdef = nnx.split(abstract, nnx.Param, ...)[0]
-    self._tokenizer_graphdef = self.frozen.tokenizer.graphdef
-    self._text_graphdef = self.frozen.text_encoder.graphdef
-    self._eval_step = jax.jit(self._eval_metrics)
-    self._encode_prompts = jax.jit(self._text_embeddings)
-    self._decode = jax.jit(
-      lambda state, tokens: self.frozen.decode_tokens(self._tokenizer_graphdef, state, tokens)
-    )
+    self.schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
+    self._tokenizer_graphdef = self.tokenizer.graphdef
+    self._text_graphdef = self.text_encoder.graphdef
+    self._eval_step = jax.jit(self._eval_sums)
     self.text_cache = self._open_text_cache()
 
   # --- Task interface --------------------------------------------------------
@@ -147,24 +134,18 @@ class TransformerTask(Task):
 
   def text_tokenizer(self) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
     """Prompts -> (ids int32 [B, L], mask int32 [B, L]) for the frozen T5."""
-    return functools.partial(
-      _tokenize, self.frozen.text_encoder.tokenizer, self.config.text.max_length
-    )
+    return self.inference.tokenize_prompts
 
   def init_state(self, rng: jax.Array) -> TransformerTrainState:
     model = Transformer(self.spec, rngs=nnx.Rngs(params=rng))
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    ema = jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
-    return TransformerTrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state=self.optimizer.init(params),
-      model_state=model_state,
-      ema_params=ema,
-      frozen={
-        'tokenizer': self.frozen.tokenizer.state,
-        'text': self.frozen.text_encoder.state,
-      },
+    return state_lib.new_train_state(
+      params,
+      model_state,
+      self.optimizer,
+      self.config.optimizer,
+      state_class=TransformerTrainState,
+      frozen={'tokenizer': self.tokenizer.state, 'text': self.text_encoder.state},
     )
 
   def train_step(
@@ -196,17 +177,12 @@ class TransformerTask(Task):
       return losses.token_metrics(logits, targets, model_config.z_loss)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay, state.step)
-    metrics['grad_norm'] = optax.global_norm(grads)
-    metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
-    new_state = state.replace(
-      step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema
+    fields, update_metrics = state_lib.apply_gradients(
+      state, grads, self.optimizer, self.schedule, self.config.optimizer
     )
-    return new_state, metrics
+    metrics.update(update_metrics)
+    metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
+    return state.replace(**fields), metrics
 
   def step_cost(self, batch_size: int) -> StepCost:
     length = self.spec.seq_length
@@ -226,16 +202,15 @@ class TransformerTask(Task):
     sample_dir: str | None,
   ) -> dict[str, float]:
     rules = self.config.logical_axis_rules
-    keys = ('video', *self._text_keys())
-    totals: dict[str, float] = {}
-    count = 0
+    keys = ('video', EVAL_MASK, *self._text_keys())
+    sums = state_lib.EvalSums()
     with sharding.axis_rules(self.mesh, rules):
       for local_batch in batches:
+        if EVAL_MASK not in local_batch:  # Batches without padding count every clip.
+          local_batch = dict(local_batch, **{EVAL_MASK: np.ones(len(local_batch['video']))})
         batch = sharding.global_batch(local_batch, self.mesh, rules, keys)
-        for name, value in self._eval_step(state, batch).items():
-          totals[name] = totals.get(name, 0.0) + float(value)
-        count += 1
-    results = {name: value / count for name, value in totals.items()} if count else {}
+        sums.add(self._eval_step(state, batch))
+    results = sums.means()
     if self.config.sampling.num_prompts > 0:
       videos, prompts = self.sample_prompts(state)
       if sample_dir is not None:
@@ -251,7 +226,7 @@ class TransformerTask(Task):
     return results
 
   def describe(self, state: TransformerTrainState) -> str:
-    params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state.params))
+    params = state_lib.count_params(state.params)
     spec = self.spec
     t, h, w = self.latent_shape
     return (
@@ -272,7 +247,7 @@ class TransformerTask(Task):
     if not self.config.tokenizer.cache_tokens:
       return None
     directory = token_cache.cache_directory(self.config, self.workdir)
-    token_cache.build_token_cache(self.config, directory, self.frozen.tokenizer.encode)
+    token_cache.build_token_cache(self.config, directory, self.tokenizer.encode)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_features())
@@ -280,20 +255,17 @@ class TransformerTask(Task):
   def _tokens(self, state, batch) -> jax.Array:
     if 'tokens' in batch:
       return batch['tokens'].astype(jnp.int32)
-    tokens = self.frozen.encode_video(
-      self._tokenizer_graphdef, state.frozen['tokenizer'], batch['video']
-    )
+    tokens = vq.encode_fn(self._tokenizer_graphdef, state.frozen['tokenizer'], batch['video'])
     return jax.lax.stop_gradient(tokens).astype(jnp.int32)
 
   def _open_text_cache(self):
     """The caption embedding cache (`config.text.cache_embeddings`), filled with
     the train and eval captions up front, or None."""
-    from videogen import text  # noqa: PLC0415
     from videogen.data import pipeline  # noqa: PLC0415
 
     cache = text.open_embedding_cache(
       self.config.text,
-      self.frozen.text_encoder,
+      self.text_encoder,
       workdir=self.workdir,
       writable=jax.process_index() == 0,
     )
@@ -315,19 +287,21 @@ class TransformerTask(Task):
     return self._text_embeddings(state.frozen['text'], batch['text_ids'], batch['text_mask'])
 
   def _text_embeddings(self, text_state, ids, mask) -> jax.Array:
-    emb = self.frozen.encode_text(self._text_graphdef, text_state, ids, mask)
+    emb = text.encode_fn(self._text_graphdef, text_state, ids, mask)
     return jax.lax.stop_gradient(emb)
 
-  def _eval_metrics(self, state, batch) -> dict[str, jax.Array]:
-    params = state.ema_params if state.ema_params is not None else state.params
+  def _eval_sums(self, state, batch) -> dict[str, jax.Array]:
+    """Weighted sums of the token metrics over the batch's clips, and their count."""
     tokens = self._tokens(state, batch)
     text_emb = self._batch_text_embeddings(state, batch)
-    model = nnx.merge(self.graphdef, params, state.model_state)
+    model = nnx.merge(self.graphdef, state_lib.eval_params(state), state.model_state)
     logits = model(shift_right(tokens, self.spec.bos_id), text_emb, batch['text_mask'])
+    weights = batch[EVAL_MASK].astype(jnp.float32)
     _, metrics = losses.token_metrics(
-      logits, tokens.reshape(tokens.shape[0], -1), self.config.model.z_loss
+      logits, tokens.reshape(tokens.shape[0], -1), self.config.model.z_loss, weights
     )
-    return metrics
+    count = jnp.sum(weights)
+    return {'count': count, **{name: value * count for name, value in metrics.items()}}
 
   def sample_prompts(self, state: TransformerTrainState) -> tuple[np.ndarray, list[str]]:
     """Samples the fixed prompts of `config.sampling` (every process takes part).
@@ -337,27 +311,15 @@ class TransformerTask(Task):
     """
     config = self.config.sampling
     prompts = list(config.prompts)[: config.num_prompts]
-    ids, mask = self.text_tokenizer()(prompts)
-    replicated = sharding.replicated(self.mesh)
-    ids, mask = jax.device_put(ids, replicated), jax.device_put(mask, replicated)
-    text_emb = self._encode_prompts(state.frozen['text'], ids, mask)
-    params = state.ema_params if state.ema_params is not None else state.params
-    tokens = sampling.sample_tokens(
-      (self.graphdef, params),
-      text_emb,
-      mask,
-      latent_shape=self.latent_shape,
-      num_latent_frames=config.num_latent_frames or None,
-      cfg_scale=None if config.cfg_scale == 1.0 else config.cfg_scale,
-      temperature=config.temperature,
-      top_k=config.top_k,
-      top_p=config.top_p,
-      rng=jax.random.key(config.seed),
-      window_prefix_frames=config.window_prefix_frames,
+    model = self.inference.with_weights(
+      state_lib.eval_params(state),
+      tokenizer_state=state.frozen['tokenizer'],
+      text_state=state.frozen['text'],
     )
-    video = self._decode(state.frozen['tokenizer'], tokens)
-    video = np.asarray(multihost_utils.process_allgather(video, tiled=True))
-    return video_io.to_uint8(video), prompts
+    frames = (
+      self.tokenizer.num_frames(config.num_latent_frames) if config.num_latent_frames else None
+    )
+    return model.generate(prompts, model.default_settings(num_frames=frames)), prompts
 
 
 def _ids(tokenize, captions: list[str]) -> dict[str, np.ndarray]:
@@ -368,8 +330,3 @@ def _ids(tokenize, captions: list[str]) -> dict[str, np.ndarray]:
 def _cached_embeddings(cache, captions: list[str]) -> dict[str, np.ndarray]:
   embeddings, mask = cache.lookup(captions)
   return {'text_emb': embeddings, 'text_mask': np.asarray(mask, np.int32)}
-
-
-def _tokenize(tokenizer, max_length: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-  ids, mask = tokenizer(texts, max_length)
-  return np.asarray(ids, np.int32), np.asarray(mask, np.int32)

@@ -1,7 +1,7 @@
 """The public video tokenizer: clips <-> int32 tokens, jitted.
 
 ```
-tokenizer = Tokenizer.load('runs/tokenizer')        # workdir or checkpoints/<step>
+tokenizer = Tokenizer.load('runs/tokenizer')        # workdir, checkpoints/<step> or export
 tokens = tokenizer.encode(video)                    # float [B, T, H, W, 3] in [-1, 1]
 video = tokenizer.decode(tokens)                    # int32 [B, t, h, w] -> [B, T, H, W, 3]
 ```
@@ -14,16 +14,21 @@ tokens are quantized (FSQ, LFQ, VQ) is invisible from here.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
+from videogen import weights
 from videogen.parallel import sharding
 from videogen.vq.model import VideoAutoencoder
+
+EXPORT_WEIGHTS = 'model.safetensors'  # Weights file of an exported tokenizer directory.
 
 
 def encode_fn(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array) -> jax.Array:
@@ -117,15 +122,16 @@ class Tokenizer:
     """Restores a trained tokenizer.
 
     Args:
-      path: a tokenizer workdir (latest step) or `workdir/checkpoints/<step>`.
+      path: a tokenizer workdir (latest step), `workdir/checkpoints/<step>`,
+        or an exported tokenizer directory (`config.json` + `model.safetensors`);
+        local or remote (`gs://`).
       mesh: shard the parameters over this mesh by the run's logical axis
         rules; None puts everything on the first local device.
-      use_ema: take the EMA parameters when the run kept them.
+      use_ema: take the EMA parameters when the run kept them (an export
+        holds the weights it was written with).
       dtype: activation dtype of the convolutions ('float32' or 'bfloat16').
     """
-    from videogen.train import checkpointing  # Orbax/grain: only when loading.
-
-    config = checkpointing.read_config(path)
+    config = weights.read_config(path)
     if config.get('stage') != 'tokenizer':
       raise ValueError(f'{path} is a {config.get("stage")!r} run, not a tokenizer run.')
     abstract = nnx.eval_shape(
@@ -133,17 +139,56 @@ class Tokenizer:
     )
     graphdef, abstract_params, abstract_model_state = nnx.split(abstract, nnx.Param, ...)
     rules = config.logical_axis_rules
-    shardings = None
+    shardings = {}
     if mesh is not None:
       shardings = {
         'params': sharding.tree_shardings(abstract_params, mesh, rules),
         'model_state': sharding.tree_shardings(abstract_model_state, mesh, rules),
       }
-    params, model_state = checkpointing.restore_model(
-      path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
-    )
+    if weights.is_workdir(path) or epath.Path(path).parent.name == 'checkpoints':
+      params, model_state = weights.restore_model(
+        path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
+      )
+    else:
+      variables = weights.load_tree(
+        epath.Path(path) / EXPORT_WEIGHTS,
+        {'params': abstract_params, 'model_state': abstract_model_state},
+        shardings=shardings or None,
+      )
+      params, model_state = variables['params'], variables['model_state']
     model = nnx.merge(graphdef, params, model_state)
     return cls.from_model(model, config.model, mesh=mesh, rules=rules)
+
+  def export(self, out: str | epath.PathLike, *, dtype: str | None = None) -> int:
+    """Writes a self-contained tokenizer directory that `Tokenizer.load` reads.
+
+    `out/config.json` (stage, model section, axis rules) and
+    `out/model.safetensors` (parameters and model state by logical path; no
+    orbax, no pickle).
+
+    Args:
+      out: the directory to write (local or remote).
+      dtype: cast floating-point weights (e.g. 'bfloat16'); None keeps float32.
+
+    Returns:
+      Bytes written.
+    """
+    out = epath.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = ml_collections.ConfigDict(
+      {
+        'stage': 'tokenizer',
+        'model': self.config.to_dict(),
+        'logical_axis_rules': [list(r) for r in self._rules or sharding.DEFAULT_LOGICAL_AXIS_RULES],
+      }
+    )
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    (out / weights.CONFIG_FILE).write_text(text)
+    _, params, model_state = nnx.split(self._model, nnx.Param, ...)
+    size = weights.save_tree(
+      out / EXPORT_WEIGHTS, {'params': params, 'model_state': model_state}, dtype=dtype
+    )
+    return size + len(text)
 
   def _context(self):
     if self.mesh is None:  # On one device: constraints of a caller's training mesh do not apply.
