@@ -177,3 +177,18 @@ def test_windows_cut_long_videos(videos, tmp_path):
     for ex in sources.get_builder(data).as_data_source(split)
   )
   assert paths[0] == 'long.mp4#t=0.000,2.000' and paths[-1] == 'other.mp4#t=1.000,3.000'
+
+
+@pytest.mark.parametrize('start, end', [(None, None), (1.0, 2.5), (2.3, None), (2.3, 3.1)])
+def test_pyav_and_ffmpeg_decode_the_same_frames_of_a_range(videos, start, end):
+  clips = {}
+  for decoder in ('ffmpeg', 'pyav'):
+    frames = []
+    decoded = clip_decode.decode_range(
+      str(videos / 'long.mp4'), frames.append, start=start, end=end, decoder=decoder
+    )
+    clips[decoder] = (np.stack(frames), decoded.fps, decoded.duration)
+  np.testing.assert_array_equal(clips['pyav'][0], clips['ffmpeg'][0])
+  assert clips['pyav'][1:] == clips['ffmpeg'][1:] == (8.0, 6.0)
+  expected = {(None, None): 48, (1.0, 2.5): 12, (2.3, None): 29, (2.3, 3.1): 6}[(start, end)]
+  assert len(clips['pyav'][0]) == expected
