@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from videogen.eval import metrics
+from videogen.vq import metrics
 
 
 def _reference_ssim(a, b, max_val, size=11, sigma=1.5):

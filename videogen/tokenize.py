@@ -38,7 +38,7 @@ import os
 import numpy as np
 
 from videogen.data import transforms, video_io
-from videogen.eval import metrics
+from videogen.vq import metrics
 
 DEFAULT_LATENT_FRAMES = 5  # Chunks of 1 + 4 * 4 = 17 frames for a 4x temporal tokenizer.
 

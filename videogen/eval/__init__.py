@@ -1,5 +1,6 @@
-"""Evaluation: PSNR/SSIM, FVD (I3D features) and the shapes text-alignment evaluator.
+"""Evaluation: FVD (I3D features), the shapes text-alignment evaluator, `videogen eval`.
 
-Submodules are imported directly (`from videogen.eval import metrics`) so
-that using one does not pull in the others' dependencies.
+PSNR/SSIM live with the tokenizer (`videogen.vq.metrics`), whose training
+stage uses them. Submodules are imported directly (`from videogen.eval import
+fvd`) so that using one does not pull in the others' dependencies.
 """

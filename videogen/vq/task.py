@@ -24,12 +24,13 @@ import optax
 from flax import nnx
 
 from videogen.data.config import EVAL_MASK
-from videogen.eval import metrics as eval_metrics
 from videogen.parallel import sharding
 from videogen.train import optim
+from videogen.train import state as state_lib
 from videogen.train.task import Metrics, StepCost, Task, TrainState
 from videogen.vq import discriminator as disc_lib
 from videogen.vq import layers, losses, quantizers
+from videogen.vq import metrics as eval_metrics
 from videogen.vq.model import VideoAutoencoder
 from videogen.vq.perceptual import PerceptualLoss
 
@@ -100,19 +101,15 @@ class TokenizerTask(Task):
     model_rng, disc_rng = jax.random.split(rng)
     model = self._build_model(nnx.Rngs(params=model_rng))
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    ema = jax.tree.map(jnp.copy, params) if self.config.optimizer.ema_decay > 0 else None
-    fields = dict(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state=self.optimizer.init(params),
-      model_state=model_state,
-      ema_params=ema,
-    )
     if not self.gan.enabled:
-      return TrainState(**fields)
+      return state_lib.new_train_state(params, model_state, self.optimizer, self.config.optimizer)
     _, disc_params = nnx.split(self._build_disc(nnx.Rngs(params=disc_rng)), nnx.Param)
-    return GanTrainState(
-      **fields,
+    return state_lib.new_train_state(
+      params,
+      model_state,
+      self.optimizer,
+      self.config.optimizer,
+      state_class=GanTrainState,
       disc_params=disc_params,
       disc_opt_state=self.disc_optimizer.init(disc_params),
       lecam_ema_real=jnp.zeros((), jnp.float32),
@@ -204,23 +201,11 @@ class TokenizerTask(Task):
     (loss, (metrics, model_state, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params
     )
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = optim.update_ema(ema, params, self.config.optimizer.ema_decay, state.step)
-    metrics.update(
-      loss=loss,
-      grad_norm=optax.global_norm(grads),
-      learning_rate=jnp.asarray(self.schedule(state.step), jnp.float32),
+    fields, update_metrics = state_lib.apply_gradients(
+      state, grads, self.optimizer, self.schedule, self.config.optimizer
     )
-    new_state = state.replace(
-      step=state.step + 1,
-      params=params,
-      opt_state=opt_state,
-      model_state=jax.lax.stop_gradient(model_state),
-      ema_params=ema,
-    )
+    metrics.update(loss=loss, **update_metrics)
+    new_state = state.replace(**fields, model_state=jax.lax.stop_gradient(model_state))
     if gan_on:
       new_state, disc_metrics = self._discriminator_step(
         new_state, video, jax.lax.stop_gradient(recon), gan_active
@@ -333,9 +318,9 @@ class TokenizerTask(Task):
     """
     if self._eval_step is None:
       self._eval_step = self._make_eval_step()
-    params = state.ema_params if state.ema_params is not None else state.params
+    params = state_lib.eval_params(state)
     rules = self.config.logical_axis_rules
-    totals: dict[str, float] = {}
+    sums = state_lib.EvalSums()
     counts = np.zeros(self.codebook_size, np.float64)
     samples = None
     with sharding.axis_rules(self.mesh, rules):
@@ -343,18 +328,14 @@ class TokenizerTask(Task):
         if EVAL_MASK not in batch:  # Batches without padding count every clip.
           batch = dict(batch, **{EVAL_MASK: np.ones(len(batch['video']), np.float32)})
         arrays = sharding.global_batch(batch, self.mesh, rules, keys=('video', EVAL_MASK))
-        sums, batch_counts, originals, recons = self._eval_step(
+        batch_sums, batch_counts, originals, recons = self._eval_step(
           params, state.model_state, arrays['video'], arrays[EVAL_MASK]
         )
-        for key, value in sums.items():
-          totals[key] = totals.get(key, 0.0) + float(value)
+        sums.add(batch_sums)
         counts += np.asarray(batch_counts)
         if samples is None:
           samples = (np.asarray(originals), np.asarray(recons))
-    if not totals:
-      raise ValueError('evaluate got no eval batches (is the eval split smaller than a batch?)')
-    count = totals.pop('count')
-    results = {key: value / count for key, value in totals.items()}
+    results = sums.means()
     usage = quantizers.usage_metrics(jnp.asarray(counts, jnp.float32))
     results.update({key: float(value) for key, value in usage.items()})
     if sample_dir is not None and samples is not None:
@@ -394,7 +375,7 @@ class TokenizerTask(Task):
     return StepCost(flops=flops * batch_size, tokens=0, frames=batch_size * data.num_frames)
 
   def describe(self, state: TrainState) -> str:
-    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    count = state_lib.count_params(state.params)
     model = self.config.model
     data = self.config.data
     latent = self.latent_shape
@@ -404,6 +385,6 @@ class TokenizerTask(Task):
       f'{"x".join(map(str, latent))} tokens ({math.prod(latent)} per clip)'
     )
     if self.gan.enabled:
-      disc_count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.disc_params))
+      disc_count = state_lib.count_params(state.disc_params)
       text += f', discriminator {disc_count:,} parameters from step {self.gan.start_step}'
     return text
