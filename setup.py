@@ -49,6 +49,10 @@ _TEST_REQUIRES = [
   'av==18.1.0',  # The PyAV clip decoder (the `av` extra) is tested too.
 ]
 
+# `videogen compile`: libtpu for ahead-of-time XLA:TPU compilation on any machine,
+# pinned the way jax[tpu] of this JAX pins it. Without TPU chips JAX stays on the CPU.
+_TPU_REQUIRES = ['jax[tpu]==0.10.2']
+
 # Faster clip decoding (PyAV, same pixels as the ffmpeg binary): `pip install 'videogen[av]'`.
 _AV_REQUIRES = ['av==18.1.0']
 
@@ -67,6 +71,6 @@ setuptools.setup(
   ],
   package_dir={'videogen.configs': 'configs'},
   install_requires=_INSTALL_REQUIRES,
-  extras_require={'av': _AV_REQUIRES, 'test': _TEST_REQUIRES},
+  extras_require={'av': _AV_REQUIRES, 'test': _TEST_REQUIRES + _TPU_REQUIRES, 'tpu': _TPU_REQUIRES},
   entry_points={'console_scripts': ['videogen = videogen.cli:run']},
 )

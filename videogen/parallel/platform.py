@@ -41,7 +41,7 @@ def target(platform: str) -> Iterator[None]:
     _TARGET.reset(token)
 
 
-def _tpu_visible() -> bool:
+def tpu_visible() -> bool:
   """Whether this machine has TPU chips (v2-v5e as /dev/accel*, v5p/v6e as VFIO)."""
   return bool(glob.glob('/dev/accel*') or glob.glob('/dev/vfio/[0-9]*'))
 
@@ -66,7 +66,7 @@ def prefer_cpu_without_tpu() -> bool:
   """
   if 'JAX_PLATFORMS' in os.environ or importlib.util.find_spec('libtpu') is None:
     return False
-  if _tpu_visible() or _gpu_plugin_installed():
+  if tpu_visible() or _gpu_plugin_installed():
     return False
   os.environ['JAX_PLATFORMS'] = 'cpu'
   return True

@@ -147,6 +147,15 @@ def logical_to_spec(
   return PartitionSpec(*spec)
 
 
+def current_spec(logical_axes: LogicalAxes, shape: Sequence[int]) -> PartitionSpec | None:
+  """The PartitionSpec `constrain` gives an array of `shape` here; None outside
+  `axis_rules` or on one device (for `shard_map` around kernels XLA cannot split)."""
+  context = _CONTEXT.get()
+  if context is None or context.mesh.size == 1:
+    return None
+  return logical_to_spec(logical_axes, context.rules, context.mesh, shape)
+
+
 def constrain(x: jax.Array, logical_axes: LogicalAxes) -> jax.Array:
   """Annotates an activation with logical axes; a no-op outside `axis_rules`."""
   context = _CONTEXT.get()

@@ -18,8 +18,10 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from videogen.parallel import platform as platform_lib
+from videogen.parallel import sharding
 
 BACKENDS = ('auto', 'xla', 'cudnn', 'pallas')
 _MASKED = float(jnp.finfo(jnp.float32).min)  # Logit of a masked key (finite: no NaN).
@@ -232,22 +234,38 @@ def _splash_attention(query, key, value, causal, kv_mask, scale, interpret):
     block_q_dq=block_q,
     block_kv_dq=block_kv,
   )
-  kernel = splash.make_splash_mha(
-    splash_mask.MultiHeadMask([head_mask] * num_heads),
-    block_sizes=block_sizes,
-    head_shards=1,
-    q_seq_shards=1,
-    interpret=interpret,
-  )
-  # Splash takes [heads, length, head_dim] per example and an unscaled kernel.
+  # Splash takes [heads, length, head_dim] per example and a pre-scaled query.
   q = jnp.swapaxes(_pad_length(query * jnp.asarray(scale, query.dtype), q_padded), 1, 2)
   k = jnp.swapaxes(_pad_length(key, kv_padded), 1, 2)
   v = jnp.swapaxes(_pad_length(value, kv_padded), 1, 2)
 
-  def one_example(q, k, v, q_ids, kv_ids):
-    return kernel(q, k, v, segment_ids=splash.SegmentIds(q=q_ids, kv=kv_ids))
+  def attend(q, k, v, q_ids, kv_ids):
+    kernel = splash.make_splash_mha(
+      splash_mask.MultiHeadMask([head_mask] * q.shape[1]),
+      block_sizes=block_sizes,
+      head_shards=1,
+      q_seq_shards=1,
+      interpret=interpret,
+    )
 
-  out = jax.vmap(one_example)(q, k, v, q_segments, kv_segments)
+    def one_example(q, k, v, q_ids, kv_ids):
+      return kernel(q, k, v, segment_ids=splash.SegmentIds(q=q_ids, kv=kv_ids))
+
+    return jax.vmap(one_example)(q, k, v, q_ids, kv_ids)
+
+  # XLA cannot partition a Mosaic kernel: on a mesh each device runs it on
+  # its own examples and heads (batch over the batch axes, heads over tensor).
+  spec = sharding.current_spec(('batch', 'heads', None, None), q.shape)
+  if spec is not None:
+    ids_spec = PartitionSpec(spec[0], None)
+    attend = jax.shard_map(
+      attend,
+      mesh=sharding.current_mesh(),
+      in_specs=(spec, spec, spec, ids_spec, ids_spec),
+      out_specs=spec,
+      check_vma=False,
+    )
+  out = attend(q, k, v, q_segments, kv_segments)
   return jnp.swapaxes(out, 1, 2)[:, :q_length].astype(query.dtype)
 
 

@@ -24,7 +24,7 @@ class Variant:
 
 
 # Parameters with a 4096-code vocabulary and 64-d text: tiny 0.7M, small 38M, base 120M,
-# large 367M, xl 1.45B.
+# large 367M, xl 1.45B; 3b and 8b (VideoPoet's sizes) are for TPU pods (`videogen compile`).
 # fmt: off
 VARIANTS: dict[str, Variant] = {
   'tiny': Variant(num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2, mlp_dim=192),
@@ -32,6 +32,8 @@ VARIANTS: dict[str, Variant] = {
   'base': Variant(num_layers=12, embed_dim=768, num_heads=12, num_kv_heads=12, mlp_dim=2048),
   'large': Variant(num_layers=24, embed_dim=1024, num_heads=16, num_kv_heads=8, mlp_dim=2816),
   'xl': Variant(num_layers=24, embed_dim=2048, num_heads=16, num_kv_heads=8, mlp_dim=5632),
+  '3b': Variant(num_layers=24, embed_dim=3072, num_heads=24, num_kv_heads=8, mlp_dim=8192),
+  '8b': Variant(num_layers=32, embed_dim=4096, num_heads=32, num_kv_heads=8, mlp_dim=14336),
 }
 # fmt: on
 
@@ -54,7 +56,7 @@ def model_config(variant: str = 'small') -> ml_collections.ConfigDict:
   """The transformer's section (`config.model`) for a named variant.
 
   Args:
-    variant: one of `VARIANTS` ('tiny', 'small', 'base', 'large', 'xl').
+    variant: one of `VARIANTS` ('tiny', 'small', 'base', 'large', 'xl', '3b', '8b').
 
   Returns:
     A ConfigDict (unlocked: the experiment file locks the whole config).

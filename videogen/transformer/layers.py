@@ -405,8 +405,9 @@ class Block(nnx.Module):
       cross_key, cross_value = self.cross_keys_values(inputs.context)
     else:
       cross_key, cross_value = inputs.cross_key, inputs.cross_value
-    # The Pallas GPU kernel has no key mask; text is short, XLA serves it.
-    cross_backend = backend if attention.supports_kv_mask(backend) else 'xla'
+    # The Pallas GPU kernel has no key mask; text is short, XLA serves it. So
+    # does XLA one decoded query (splash would pad it to a 128-row tile).
+    cross_backend = backend if attention.supports_kv_mask(backend) and cache is None else 'xla'
     attended = attention.dot_product_attention(
       q, cross_key, cross_value, kv_mask=inputs.context_mask, backend=cross_backend
     )

@@ -1,0 +1,174 @@
+"""Pod plan: which TPU slice each model size needs, from real XLA:TPU compilations.
+
+  python benchmarks/pod_plan.py [--max_minutes 20] [--out benchmarks/results/pod_plan]
+
+For each row (config, TPU slice) it compiles the train step for the slice
+with `videogen.compile` (libtpu, no TPU needed) and tries a few settings in
+order, stopping at the first that fits in HBM: FSDP over every chip without
+rematerialisation, then full rematerialisation, then tensor parallelism 4
+with it. All rows use bfloat16 activations (what a TPU run would use) and the
+config's global batch (raised to a multiple of the batch shards). Step time,
+tokens/s and MFU are roofline ESTIMATES from published chip figures, not
+measurements. Rows that do not finish within `--max_minutes` are listed as
+left out. Writes `<out>.json` and `<out>.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from videogen import compile as compile_lib  # noqa: E402
+from videogen import config_lib  # noqa: E402
+
+GIB = 2**30
+# (label, config, TPU slice, slices); the most asked-for rows first.
+ROWS = [
+  ('8b 17x128x128', 'configs/ucf101/transformer.py:size=8b', 'v5p-128', 1),
+  ('8b 17x256x256', 'configs/video_folder/transformer.py:size=8b,resolution=256', 'v5p-128', 1),
+  ('3b 17x128x128', 'configs/ucf101/transformer.py:size=3b', 'v5p-128', 1),
+  ('base 17x128x128', 'configs/ucf101/transformer.py:size=base', 'v5p-128', 1),
+  ('8b 17x128x128', 'configs/ucf101/transformer.py:size=8b', 'v6e-256', 1),
+  ('xl 17x128x128', 'configs/ucf101/transformer.py:size=xl', 'v5e-256', 1),
+  ('8b 17x128x128', 'configs/ucf101/transformer.py:size=8b', 'v5p-128', 2),
+  ('8b 17x256x256', 'configs/video_folder/transformer.py:size=8b,resolution=256', 'v5p-512', 1),
+  ('3b 17x256x256', 'configs/video_folder/transformer.py:size=3b,resolution=256', 'v5e-64', 1),
+  ('large 17x128x128', 'configs/ucf101/transformer.py:size=large', 'v5e-64', 1),
+  ('tokenizer base 17x128x128', 'configs/ucf101/tokenizer.py:size=base,gan=False', 'v5p-128', 1),
+  (
+    'tokenizer base 17x256x256',
+    'configs/video_folder/tokenizer.py:size=base,resolution=256',
+    'v5p-128',
+    1,
+  ),
+]
+# (mesh fsdp, mesh tensor, remat policy) tried in order until one fits.
+TRIALS = [(-1, 1, 'none'), (-1, 1, 'full'), (-1, 4, 'full')]
+
+
+def _config(path: str, fsdp: int, tensor: int, remat: str, chips: int):
+  config = config_lib.load_config_file(path)
+  overrides = {
+    'compute_dtype': 'bfloat16',
+    'mesh.data': 1,
+    'mesh.fsdp': fsdp,
+    'mesh.tensor': tensor,
+  }
+  if config.stage == 'transformer':
+    overrides['model.remat_policy'] = remat
+  shards = chips // tensor
+  overrides['batch_size'] = -(-config.batch_size // shards) * shards
+  return config_lib.apply_overrides(config, overrides)
+
+
+def plan_row(label: str, path: str, accelerator: str, num_slices: int) -> dict:
+  """Tries TRIALS for one row; returns the first that fits (or the last tried)."""
+  from videogen.parallel import tpu  # noqa: PLC0415
+
+  chips = tpu.parse_accelerator(accelerator).num_chips * num_slices
+  tried = []
+  result = None
+  stage = config_lib.load_config_file(path).stage
+  trials = TRIALS if stage == 'transformer' else [(-1, 1, 'none')]
+  for fsdp, tensor, remat in trials:
+    config = _config(path, fsdp, tensor, remat, chips)
+    start = time.perf_counter()
+    report = compile_lib.compile_config(config, accelerator, num_slices, decode=False)
+    (train,) = report.programs
+    peak = report.chip.peak_bf16_flops
+    result = {
+      'row': label,
+      'config': path,
+      'accelerator': accelerator + (f' x{num_slices}' if num_slices > 1 else ''),
+      'chips': report.num_chips,
+      'mesh': report.mesh,
+      'remat': remat if stage == 'transformer' else '-',
+      'batch': config.batch_size,
+      'peak_gib': train.peak_bytes / GIB,
+      'hbm_gib': train.hbm_bytes / GIB,
+      'fits': train.fits,
+      'estimated_mfu': train.mfu(peak),
+      'estimated_items_per_s': train.items_per_second(),
+      'item': train.item_name,
+      'estimated_bound': train.bound,
+      'estimated_step_ms': train.step_seconds * 1e3,
+      'mosaic_kernels': train.mosaic_kernels,
+      'compile_s': time.perf_counter() - start,
+      'description': report.description,
+      'program': train.to_json(peak),
+    }
+    tried.append(
+      f'fsdp={report.mesh["fsdp"]},tensor={tensor},remat={remat}: {result["peak_gib"]:.1f} GiB'
+    )
+    print(f'  {label} on {result["accelerator"]}: {tried[-1]}', flush=True)
+    if train.fits:
+      break
+  result['tried'] = tried
+  return result
+
+
+def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
+  lines = [
+    '# Pod plan (train step compiled with XLA:TPU via libtpu on a 2-core CPU machine)',
+    '',
+    'Memory is the compiler\'s per-chip figure. Step time, tokens/s and MFU are roofline',
+    'ESTIMATES (compute, HBM and ICI time from published chip figures, perfectly overlapped),',
+    'not measurements. bfloat16 activations, float32 parameters and AdamW state.',
+    '',
+    '| model | slice | chips | mesh (fsdp x tensor) | remat | batch | peak GiB/chip | HBM | fits |'
+    ' est. MFU | est. tokens/s | bound | compile s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    mesh = f'{r["mesh"]["fsdp"]} x {r["mesh"]["tensor"]}'
+    lines.append(
+      f'| {r["row"]} | {r["accelerator"]} | {r["chips"]} | {mesh} | {r["remat"]} | {r["batch"]} '
+      f'| {r["peak_gib"]:.1f} | {r["hbm_gib"]:.0f} | {"yes" if r["fits"] else "NO"} '
+      f'| {100 * r["estimated_mfu"]:.0f}% | {r["estimated_items_per_s"]:,.0f} {r["item"]} '
+      f'| {r["estimated_bound"]} | {r["compile_s"]:.0f} |'
+    )
+  lines += ['', f'Wall time {minutes:.1f} min.']
+  if left_out:
+    lines += ['', 'Left out (time budget): ' + '; '.join(left_out) + '.']
+  return '\n'.join(lines) + '\n'
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--max_minutes', type=float, default=20.0)
+  parser.add_argument('--out', default='benchmarks/results/pod_plan')
+  parser.add_argument('--rows', type=int, default=len(ROWS), help='Only the first N rows.')
+  args = parser.parse_args()
+  start = time.perf_counter()
+  rows, left_out = [], []
+  for label, path, accelerator, slices in ROWS[: args.rows]:
+    if (time.perf_counter() - start) / 60 > args.max_minutes:
+      left_out.append(f'{label} on {accelerator}' + (f' x{slices}' if slices > 1 else ''))
+      continue
+    rows.append(plan_row(label, path, accelerator, slices))
+    minutes = (time.perf_counter() - start) / 60
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix('.json').write_text(json.dumps({'rows': rows}, indent=2) + '\n')
+    out.with_suffix('.md').write_text(to_markdown(rows, left_out, minutes))
+  left_out += [
+    f'{label} on {acc}' + (f' x{s}' if s > 1 else '') for label, _, acc, s in ROWS[args.rows :]
+  ]
+  minutes = (time.perf_counter() - start) / 60
+  out = pathlib.Path(args.out)
+  out.with_suffix('.json').write_text(
+    json.dumps({'rows': rows, 'left_out': left_out, 'minutes': minutes}, indent=2) + '\n'
+  )
+  out.with_suffix('.md').write_text(to_markdown(rows, left_out, minutes))
+  print(to_markdown(rows, left_out, minutes))
+
+
+if __name__ == '__main__':
+  main()
