@@ -90,6 +90,7 @@ def checkpoint_config() -> ConfigDict:
   ckpt.max_to_keep = 3  # Keep the last K checkpoints.
   ckpt.keep_period = 0  # Also keep every checkpoint whose step is a multiple of M; 0 = none.
   ckpt.async_save = True  # Save in a background thread while training goes on.
+  ckpt.fallback = True  # A damaged newest checkpoint: restore the newest older one that works.
   return ckpt
 
 

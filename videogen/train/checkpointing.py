@@ -5,29 +5,42 @@ A checkpoint `workdir/checkpoints/<step>/` holds three named items:
   `data`      the grain iterator state (one JSON per process),
   `metadata`  JSON: stage, step, package version, the resolved config.
 
-Resume order (the loop follows it, and nothing else restores):
-  1. find the latest *complete* step (orbax ignores `*.orbax-checkpoint-tmp`
+After a save commits, process 0 records its files (`integrity.py`).
+
+Resume order (`restore_latest`; every restore, training or inference, goes
+through `_attempt`):
+  1. take the latest *complete* step (orbax ignores `*.orbax-checkpoint-tmp`
      directories that a SIGKILL mid-save leaves behind);
-  2. check the saved state's parameter shapes against the abstract state of
-     the current config (a mismatch names the first differing parameter);
-  3. restore the state onto the current mesh through an abstract target whose
+  2. verify its files against the manifest written after its save;
+  3. check the saved state's parameter shapes and dtypes against the abstract
+     state of the current config (a mismatch names the first differing one);
+  4. restore the state onto the current mesh through an abstract target whose
      leaves carry the current shardings (so 8 devices -> 1 device works);
-  4. restore the data iterator, so the next batch is the one that would have
+  5. restore the data iterator, so the next batch is the one that would have
      come next.
+A step failing 2-5 is damaged: with `checkpoint.fallback` the next older
+step is tried, and once one restores, training moves the damaged newer ones
+to `checkpoints/<step>.damaged` (orbax ignores the name, retention never
+counts it, nothing is deleted); read-only restores (sample, eval, export)
+leave the workdir as it is. If no step restores, the error lists each one
+tried and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import weakref
 from typing import Any, Mapping
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
-from videogen import __version__, config_lib
+from videogen import __version__, config_lib, integrity
 
 STATE = 'state'
 DATA = 'data'
@@ -35,8 +48,26 @@ METADATA = 'metadata'
 CONFIG_FILE = 'config.json'
 
 
+DAMAGED_SUFFIX = '.damaged'
+
+
 class CheckpointMismatchError(ValueError):
   """The checkpoint holds a different model than the config describes."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """A save failed with an I/O error (disk full, permissions, lost storage)."""
+
+
+@dataclasses.dataclass
+class _SaveLog:
+  """Per manager: steps saved but not yet given a manifest; checksum policy."""
+
+  pending: list[int] = dataclasses.field(default_factory=list)
+  checksums: bool = True
+
+
+_SAVE_LOGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def checkpoint_dir(workdir: str | epath.Path) -> epath.Path:
@@ -67,6 +98,66 @@ def make_manager(
   )
 
 
+def _io_failure(error: BaseException) -> bool:
+  """Whether `error` (or what it wraps) is an I/O failure rather than a bug."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = str(error)
+    if isinstance(error, OSError) or 'No space left' in text or 'OS error' in text:
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _save_failed(manager: ocp.CheckpointManager, step: int, error: Exception) -> Exception:
+  if not _io_failure(error):
+    return error
+  kept = [s for s in manager.all_steps() if s != step]
+  older = f'older checkpoints {kept} are intact' if kept else 'there is no older checkpoint'
+  return CheckpointSaveError(
+    f'saving step {step} to {manager.directory / str(step)} failed: {error}. The run stops; '
+    f'{older}. Free space (or fix access) and re-run the same command to resume.'
+  )
+
+
+def record_manifests(manager: ocp.CheckpointManager) -> None:
+  """Writes the manifest of every step this process saved that has committed.
+
+  Only process 0 writes; the caller has waited for the saves to finish.
+  """
+  log = _SAVE_LOGS.get(manager)
+  if log is None or not log.pending:
+    return
+  pending, log.pending = log.pending, []
+  if jax.process_index() != 0:
+    return
+  committed = set(manager.all_steps())
+  for step in pending:
+    if step not in committed:
+      continue
+    manifest = integrity.write_manifest(manager.directory / str(step), checksums=log.checksums)
+    if log.checksums and not integrity.checksums_within_budget(manifest):
+      log.checksums = False
+      logging.info(
+        'Checkpoint checksums took %.3f s of a %.3f s save (over %d%%); later manifests '
+        'record file sizes only.',
+        manifest['checksum_seconds'],
+        manifest['save_seconds'],
+        round(100 * integrity.CHECKSUM_BUDGET),
+      )
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+  """Waits for pending saves, records their manifests; a failed save raises."""
+  pending = list(_SAVE_LOGS[manager].pending) if manager in _SAVE_LOGS else []
+  try:
+    manager.wait_until_finished()
+  except Exception as error:  # noqa: BLE001 - classified and re-raised.
+    raise _save_failed(manager, pending[-1] if pending else -1, error) from error
+  record_manifests(manager)
+
+
 def save(
   manager: ocp.CheckpointManager,
   step: int,
@@ -76,7 +167,13 @@ def save(
   *,
   force: bool = False,
 ) -> bool:
-  """Saves `state`, the iterator and metadata at `step` (async if configured)."""
+  """Saves `state`, the iterator and metadata at `step` (async if configured).
+
+  The previous save is finished (and its manifest written) first. An I/O
+  failure of this save or of the previous (async) one raises
+  `CheckpointSaveError` naming the path.
+  """
+  finish(manager)
   metadata = {
     'stage': config.stage,
     'step': int(step),
@@ -89,7 +186,15 @@ def save(
   }
   if data_iterator is not None:
     items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
-  return manager.save(step, args=ocp.args.Composite(**items), force=force)
+  try:
+    saved = manager.save(step, args=ocp.args.Composite(**items), force=force)
+  except Exception as error:  # noqa: BLE001 - classified and re-raised.
+    raise _save_failed(manager, step, error) from error
+  if saved:
+    _SAVE_LOGS.setdefault(manager, _SaveLog()).pending.append(int(step))
+    if not config.checkpoint.async_save:  # Committed already.
+      record_manifests(manager)
+  return saved
 
 
 def _keystr(path) -> str:
@@ -109,6 +214,11 @@ def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   return {_keystr(path): tuple(getattr(leaf, 'shape', ())) for path, leaf in leaves}
 
 
+def _flat_dtypes(tree: Any) -> dict[str, str]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_keystr(path): str(leaf.dtype) for path, leaf in leaves if getattr(leaf, 'dtype', None)}
+
+
 def check_compatible(saved_metadata: Any, abstract: Any, what: str) -> None:
   """Raises CheckpointMismatchError naming the first parameter that differs.
 
@@ -119,6 +229,7 @@ def check_compatible(saved_metadata: Any, abstract: Any, what: str) -> None:
   """
   saved = _flat_shapes(saved_metadata)
   expected = _flat_shapes(abstract)
+  saved_dtypes, expected_dtypes = _flat_dtypes(saved_metadata), _flat_dtypes(abstract)
   for name, shape in expected.items():
     if name not in saved:
       raise CheckpointMismatchError(
@@ -130,6 +241,12 @@ def check_compatible(saved_metadata: Any, abstract: Any, what: str) -> None:
         f'{what}: parameter {name!r} has shape {saved[name]} in the checkpoint '
         f'but {shape} in the current config.'
       )
+    if name in saved_dtypes and name in expected_dtypes:
+      if saved_dtypes[name] != expected_dtypes[name]:
+        raise CheckpointMismatchError(
+          f'{what}: parameter {name!r} is {saved_dtypes[name]} in the checkpoint but '
+          f'{expected_dtypes[name]} in the current config.'
+        )
 
 
 def _saved_tree(item_dir: epath.Path) -> Any:
@@ -151,13 +268,18 @@ def restore(
   state_shardings: Any,
   data_iterator: Any | None,
 ) -> tuple[Any, dict[str, Any]]:
-  """Restores the train state (onto `state_shardings`) and the iterator in place.
+  """Restores one step's train state (onto `state_shardings`) and the iterator in place.
+
+  Raises:
+    integrity.CheckpointDamagedError: its files differ from its manifest.
+    CheckpointMismatchError: it holds another model than `abstract_state`.
 
   Returns:
     The restored state and the saved metadata dict.
   """
-  where = f'checkpoint {manager.directory / str(step)}'
-  check_compatible(_saved_tree(manager.directory / str(step) / STATE), abstract_state, where)
+  step_dir = manager.directory / str(step)
+  integrity.verify(step_dir)
+  check_compatible(_saved_tree(step_dir / STATE), abstract_state, f'checkpoint {step_dir}')
   target = _restore_target(abstract_state, state_shardings)
   items = {
     STATE: ocp.args.PyTreeRestore(
@@ -170,6 +292,86 @@ def restore(
     items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored[STATE], restored[METADATA]
+
+
+@dataclasses.dataclass
+class Restored:
+  """What `restore_latest` found.
+
+  Attributes:
+    step: the step restored.
+    state: the train state.
+    metadata: the saved metadata dict.
+    damaged: (step, reason, where it is now) of each newer step that failed.
+  """
+
+  step: int
+  state: Any
+  metadata: dict[str, Any]
+  damaged: list[tuple[int, str, str]]
+
+
+def _aside_name(step_dir: epath.Path) -> epath.Path:
+  candidate = step_dir.parent / f'{step_dir.name}{DAMAGED_SUFFIX}'
+  index = 1
+  while candidate.exists():
+    candidate = step_dir.parent / f'{step_dir.name}{DAMAGED_SUFFIX}.{index}'
+    index += 1
+  return candidate
+
+
+def restore_latest(
+  manager: ocp.CheckpointManager,
+  abstract_state: Any,
+  state_shardings: Any,
+  data_iterator: Any | None,
+  *,
+  fallback: bool = True,
+  move_aside: bool = True,
+) -> Restored | None:
+  """Restores the newest step that restores; None when there is no checkpoint.
+
+  Args:
+    manager: over `workdir/checkpoints`.
+    abstract_state, state_shardings, data_iterator: as for `restore`.
+    fallback: try older steps when the newest fails (else raise at once).
+    move_aside: once a step restores, rename each newer damaged one to
+      `<step>.damaged` (process 0) so that saves and retention never meet it.
+
+  Raises:
+    integrity.NoRestorableCheckpointError: no step restores (nothing is moved then).
+  """
+  steps = list(manager.all_steps())
+  if not steps:
+    return None
+
+  def attempt(step):
+    return restore(manager, step, abstract_state, state_shardings, data_iterator)
+
+  step, (state, metadata), failures = integrity.newest_that_restores(
+    steps, attempt, fallback=fallback, directory=manager.directory
+  )
+  damaged = []
+  for bad_step, reason in failures:
+    source = manager.directory / str(bad_step)
+    target = _aside_name(source) if move_aside else source
+    if move_aside and jax.process_index() == 0:
+      source.rename(target)
+    damaged.append((bad_step, reason, str(target)))
+    logging.warning(
+      'Skipped damaged checkpoint step %d (%s); %s; restored step %d instead.',
+      bad_step,
+      reason,
+      f'moved to {target}' if move_aside else f'left in place at {target}',
+      step,
+    )
+  if damaged and move_aside:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices('videogen_checkpoint_moved_aside')
+    manager.reload()
+  return Restored(step, state, metadata, damaged)
 
 
 def write_config(workdir: str | epath.Path, config: ml_collections.ConfigDict) -> None:
@@ -217,27 +419,90 @@ def restore_model(
   *,
   use_ema: bool = True,
   shardings: Mapping[str, Any] | None = None,
+  fallback: bool | None = None,
 ) -> tuple[Any, Any]:
   """Restores only a model's variables from a run, for inference.
 
   Args:
-    path: a workdir (latest step) or `workdir/checkpoints/<step>`.
+    path: a workdir (its newest step that restores) or
+      `workdir/checkpoints/<step>` (that step, no fallback).
     abstract_params: the params tree (`nnx.State` of ShapeDtypeStructs).
     abstract_model_state: the non-trainable model state tree (may be empty).
     use_ema: take `ema_params` instead of `params` when the run kept an EMA.
     shardings: optional {'params': ..., 'model_state': ...} sharding trees;
       default: everything on the first local device.
+    fallback: fall back to older steps when the newest is damaged (logged;
+      the workdir is left as it is); None = the run's `checkpoint.fallback`.
 
   Returns:
     (params, model_state) as concrete arrays.
   """
-  workdir, _ = _split_path(path)
-  step = latest_step(path)
-  ckpt = checkpoint_dir(workdir) / str(step) / STATE
+  return restore_model_at(
+    path,
+    abstract_params,
+    abstract_model_state,
+    use_ema=use_ema,
+    shardings=shardings,
+    fallback=fallback,
+  )[1:]
+
+
+def restore_model_at(
+  path: str | epath.Path,
+  abstract_params: Any,
+  abstract_model_state: Any,
+  *,
+  use_ema: bool = True,
+  shardings: Mapping[str, Any] | None = None,
+  fallback: bool | None = None,
+) -> tuple[int, Any, Any]:
+  """`restore_model`, also returning the step it restored: (step, params, model_state)."""
+  workdir, named_step = _split_path(path)
+  if named_step is not None:
+    steps, fallback = [named_step], False
+  else:
+    steps = ocp.utils.checkpoint_steps(checkpoint_dir(workdir))
+    if not steps:
+      raise FileNotFoundError(f'No complete checkpoint under {checkpoint_dir(workdir)}')
+    if fallback is None:
+      fallback = bool(read_config(workdir).checkpoint.get('fallback', True))
+
+  def attempt(step):
+    return _restore_model_step(
+      checkpoint_dir(workdir) / str(step),
+      abstract_params,
+      abstract_model_state,
+      use_ema=use_ema,
+      shardings=shardings,
+    )
+
+  step, (params, model_state), failures = integrity.newest_that_restores(
+    steps, attempt, fallback=fallback, directory=checkpoint_dir(workdir)
+  )
+  for bad_step, reason in failures:
+    logging.warning(
+      'Skipped damaged checkpoint step %d (%s); left in place; loaded step %d instead.',
+      bad_step,
+      reason,
+      step,
+    )
+  return step, params, model_state
+
+
+def _restore_model_step(
+  step_dir: epath.Path,
+  abstract_params: Any,
+  abstract_model_state: Any,
+  *,
+  use_ema: bool,
+  shardings: Mapping[str, Any] | None,
+) -> tuple[Any, Any]:
+  integrity.verify(step_dir)
+  ckpt = step_dir / STATE
   saved_tree = _saved_tree(ckpt)
   saved_keys = set(saved_tree.keys()) if hasattr(saved_tree, 'keys') else set()
   params_key = 'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
-  where = f'checkpoint {ckpt.parent}'
+  where = f'checkpoint {step_dir}'
   check_compatible(saved_tree[params_key], abstract_params, where)
   if 'model_state' in saved_keys:
     check_compatible(saved_tree['model_state'], abstract_model_state, where)

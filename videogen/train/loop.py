@@ -197,12 +197,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_iter = task.create_train_iterator() or pipeline.create_iterator(
       config, config.data.train_split, train=True, text_features=task.text_features()
     )
-    start_step = manager.latest_step()
-    if start_step is not None:
+    restored = checkpointing.restore_latest(
+      manager,
+      abstract_state,
+      state_shardings,
+      train_iter,
+      fallback=config.checkpoint.get('fallback', True),
+    )
+    if restored is not None:
+      start_step, state = restored.step, restored.state
       logging.info('Resuming from %s', manager.directory / str(start_step))
-      state, _ = checkpointing.restore(
-        manager, start_step, abstract_state, state_shardings, train_iter
-      )
     else:
       start_step = 0
       state = compilation.run_once(task.init_state, init_rng, out_shardings=state_shardings)
@@ -221,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       start_step=start_step,
       train_rng=train_rng,
     )
-  manager.wait_until_finished()
+  checkpointing.finish(manager)
   manager.close()
   return result
 
