@@ -156,10 +156,18 @@ def evaluate_workdir(
     abstract = jax.eval_shape(task.init_state, jax.random.key(config.seed))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
     manager = checkpointing.make_manager(workdir, config.checkpoint, read_only=True)
-    step = manager.latest_step()
-    if step is None:
+    # Read-only: a damaged newest step is logged and skipped, not moved.
+    restored = checkpointing.restore_latest(
+      manager,
+      abstract,
+      shardings,
+      None,
+      fallback=config.checkpoint.get('fallback', True),
+      move_aside=False,
+    )
+    if restored is None:
       raise FileNotFoundError(f'No checkpoint in {workdir}: train it first.')
-    state, _ = checkpointing.restore(manager, step, abstract, shardings, None)
+    step, state = restored.step, restored.state
     iterator = pipeline.create_eval_iterator(config, text_features=task.text_features())
     batches = itertools.islice(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
