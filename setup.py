@@ -46,6 +46,8 @@ _TEST_REQUIRES = [
   'nbformat>=5.10',
   'ipykernel>=6.29',
   'ruff>=0.6',
+  'setuptools>=68',  # The wheel test builds videogen's wheel without build isolation.
+  'wheel>=0.40',
   'av==18.1.0',  # The PyAV clip decoder (the `av` extra) is tested too.
 ]
 

@@ -329,8 +329,31 @@ def main(argv: list[str]) -> None:
   _HANDLERS[argv[1]]()
 
 
+def packaged_config_path(value: str) -> str:
+  """`configs/X.py[:arg]` resolved to the copy inside the package when `configs/X.py`
+  is not in the current directory (a wheel install: Colab, another directory)."""
+  path, colon, arg = value.partition(':')
+  if os.path.exists(path) or not path.startswith('configs/'):
+    return value
+  import importlib.resources
+
+  packaged = importlib.resources.files('videogen.configs').joinpath(path.removeprefix('configs/'))
+  return f'{packaged}{colon}{arg}' if packaged.is_file() else value
+
+
+def _with_packaged_configs(argv: list[str]) -> list[str]:
+  resolved = list(argv)
+  for index, arg in enumerate(resolved):
+    if arg.startswith('--config='):
+      resolved[index] = '--config=' + packaged_config_path(arg.removeprefix('--config='))
+    elif arg == '--config' and index + 1 < len(resolved):
+      resolved[index + 1] = packaged_config_path(resolved[index + 1])
+  return resolved
+
+
 def _flags_parser(argv: list[str]) -> list[str]:
   """absl's parser, with config errors that name the bad key and the valid ones."""
+  argv = _with_packaged_configs(argv)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as error:
