@@ -21,9 +21,10 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
-from videogen import config_lib
+from videogen import config_lib, integrity
 from videogen.safetensors_io import SafetensorsFile, save_file
 
 CONFIG_FILE = 'config.json'
@@ -155,27 +156,91 @@ def restore_model(
   *,
   use_ema: bool = True,
   shardings: Mapping[str, Any] | None = None,
+  fallback: bool | None = None,
 ) -> tuple[Any, Any]:
   """Restores only a model's variables from a run's checkpoint, for inference.
 
   Args:
-    path: a workdir (latest step) or `workdir/checkpoints/<step>`.
+    path: a workdir (its newest step that restores) or
+      `workdir/checkpoints/<step>` (that step, no fallback).
     abstract_params: the params tree (`nnx.State` of ShapeDtypeStructs).
     abstract_model_state: the non-trainable model state tree (may be empty).
     use_ema: take `ema_params` instead of `params` when the run kept an EMA.
     shardings: optional {'params': ..., 'model_state': ...} sharding trees;
       default: everything on the first local device.
+    fallback: skip damaged newer steps (`integrity.newest_that_restores`;
+      logged, the workdir left as it is); None = the run's `checkpoint.fallback`.
 
   Returns:
     (params, model_state) as concrete arrays.
   """
-  workdir, _ = split_path(path)
-  step = latest_step(path)
-  ckpt = checkpoint_dir(workdir) / str(step) / STATE
+  _, params, model_state = restore_model_at(
+    path,
+    abstract_params,
+    abstract_model_state,
+    use_ema=use_ema,
+    shardings=shardings,
+    fallback=fallback,
+  )
+  return params, model_state
+
+
+def restore_model_at(
+  path: str | epath.Path,
+  abstract_params: Any,
+  abstract_model_state: Any,
+  *,
+  use_ema: bool = True,
+  shardings: Mapping[str, Any] | None = None,
+  fallback: bool | None = None,
+) -> tuple[int, Any, Any]:
+  """`restore_model`, also returning the step it restored: (step, params, model_state)."""
+  workdir, named_step = split_path(path)
+  if named_step is not None:
+    steps, fallback = [named_step], False
+  else:
+    steps = ocp.utils.checkpoint_steps(checkpoint_dir(workdir))
+    if not steps:
+      raise FileNotFoundError(f'No complete checkpoint under {checkpoint_dir(workdir)}')
+    if fallback is None:
+      fallback = bool(read_config(workdir).checkpoint.get('fallback', True))
+
+  def attempt(step):
+    return _restore_model_step(
+      checkpoint_dir(workdir) / str(step),
+      abstract_params,
+      abstract_model_state,
+      use_ema=use_ema,
+      shardings=shardings,
+    )
+
+  step, (params, model_state), failures = integrity.newest_that_restores(
+    steps, attempt, fallback=fallback, directory=checkpoint_dir(workdir)
+  )
+  for bad_step, reason in failures:
+    logging.warning(
+      'Skipped damaged checkpoint step %d (%s); left in place; loaded step %d instead.',
+      bad_step,
+      reason,
+      step,
+    )
+  return step, params, model_state
+
+
+def _restore_model_step(
+  step_dir: epath.Path,
+  abstract_params: Any,
+  abstract_model_state: Any,
+  *,
+  use_ema: bool,
+  shardings: Mapping[str, Any] | None,
+) -> tuple[Any, Any]:
+  integrity.verify(step_dir)
+  ckpt = step_dir / STATE
   tree = saved_tree(ckpt)
   saved_keys = set(tree.keys()) if hasattr(tree, 'keys') else set()
   params_key = 'ema_params' if use_ema and _has_values(tree, 'ema_params') else 'params'
-  where = f'checkpoint {ckpt.parent}'
+  where = f'checkpoint {step_dir}'
   check_compatible(tree[params_key], abstract_params, where)
   if 'model_state' in saved_keys:
     check_compatible(tree['model_state'], abstract_model_state, where)

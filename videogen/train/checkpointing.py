@@ -7,8 +7,9 @@ A checkpoint `workdir/checkpoints/<step>/` holds three named items:
 
 After a save commits, process 0 records its files (`integrity.py`).
 
-Resume order (`restore_latest`; every restore, training or inference, goes
-through `_attempt`):
+Resume order (`restore_latest`; inference loads go through
+`videogen.weights.restore_model`, and both fall back through
+`integrity.newest_that_restores`):
   1. take the latest *complete* step (orbax ignores `*.orbax-checkpoint-tmp`
      directories that a SIGKILL mid-save leaves behind);
   2. verify its files against the manifest written after its save;
@@ -40,7 +41,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from videogen import __version__, config_lib, integrity
+from videogen import __version__, config_lib, integrity, weights
 
 STATE = 'state'
 DATA = 'data'
@@ -419,120 +420,8 @@ def restore_model(
   *,
   use_ema: bool = True,
   shardings: Mapping[str, Any] | None = None,
-  fallback: bool | None = None,
 ) -> tuple[Any, Any]:
-  """Restores only a model's variables from a run, for inference.
-
-  Args:
-    path: a workdir (its newest step that restores) or
-      `workdir/checkpoints/<step>` (that step, no fallback).
-    abstract_params: the params tree (`nnx.State` of ShapeDtypeStructs).
-    abstract_model_state: the non-trainable model state tree (may be empty).
-    use_ema: take `ema_params` instead of `params` when the run kept an EMA.
-    shardings: optional {'params': ..., 'model_state': ...} sharding trees;
-      default: everything on the first local device.
-    fallback: fall back to older steps when the newest is damaged (logged;
-      the workdir is left as it is); None = the run's `checkpoint.fallback`.
-
-  Returns:
-    (params, model_state) as concrete arrays.
-  """
-  return restore_model_at(
-    path,
-    abstract_params,
-    abstract_model_state,
-    use_ema=use_ema,
-    shardings=shardings,
-    fallback=fallback,
-  )[1:]
-
-
-def restore_model_at(
-  path: str | epath.Path,
-  abstract_params: Any,
-  abstract_model_state: Any,
-  *,
-  use_ema: bool = True,
-  shardings: Mapping[str, Any] | None = None,
-  fallback: bool | None = None,
-) -> tuple[int, Any, Any]:
-  """`restore_model`, also returning the step it restored: (step, params, model_state)."""
-  workdir, named_step = _split_path(path)
-  if named_step is not None:
-    steps, fallback = [named_step], False
-  else:
-    steps = ocp.utils.checkpoint_steps(checkpoint_dir(workdir))
-    if not steps:
-      raise FileNotFoundError(f'No complete checkpoint under {checkpoint_dir(workdir)}')
-    if fallback is None:
-      fallback = bool(read_config(workdir).checkpoint.get('fallback', True))
-
-  def attempt(step):
-    return _restore_model_step(
-      checkpoint_dir(workdir) / str(step),
-      abstract_params,
-      abstract_model_state,
-      use_ema=use_ema,
-      shardings=shardings,
-    )
-
-  step, (params, model_state), failures = integrity.newest_that_restores(
-    steps, attempt, fallback=fallback, directory=checkpoint_dir(workdir)
+  """Restores a model's variables for inference: `videogen.weights.restore_model`."""
+  return weights.restore_model(
+    path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
   )
-  for bad_step, reason in failures:
-    logging.warning(
-      'Skipped damaged checkpoint step %d (%s); left in place; loaded step %d instead.',
-      bad_step,
-      reason,
-      step,
-    )
-  return step, params, model_state
-
-
-def _restore_model_step(
-  step_dir: epath.Path,
-  abstract_params: Any,
-  abstract_model_state: Any,
-  *,
-  use_ema: bool,
-  shardings: Mapping[str, Any] | None,
-) -> tuple[Any, Any]:
-  integrity.verify(step_dir)
-  ckpt = step_dir / STATE
-  saved_tree = _saved_tree(ckpt)
-  saved_keys = set(saved_tree.keys()) if hasattr(saved_tree, 'keys') else set()
-  params_key = 'ema_params' if use_ema and _has_values(saved_tree, 'ema_params') else 'params'
-  where = f'checkpoint {step_dir}'
-  check_compatible(saved_tree[params_key], abstract_params, where)
-  if 'model_state' in saved_keys:
-    check_compatible(saved_tree['model_state'], abstract_model_state, where)
-  device = jax.local_devices()[0]
-  single = jax.sharding.SingleDeviceSharding(device)
-  shardings = shardings or {}
-  target = {
-    params_key: _restore_target(
-      abstract_params,
-      shardings.get('params') or jax.tree.map(lambda _: single, abstract_params),
-    ),
-    'model_state': _restore_target(
-      abstract_model_state,
-      shardings.get('model_state') or jax.tree.map(lambda _: single, abstract_model_state),
-    ),
-  }
-  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
-    restored = checkpointer.restore(
-      ckpt,
-      args=ocp.args.PyTreeRestore(
-        item=target,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True,
-      ),
-    )
-  return restored[params_key], restored['model_state']
-
-
-def _has_values(saved_tree: Any, key: str) -> bool:
-  if not hasattr(saved_tree, 'keys') or key not in saved_tree.keys():
-    return False
-  value = saved_tree[key]
-  return value is not None and bool(jax.tree.leaves(value))
