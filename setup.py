@@ -57,6 +57,9 @@ _TPU_REQUIRES = ['jax[tpu]==0.10.2']
 
 # Faster clip decoding (PyAV, same pixels as the ffmpeg binary): `pip install 'videogen[av]'`.
 _AV_REQUIRES = ['av==18.1.0']
+# `config.data.beam_runner`: video_folder builds as Apache Beam pipelines. Not in `test`:
+# apache-beam 2.77.0 pins protobuf<7, Pillow<13 and pyarrow<26 (pip downgrades this stack's).
+_BEAM_REQUIRES = ['apache-beam==2.77.0']
 
 setuptools.setup(
   name='videogen',
@@ -73,6 +76,11 @@ setuptools.setup(
   ],
   package_dir={'videogen.configs': 'configs'},
   install_requires=_INSTALL_REQUIRES,
-  extras_require={'av': _AV_REQUIRES, 'test': _TEST_REQUIRES + _TPU_REQUIRES, 'tpu': _TPU_REQUIRES},
+  extras_require={
+    'av': _AV_REQUIRES,
+    'beam': _BEAM_REQUIRES,
+    'test': _TEST_REQUIRES + _TPU_REQUIRES,
+    'tpu': _TPU_REQUIRES,
+  },
   entry_points={'console_scripts': ['videogen = videogen.cli:run']},
 )

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import time
+import uuid
 
 import ml_collections
 import tensorflow_datasets as tfds
+from etils import epath
 
 from videogen.data import config as config_lib
 from videogen.data import sources, video_folder
@@ -120,8 +123,39 @@ def build_dataset(data: ml_collections.ConfigDict) -> BuildReport:
     _check_folder_unchanged(data, builder)
     return _report(data, builder, already_built=True, seconds=0.0)
   start = time.perf_counter()
-  builder.download_and_prepare(file_format=sources.ARRAY_RECORD)
+  if data.get('beam_runner', ''):
+    _beam_build(data, builder)
+  else:
+    builder.download_and_prepare(file_format=sources.ARRAY_RECORD)
   return _report(data, builder, already_built=False, seconds=time.perf_counter() - start)
+
+
+def _beam_build(data: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder) -> None:
+  """Runs the build as an Apache Beam pipeline (`config.data.beam_runner`)."""
+  if data.name != config_lib.VIDEO_FOLDER:
+    raise ValueError(
+      f'config.data.beam_runner builds video_folder datasets; {data.name!r} is built in process '
+      "(set config.data.beam_runner='')."
+    )
+  try:
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+      "config.data.beam_runner needs Apache Beam: pip install 'videogen[beam]'."
+    ) from error
+  options = pipeline_options.PipelineOptions(
+    [f'--runner={data.beam_runner}', *shlex.split(data.get('beam_options', ''))]
+  )
+  skipped_dir = epath.Path(builder.data_path).parent / f'.skipped-{uuid.uuid4().hex[:12]}'
+  builder.use_beam(os.fspath(skipped_dir))
+  try:
+    builder.download_and_prepare(
+      file_format=sources.ARRAY_RECORD,
+      download_config=tfds.download.DownloadConfig(beam_options=options),
+    )
+  finally:
+    if skipped_dir.exists():
+      skipped_dir.rmtree()
 
 
 def _process_topology(process_index: int | None, process_count: int | None) -> tuple[int, int]:

@@ -63,6 +63,8 @@ def data_config(
   data.manifest_columns = ''  # video_folder: manifest column names that differ from the accepted ones, e.g. 'path=file,caption=desc'.
   data.clip_seconds = 0.0  # video_folder: cut each video (manifest row without a time range) into windows this long; 0 = one example per video/row.
   data.clip_stride_seconds = 0.0  # video_folder: seconds between window starts (clip_seconds > 0); 0 = back to back.
+  data.beam_runner = ''  # video_folder: build as an Apache Beam pipeline on this runner ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner'); '' = in process. Needs videogen[beam].
+  data.beam_options = ''  # Beam pipeline options for beam_runner, e.g. '--direct_num_workers=4 --direct_running_mode=multi_processing'.
   data.num_frames = num_frames  # Frames per clip given to the model.
   data.height = resolution  # Clip height in pixels; stored clips of another size are centre-cropped and resized.
   data.width = resolution  # Clip width in pixels.

@@ -54,27 +54,14 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from videogen.data import clip_decode, transforms, video_io
+from videogen.data import clip_examples, video_io
 from videogen.data import config as config_lib
 from videogen.data import manifest as manifest_lib
 
+SkippedFile = clip_examples.SkippedFile  # A video or manifest row left out, and why.
+
 CAPTION_FILES = ('captions.csv', 'captions.jsonl')
 _LOG_EVERY = 50  # Videos between progress lines while decoding.
-
-
-@dataclasses.dataclass(frozen=True)
-class SkippedFile:
-  """A video (or manifest row) left out of a build, and why.
-
-  Attributes:
-    path: the video as the caption file or manifest names it.
-    reason: why it was left out.
-    row: the manifest row (1-based), or 0 for a file of a folder.
-  """
-
-  path: str
-  reason: str
-  row: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,17 +320,6 @@ def assign_splits(paths: list[str], test_fraction: float) -> dict[str, list[int]
   return splits
 
 
-@dataclasses.dataclass(frozen=True)
-class _Prepared:
-  """A decoded, resized clip waiting in the scratch dir."""
-
-  key: str
-  path: str
-  caption: str
-  array_file: str
-  video: str  # The video as named by the caption file or manifest (decides the split).
-
-
 class VideoFolder(tfds.core.GeneratorBasedBuilder):
   """A folder of the user's videos with captions."""
 
@@ -372,128 +348,93 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       metadata=tfds.core.MetadataDict(),
     )
 
+  _beam_skipped_dir: epath.Path | None = None  # Set by `use_beam`: a Beam build.
+
+  def use_beam(self, skipped_dir: str) -> None:
+    """Builds as an Apache Beam pipeline: every row is decoded by a worker.
+
+    Splits are then assigned (by the same path hash) before decoding, so a
+    video that turns out unusable leaves its split shorter instead of moving
+    another video over. Workers write what they skip to `skipped_dir` (a
+    directory every worker can write: local for DirectRunner, gs:// on
+    Dataflow); the build collects it into the report.
+    """
+    self._beam_skipped_dir = epath.Path(skipped_dir)
+
   def _download_and_prepare(self, dl_manager, download_config=None):
     # Decoded clips wait in a scratch dir between the split scan and writing;
     # TFDS writes the dataset itself into an `incomplete.*` dir and renames
     # it into place only when everything succeeded.
     with tempfile.TemporaryDirectory(prefix='videogen_video_folder_') as scratch:
       self._scratch_dir = scratch
-      return super()._download_and_prepare(dl_manager, download_config)
+      result = super()._download_and_prepare(dl_manager, download_config)
+    if self._beam_skipped_dir:  # The pipeline has run: gather what workers skipped.
+      skipped = [SkippedFile(**item) for item in self.info.metadata.get('skipped', [])]
+      for path in sorted(self._beam_skipped_dir.glob('*.json')):
+        skipped.append(SkippedFile(**json.loads(path.read_text())))
+      skipped.sort(key=lambda item: item.row)
+      self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
+    return result
 
-  def _prepare_clip(self, row: manifest_lib.ClipRow, index: int) -> _Prepared | SkippedFile:
-    """Decodes one whole video into the scratch dir; a SkippedFile if unusable."""
+  def _beam_split_generators(self, clips, skipped):
+    import apache_beam as beam  # pylint: disable=g-import-not-at-top  # The beam extra.
+
+    self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
+    splits = assign_splits(
+      [clip_examples.split_name(self._settings(), clip) for clip in clips],
+      self.builder_config.test_fraction,
+    )
+    self._beam_skipped_dir.mkdir(parents=True, exist_ok=True)
+    decode = clip_examples.BeamDecode(self._settings(), os.fspath(self._beam_skipped_dir))
+    return {
+      split: (
+        beam.Create([(index, clips[index]) for index in indices], reshuffle=True)
+        | f'Decode {split}' >> beam.FlatMap(decode)
+      )
+      for split, indices in splits.items()
+    }
+
+  def _settings(self) -> clip_examples.ClipSettings:
     config = self.builder_config
-    frames = []
-    try:
-      for frame in video_io.iter_frames(row.location):
-        frames.append(transforms.resize_video(frame[None], config.height, config.width)[0])
-        if len(frames) == config.max_frames:
-          break
-    except video_io.VideoReadError as error:
-      return SkippedFile(row.path, f'unreadable: {error.reason}')
-    if len(frames) < config.min_frames:
-      return SkippedFile(
-        row.path, f'too short: {len(frames)} frames, a clip needs {config.min_frames}'
-      )
-    array_file = os.path.join(self._scratch_dir, f'{index:08d}.npy')
-    np.save(array_file, np.stack(frames), allow_pickle=False)
-    return _Prepared(f'{index:08d}', row.path, row.caption, array_file, row.path)
-
-  def _prepare_windows(
-    self, clip: manifest_lib.ClipRow, index: int
-  ) -> list[_Prepared] | SkippedFile:
-    """Decodes a time range (seeking to it) or cuts a video into windows."""
-    config = self.builder_config
-    frames = []
-    windowed = clip.start is None and clip.end is None and config.clip_seconds > 0
-
-    def keep(frame: np.ndarray) -> bool:
-      frames.append(transforms.resize_video(frame[None], config.height, config.width)[0])
-      return not windowed and len(frames) == config.max_frames
-
-    try:
-      decoded = clip_decode.decode_range(clip.location, keep, start=clip.start, end=clip.end)
-    except (video_io.VideoReadError, FileNotFoundError) as error:
-      reason = error.reason if isinstance(error, video_io.VideoReadError) else str(error)
-      return SkippedFile(clip.path, f'unreadable: {reason}', clip.row)
-    if clip.end is not None and decoded.duration and decoded.fps:
-      if clip.end > decoded.duration + 1.0 / decoded.fps:
-        return SkippedFile(
-          clip.path,
-          f'bad range: ends at {clip.end:.3f} s, after the video ({decoded.duration:.3f} s)',
-          clip.row,
-        )
-    start = clip.start or 0.0
-    if windowed:
-      spans = clip_decode.window_starts(
-        len(frames), decoded.fps, config.clip_seconds, config.clip_stride_seconds, config.min_frames
-      )
-      if not spans:
-        return SkippedFile(
-          clip.path,
-          f'too short: {len(frames)} frames, no window of {config.clip_seconds} s with '
-          f'{config.min_frames} frames',
-          clip.row,
-        )
-    else:
-      if len(frames) < config.min_frames:
-        return SkippedFile(
-          clip.path,
-          f'too short: {len(frames)} frames, a clip needs {config.min_frames}',
-          clip.row,
-        )
-      spans = [(0, len(frames))]
-    prepared = []
-    for offset, (first, last) in enumerate(spans):
-      key = f'{index:08d}_{offset:05d}'
-      window = np.stack(frames[first:last])
-      if config.max_frames:
-        window = window[: config.max_frames]
-      array_file = os.path.join(self._scratch_dir, f'{key}.npy')
-      np.save(array_file, window, allow_pickle=False)
-      begin = start + first / decoded.fps if decoded.fps else start
-      finish = start + last / decoded.fps if decoded.fps else (clip.end or 0.0)
-      if not windowed and clip.end is not None:
-        finish = clip.end
-      named = (
-        f'{clip.path}#t={begin:.3f},{finish:.3f}'
-        if (windowed or clip.start is not None or clip.end is not None)
-        else clip.path
-      )
-      video = clip.location if config.manifest else clip.path  # One video, one split.
-      prepared.append(_Prepared(key, named, clip.caption, array_file, video))
-    return prepared
+    return clip_examples.ClipSettings(
+      height=config.height,
+      width=config.width,
+      max_frames=config.max_frames,
+      min_frames=config.min_frames,
+      clip_seconds=config.clip_seconds,
+      clip_stride_seconds=config.clip_stride_seconds,
+      from_manifest=bool(config.manifest),
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Everything is local.
     config = self.builder_config
     clips, skipped, fingerprint = read_clips(config)
+    self.info.metadata['source_dir'] = config.source_dir
+    if config.manifest:
+      self.info.metadata['manifest'] = config.manifest
+    self.info.metadata['fingerprint'] = fingerprint
+    if self._beam_skipped_dir:
+      return self._beam_split_generators(clips, skipped)
+    settings = self._settings()
     prepared = []
     for index, clip in enumerate(clips):
-      plain = (
-        not config.manifest and clip.start is None and clip.end is None and not config.clip_seconds
-      )
-      if plain:  # A folder video as a whole: decoded as before.
-        result = self._prepare_clip(clip, index)
-        result = [result] if isinstance(result, _Prepared) else result
-      else:
-        result = self._prepare_windows(clip, index)
+      result = clip_examples.decode_clip(settings, clip, index)
       if isinstance(result, SkippedFile):
         row = f'row {result.row}, ' if result.row else ''
         logging.warning('Skipping %s%s: %s', row, result.path, result.reason)
         skipped.append(result)
       else:
-        prepared += result
+        for decoded in result:
+          array_file = os.path.join(self._scratch_dir, f'{decoded.key}.npy')
+          np.save(array_file, decoded.video, allow_pickle=False)
+          prepared.append(dataclasses.replace(decoded, video=array_file))
       if (index + 1) % _LOG_EVERY == 0:
         logging.info('Decoded %d of %d clips.', index + 1, len(clips))
     skipped.sort(key=lambda item: item.row)  # Manifest rows in order; folder files first.
     self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
-    self.info.metadata['source_dir'] = config.source_dir
-    if config.manifest:
-      self.info.metadata['manifest'] = config.manifest
-    self.info.metadata['fingerprint'] = fingerprint
     try:
-      splits = assign_splits([item.video for item in prepared], config.test_fraction)
+      splits = assign_splits([item.split_name for item in prepared], config.test_fraction)
     except ValueError as error:
       details = '; '.join(f'{item.path}: {item.reason}' for item in skipped) or 'none'
       where = (
@@ -505,14 +446,7 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       for split, indices in splits.items()
     }
 
-  def _generate_examples(self, items: list[_Prepared]):
-    for item in items:
-      video = np.load(item.array_file, allow_pickle=False)
-      yield (
-        item.key,
-        {
-          'video': video_io.encode_png_frames(video),
-          'caption': item.caption,
-          'path': item.path,
-        },
-      )
+  def _generate_examples(self, items: list[clip_examples.DecodedClip]):
+    for item in items:  # `video` names the scratch file of its frames.
+      video = np.load(item.video, allow_pickle=False)
+      yield clip_examples.to_example(dataclasses.replace(item, video=video))
