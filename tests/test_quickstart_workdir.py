@@ -3,20 +3,24 @@
 The quickstart notebook trains the workdir (tiny overrides injected after its
 `parameters` cell, the papermill convention); then the sampling and tokenizer
 notebooks run on its two stages (nbclient: a failing cell fails the test),
-`videogen eval` evaluates both stages, and a second quickstart resumes.
+`videogen eval` evaluates both stages, and a second quickstart resumes. The
+trained run is then moved (its original paths and dataset deleted) and
+exported, and must sample exactly as before.
 """
 
 import json
+import shutil
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
 from tests import helpers
-from videogen import quickstart
+from videogen import export, quickstart, vq, weights
 from videogen.eval import i3d
 from videogen.eval import run as eval_run
-from videogen.train import checkpointing
+from videogen.transformer import SamplingSettings, TextToVideo
 
 NOTEBOOKS = helpers.REPO / 'colabs'
 TINY_MODEL = {
@@ -27,6 +31,7 @@ TINY_MODEL = {
   'model.mlp_dim': 64,
 }
 RUN = {'num_train_steps': 2, 'log_every_steps': 1, 'eval_every_steps': 2, 'num_eval_batches': 1}
+PROMPTS = ['a red circle moving left', 'a blue square moving up']
 OVERRIDES = {
   'tokenizer': {**helpers.TINY_TOKENIZER, **RUN},
   'transformer': {**helpers.TINY_DATA, **TINY_MODEL, **RUN, 'batch_size': 8},
@@ -144,6 +149,88 @@ def test_rerunning_the_quickstart_resumes(workdir):
   logged = {s: (workdir / s / 'metrics.jsonl').read_text() for s in ('tokenizer', 'transformer')}
   summary = quickstart.run(str(workdir), samples_per_prompt=1, **OVERRIDES)
   for stage, before in logged.items():
-    assert checkpointing.latest_step(workdir / stage) == 2
+    assert weights.latest_step(workdir / stage) == 2
     assert (workdir / stage / 'metrics.jsonl').read_text() == before, f'{stage} trained again'
   assert summary['seconds']['tokenizer_s'] < 60
+
+
+def _relocate(workdir, root):
+  """Copies the quickstart run to `root/original` as if it had been trained there
+  (its config names `root/original/tokenizer` and `root/original/data`), then
+  copies that to `root/moved` and deletes the original, dataset included."""
+  original = root / 'original'
+  shutil.copytree(workdir, original, ignore=shutil.ignore_patterns('data'))
+  config_file = original / 'transformer' / 'config.json'
+  config = json.loads(config_file.read_text())
+  config['tokenizer']['checkpoint'] = str(original / 'tokenizer')
+  config['data']['data_dir'] = str(original / 'data')
+  config_file.write_text(json.dumps(config))
+  moved = root / 'moved'
+  shutil.copytree(original, moved)
+  shutil.rmtree(original)
+  return moved
+
+
+def test_a_moved_run_samples_without_its_original_paths_or_dataset(workdir, tmp_path):
+  settings = SamplingSettings(cfg_scale=2.0, top_k=5, seed=3)
+  reference = TextToVideo.load(workdir / 'transformer').generate(PROMPTS, settings)
+  moved = _relocate(workdir, tmp_path)
+  np.testing.assert_array_equal(
+    TextToVideo.load(moved / 'transformer').generate(PROMPTS, settings), reference
+  )
+  # Without the copy inside the workdir, the tokenizer run beside it is found.
+  shutil.rmtree(moved / 'transformer' / 'tokenizer')
+  np.testing.assert_array_equal(
+    TextToVideo.load(moved / 'transformer').generate(PROMPTS, settings), reference
+  )
+  shutil.rmtree(moved / 'tokenizer')
+  with pytest.raises(FileNotFoundError, match='No video tokenizer'):
+    TextToVideo.load(moved / 'transformer')
+
+
+def test_export_samples_equal_the_workdir_bit_for_bit(workdir, tmp_path):
+  out = tmp_path / 'model'
+  result = helpers.run_videogen(
+    'export', '--workdir', str(workdir / 'transformer'), '--out', str(out)
+  )
+  assert 'Exported the transformer' in result.stdout and 'MiB' in result.stdout
+  assert {p.name for p in out.iterdir()} == {
+    'config.json',
+    'transformer.safetensors',
+    'tokenizer',
+    'text_encoder',
+  }
+  assert {p.name for p in (out / 'text_encoder').iterdir()} == {
+    'config.json',
+    'model.safetensors',
+    'spiece.model',
+  }
+  settings = SamplingSettings(cfg_scale=2.0, temperature=0.7, seed=5)
+  model = TextToVideo.load(workdir / 'transformer')
+  exported = TextToVideo.load(out)
+  for kwargs in ({}, {'image': model.generate(PROMPTS[:1], settings)[0, 0]}):
+    np.testing.assert_array_equal(
+      exported.generate(PROMPTS, settings, **kwargs), model.generate(PROMPTS, settings, **kwargs)
+    )
+  # The command-line sampler reads the export the same way.
+  samples = tmp_path / 'samples'
+  helpers.run_videogen(
+    'sample', '--model', str(out), '--prompt', PROMPTS[0], '--seed', '5', '--out', str(samples)
+  )
+  assert np.load(samples / 'samples.npy').shape == (1, 5, 16, 16, 3)
+  # bfloat16 weights: half the transformer file, still a working model.
+  half = export.export(str(workdir / 'transformer'), str(tmp_path / 'bf16'), dtype='bfloat16')
+  full = (out / 'transformer.safetensors').stat().st_size
+  assert half.sizes['transformer'] < 0.6 * full
+  assert TextToVideo.load(tmp_path / 'bf16').generate(PROMPTS[:1]).shape == (1, 5, 16, 16, 3)
+
+
+def test_tokenizer_export_encodes_and_decodes_like_its_workdir(workdir, tmp_path):
+  report = export.export(str(workdir / 'tokenizer'), str(tmp_path / 'tokenizer'))
+  assert report.stage == 'tokenizer' and report.sizes['total'] > 0
+  trained = vq.Tokenizer.load(str(workdir / 'tokenizer'))
+  exported = vq.Tokenizer.load(str(tmp_path / 'tokenizer'))
+  clips = np.random.default_rng(0).uniform(-1, 1, (2, 5, 16, 16, 3)).astype(np.float32)
+  tokens = np.asarray(trained.encode(clips))
+  np.testing.assert_array_equal(np.asarray(exported.encode(clips)), tokens)
+  np.testing.assert_array_equal(np.asarray(exported.decode(tokens)), trained.decode(tokens))
