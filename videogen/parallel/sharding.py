@@ -16,6 +16,7 @@ import dataclasses
 import math
 from typing import Any, Iterator, Mapping, Sequence
 
+import flax
 import jax
 import numpy as np
 from flax import nnx
@@ -46,8 +47,10 @@ DEFAULT_LOGICAL_AXIS_RULES = (
 )
 
 
-# Parameters keep logical names as metadata; shardings come from the rules.
-nnx.use_eager_sharding(False)
+# Parameters keep logical names as metadata; shardings come from the rules. The
+# global default, for every thread (nnx.use_eager_sharding sets only the calling
+# thread's, and `videogen serve` generates in the web server's worker threads).
+flax.config.update('flax_always_shard_variable', False)
 
 LogicalAxes = Sequence[str | None]
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
