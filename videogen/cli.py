@@ -10,6 +10,11 @@ videogen tokenize --tokenizer T --video IN.mp4 --out IN.tokens.npz [--height H -
 videogen tokenize --tokenizer T --config configs/X.py[:arg] --out DIR [--clips_per_shard N]
 videogen detokenize --tokenizer T --tokens IN.tokens.npz --out OUT.mp4
 videogen compile --config configs/X.py[:arg] --topology v5p-128 [--num_slices N] [--out FILE]
+
+Errors print one line, `videogen <command>: error: <what>`, and exit 2 (a bad
+command line) or 1 (the work failed: no checkpoint restores, a save failed,
+too many damaged examples); --verbosity=1 or VIDEOGEN_TRACEBACK=1 also
+prints the traceback. A flag the command does not use is an error.
 """
 
 from __future__ import annotations
@@ -314,19 +319,51 @@ class _LibraryInfoFilter(std_logging.Filter):
     )
 
 
+def _fail(command: str, error: BaseException, exit_code: int) -> None:
+  """One line `videogen <command>: error: ...` (plus the traceback if asked), then exit."""
+  from videogen import cli_checks
+
+  message = str(error).strip()
+  for prefix in (f'videogen {command}: error: ', f'videogen {command} ', 'videogen: '):
+    message = message.removeprefix(prefix)
+  if cli_checks.show_traceback(flags.FLAGS['verbosity'].value):
+    import traceback
+
+    traceback.print_exception(error)
+  line = message.splitlines()[0] if message else type(error).__name__
+  print(f'videogen {command}: error: {line}', file=sys.stderr)
+  sys.exit(exit_code)
+
+
 def main(argv: list[str]) -> None:
+  from videogen import cli_checks
+
   if not _LIBRARY_LOGS.value:
     # ABSLHandler hands records to its python_handler without applying its own filters.
     logging.get_absl_handler().python_handler.addFilter(_LibraryInfoFilter())
   if len(argv) < 2 or argv[1] not in _HANDLERS:
     given = argv[1] if len(argv) > 1 else '(none)'
-    raise UsageError(f'Unknown command {given!r}; commands: {", ".join(COMMANDS)}.')
-  if len(argv) > 2:
-    raise UsageError(f'Unexpected arguments: {" ".join(argv[2:])}')
+    print(
+      f'videogen: error: unknown command {given!r}; commands: {", ".join(COMMANDS)}.',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  command = argv[1]
+  try:
+    if len(argv) > 2:
+      raise UsageError(f'unexpected arguments: {" ".join(argv[2:])}')
+    cli_checks.check(command, flags.FLAGS)
+  except (UsageError, cli_checks.InputError) as error:
+    _fail(command, error, 2)
   from videogen.parallel import distributed
 
   distributed.set_cpu_devices(_CPU_DEVICES.value)
-  _HANDLERS[argv[1]]()
+  try:
+    _HANDLERS[command]()
+  except (UsageError, cli_checks.InputError) as error:
+    _fail(command, error, 2)
+  except cli_checks.runtime_errors() as error:
+    _fail(command, error, 1)
 
 
 def packaged_config_path(value: str) -> str:
@@ -357,7 +394,10 @@ def _flags_parser(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as error:
-    print(f'videogen: {_explain_config_error(error, argv)}', file=sys.stderr)
+    command = argv[1] if len(argv) > 1 and not argv[1].startswith('-') else None
+    where = f'videogen {command}' if command else 'videogen'
+    message = _explain_config_error(error, argv).removeprefix('videogen: ')
+    print(f'{where}: error: {message}', file=sys.stderr)
     sys.exit(2)
 
 
@@ -373,8 +413,10 @@ def _explain_config_error(error: Exception, argv: list[str]) -> str:
     return message
   try:
     config = config_lib.load_config_file(config_path)
-  except Exception:  # noqa: BLE001 - the original message is the better one then.
-    return message
+  except Exception as load_error:  # noqa: BLE001 - the original message is the better one then.
+    from videogen import cli_checks
+
+    return cli_checks.explain_config_arg_error(config_path, load_error) or message
   for override in bad:
     problem = config_lib.describe_missing_key(config, override.removeprefix('config.'))
     if problem:

@@ -1,0 +1,388 @@
+"""Input checks of every `videogen` subcommand, run before a model loads or compiles.
+
+`COMMAND_FLAGS` says which flags each subcommand reads; a flag given to one
+that ignores it is an error. `VALIDATORS` holds each subcommand's checks
+(paths exist and are the right kind, images and videos decode, counts >= 1,
+probabilities in range). A new subcommand adds one entry to each table.
+
+Failures are `InputError` (exit 2) or, raised later by the work itself, one
+of `RUNTIME_ERRORS` (exit 1); `videogen.cli` prints either as one line
+`videogen <command>: error: <what>`, with the traceback only when asked for
+(`--verbosity=1` or VIDEOGEN_TRACEBACK=1). Anything else is a bug and keeps
+its full traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Callable
+
+TRACEBACK_ENV = 'VIDEOGEN_TRACEBACK'
+# Flags every subcommand accepts (logging, devices).
+COMMON_FLAGS = frozenset({'library_logs', 'cpu_devices'})
+_DISTRIBUTED = frozenset({'coordinator_address', 'num_processes', 'process_id'})
+_SAMPLING = frozenset(
+  {
+    'model',
+    'workdir',
+    'prompt',
+    'prompts_file',
+    'num_samples',
+    'cfg_scale',
+    'temperature',
+    'top_k',
+    'top_p',
+    'seed',
+    'first_frame',
+    'prefix_video',
+    'num_frames',
+    'out',
+  }
+)
+# Subcommand -> the videogen flags it reads (besides COMMON_FLAGS). `config`
+# covers its `--config.key=value` overrides.
+COMMAND_FLAGS: dict[str, frozenset[str]] = {
+  'quickstart': frozenset({'workdir'}),
+  'train': frozenset({'config', 'workdir'}) | _DISTRIBUTED,
+  'sample': _SAMPLING | _DISTRIBUTED,
+  'eval': frozenset({'workdir', 'split', 'i3d_weights', 'fvd_num_videos'}) | _DISTRIBUTED,
+  'build-dataset': frozenset({'config'}),
+  'export': frozenset({'workdir', 'out', 'dtype', 'copy_text_encoder'}),
+  'compile': frozenset({'config', 'topology', 'num_slices', 'out'}),
+  'tokenize': frozenset(
+    {'tokenizer', 'video', 'config', 'out', 'height', 'width', 'max_frames', 'clips_per_shard'}
+  )
+  | _DISTRIBUTED,
+  'detokenize': frozenset({'tokenizer', 'tokens', 'out'}),
+}
+
+
+class InputError(ValueError):
+  """A bad command line: one line to the user, exit status 2."""
+
+
+def runtime_errors() -> tuple[type[BaseException], ...]:
+  """Failures of the work itself that are the user's to fix (exit 1, one line)."""
+  from videogen import integrity, weights
+  from videogen.data import video_io
+  from videogen.train import checkpointing
+
+  errors = [
+    integrity.NoRestorableCheckpointError,
+    checkpointing.CheckpointSaveError,
+    checkpointing.CheckpointMismatchError,
+    weights.CheckpointMismatchError,
+    video_io.VideoReadError,
+    FloatingPointError,
+  ]
+  try:
+    from videogen.data import pipeline
+
+    errors.append(pipeline.TooManySkippedExamples)
+  except (ImportError, AttributeError):
+    pass
+  return tuple(errors)
+
+
+def show_traceback(verbosity: int) -> bool:
+  """Whether an expected error also prints its traceback."""
+  return verbosity >= 1 or os.environ.get(TRACEBACK_ENV, '') not in ('', '0')
+
+
+# --- the flags given --------------------------------------------------------
+
+
+def given_flags(flag_values, own: frozenset[str]) -> list[str]:
+  """Names of videogen's own flags present on the command line (overrides as `config`)."""
+  given = set()
+  for name in flag_values:
+    if not flag_values[name].present:
+      continue
+    base = 'config' if name.startswith('config.') else name
+    if base in own:
+      given.add(base)
+  return sorted(given)
+
+
+def check_flags_used(command: str, given: list[str]) -> None:
+  """Raises InputError for a flag the subcommand ignores (unknown subcommands: no check)."""
+  allowed = COMMAND_FLAGS.get(command)
+  if allowed is None:
+    return
+  ignored = [name for name in given if name not in allowed | COMMON_FLAGS]
+  if ignored:
+    names = ', '.join(f'--{name}' for name in ignored)
+    valid = ', '.join(f'--{name}' for name in sorted(allowed))
+    raise InputError(f'{names} is not used by videogen {command}; it takes {valid}')
+
+
+# --- value checks -------------------------------------------------------------
+
+
+def _is_remote(path: str) -> bool:
+  return '://' in path
+
+
+def need_dir(flag: str, path: str | None) -> None:
+  if path is None or _is_remote(path):
+    return
+  if not os.path.exists(path):
+    raise InputError(f'--{flag}={path}: no such directory')
+  if not os.path.isdir(path):
+    raise InputError(f'--{flag}={path}: is a file, expected a directory')
+
+
+def need_file(flag: str, path: str | None) -> None:
+  if path is None or _is_remote(path):
+    return
+  if not os.path.exists(path):
+    raise InputError(f'--{flag}={path}: no such file')
+  if os.path.isdir(path):
+    raise InputError(f'--{flag}={path}: is a directory, expected a file')
+  if os.path.getsize(path) == 0:
+    raise InputError(f'--{flag}={path}: the file is empty')
+
+
+def out_dir(flag: str, path: str | None) -> None:
+  """An output directory: absent (it is made) or a directory, never a file."""
+  if path and not _is_remote(path) and os.path.exists(path) and not os.path.isdir(path):
+    raise InputError(f'--{flag}={path}: is a file; give a directory to write into')
+
+
+def run_dir(flag: str, path: str | None, *, stages: tuple[str, ...], what: str) -> None:
+  """A videogen workdir or export whose `config.json` names one of `stages`."""
+  if path is None:
+    return
+  need_dir(flag, path)
+  if _is_remote(path):
+    return
+  config_path = os.path.join(path, 'config.json')
+  if not os.path.exists(config_path):
+    raise InputError(f'--{flag}={path}: not a videogen run or export (no config.json); {what}')
+  try:
+    with open(config_path, encoding='utf-8') as f:
+      stage = json.load(f).get('stage')
+  except (OSError, ValueError) as error:
+    raise InputError(f'--{flag}={path}: its config.json is unreadable ({error})') from None
+  if stage is not None and stage not in stages:
+    raise InputError(f'--{flag}={path}: is a {stage} run; {what}')
+
+
+def at_least(flag: str, value: int | float | None, low: float) -> None:
+  if value is not None and not value >= low:
+    raise InputError(f'--{flag}={value}: must be >= {low:g}')
+
+
+def in_range(flag: str, value: float | None, low: float, high: float, low_open: bool) -> None:
+  if value is None:
+    return
+  ok = (low < value if low_open else low <= value) and value <= high and math.isfinite(value)
+  if not ok:
+    bracket = '(' if low_open else '['
+    raise InputError(f'--{flag}={value}: must be in {bracket}{low:g}, {high:g}]')
+
+
+def image_decodes(flag: str, path: str | None) -> None:
+  if path is None or _is_remote(path):
+    return
+  need_file(flag, path)
+  from PIL import Image, UnidentifiedImageError
+
+  try:
+    with Image.open(path) as image:
+      image.load()
+  except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    raise InputError(f'--{flag}={path}: not a readable image ({error})') from None
+
+
+def video_decodes(flag: str, path: str | None) -> None:
+  if path is None or _is_remote(path):
+    return
+  need_file(flag, path)
+  from videogen.data import video_io
+
+  try:
+    video_io.read_video(path, max_frames=1)
+  except (video_io.VideoReadError, OSError, ValueError) as error:
+    raise InputError(f'--{flag}={path}: not a readable video ({error})') from None
+
+
+def prompts_file(flag: str, path: str | None) -> None:
+  if path is None:
+    return
+  need_file(flag, path)
+  if _is_remote(path):
+    return
+  try:
+    with open(path, encoding='utf-8') as f:
+      lines = [line for line in f if line.strip()]
+  except UnicodeDecodeError as error:
+    raise InputError(f'--{flag}={path}: not UTF-8 text ({error.reason})') from None
+  if not lines:
+    raise InputError(f'--{flag}={path}: holds no prompt (one per line)')
+
+
+# --- per subcommand -----------------------------------------------------------
+
+
+def _sample(v: Any) -> None:
+  if v.model and v.workdir:
+    raise InputError('give --model or --workdir, not both')
+  flag = 'model' if v.model else 'workdir'
+  run_dir(
+    flag,
+    v.model or v.workdir,
+    stages=('transformer',),
+    what='sample needs a transformer workdir or export',
+  )
+  at_least('num_samples', v.num_samples, 1)
+  at_least('num_frames', v.num_frames, 1)
+  at_least('top_k', v.top_k, 0)
+  at_least('temperature', v.temperature, 0)
+  at_least('cfg_scale', v.cfg_scale, 0)
+  in_range('top_p', v.top_p, 0.0, 1.0, low_open=True)
+  if v.first_frame and v.prefix_video:
+    raise InputError('give --first_frame or --prefix_video, not both')
+  image_decodes('first_frame', v.first_frame)
+  video_decodes('prefix_video', v.prefix_video)
+  prompts_file('prompts_file', v.prompts_file)
+  out_dir('out', v.out)
+
+
+def _train(v: Any) -> None:
+  if v.workdir and not _is_remote(v.workdir) and os.path.isfile(v.workdir):
+    raise InputError(f'--workdir={v.workdir}: is a file, expected a directory')
+  config_path = v.workdir and os.path.join(v.workdir, 'config.json')
+  if config_path and os.path.isfile(config_path) and v.config is not None:
+    try:
+      with open(config_path, encoding='utf-8') as f:
+        stage = json.load(f).get('stage')
+    except (OSError, ValueError):
+      return
+    if stage and stage != v.config.stage:
+      raise InputError(
+        f'--workdir={v.workdir}: holds a {stage} run; this config trains a '
+        f'{v.config.stage} (use another --workdir)'
+      )
+
+
+def _eval(v: Any) -> None:
+  run_dir('workdir', v.workdir, stages=('tokenizer', 'transformer'), what='eval needs a workdir')
+  if v.workdir and not _is_remote(v.workdir) and os.path.isdir(v.workdir):
+    if not os.path.isdir(os.path.join(v.workdir, 'checkpoints')):
+      raise InputError(f'--workdir={v.workdir}: has no checkpoints/; train it first')
+  need_file('i3d_weights', v.i3d_weights)
+  at_least('fvd_num_videos', v.fvd_num_videos, 1)
+
+
+def _export(v: Any) -> None:
+  run_dir(
+    'workdir',
+    v.workdir,
+    stages=('tokenizer', 'transformer'),
+    what='export needs a training workdir',
+  )
+  out_dir('out', v.out)
+
+
+def _compile(v: Any) -> None:
+  at_least('num_slices', v.num_slices, 1)
+  out_dir_parent = v.out and os.path.dirname(os.path.abspath(v.out))
+  if v.out and not _is_remote(v.out) and os.path.isdir(v.out):
+    raise InputError(f'--out={v.out}: is a directory; give a file to write the report to')
+  need_dir('out', out_dir_parent if v.out and not _is_remote(v.out) else None)
+
+
+def _tokenizer_dir(v: Any) -> None:
+  run_dir(
+    'tokenizer',
+    v.tokenizer,
+    stages=('tokenizer',),
+    what='give a tokenizer workdir or exported tokenizer',
+  )
+
+
+def _tokenize(v: Any) -> None:
+  _tokenizer_dir(v)
+  need_file('video', v.video)
+  at_least('height', v.height, 0)
+  at_least('width', v.width, 0)
+  at_least('max_frames', v.max_frames, 0)
+  at_least('clips_per_shard', v.clips_per_shard, 1)
+
+
+def _detokenize(v: Any) -> None:
+  _tokenizer_dir(v)
+  need_file('tokens', v.tokens)
+
+
+def _quickstart(v: Any) -> None:
+  out_dir('workdir', v.workdir)
+
+
+# Subcommand -> its checks over the parsed flags (absent entries: none).
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+  'quickstart': _quickstart,
+  'train': _train,
+  'sample': _sample,
+  'eval': _eval,
+  'export': _export,
+  'compile': _compile,
+  'tokenize': _tokenize,
+  'detokenize': _detokenize,
+}
+
+
+def check(command: str, flag_values) -> None:
+  """All checks of `command` (flags used, values) over absl's parsed flags."""
+  own = frozenset().union(*COMMAND_FLAGS.values()) | COMMON_FLAGS
+  check_flags_used(command, given_flags(flag_values, own))
+  validator = VALIDATORS.get(command)
+  if validator is not None:
+    validator(_Values(flag_values))
+
+
+class _Values:
+  """Attribute access to flag values; flags not defined read as None."""
+
+  def __init__(self, flag_values):
+    self._flags = flag_values
+
+  def __getattr__(self, name: str):
+    try:
+      return self._flags[name].value
+    except KeyError:
+      return None
+
+
+# --- config files -------------------------------------------------------------
+
+_KNOWN_VARIANTS = ('tiny', 'small', 'base', 'large', 'xl', 'fsq', 'lfq', 'vq')
+
+
+def explain_config_arg_error(config_arg: str, error: Exception) -> str | None:
+  """For `file.py:key=value` whose value the file rejects with a bare KeyError,
+  the message naming the key, the value and the values that load."""
+  if not isinstance(error, KeyError) or ':' not in config_arg:
+    return None
+  from videogen import config_lib
+
+  path, _, arg = config_arg.partition(':')
+  bad = str(error.args[0]) if error.args else ''
+  items = [item.partition('=') for item in arg.split(',') if item.strip()]
+  for key, eq, value in items:
+    if not eq or value != bad:
+      continue
+    valid = []
+    for candidate in _KNOWN_VARIANTS:
+      probe = ','.join(f'{k}={candidate if k == key else v}' if e else k for k, e, v in items)
+      try:
+        config_lib.load_config_file(f'{path}:{probe}')
+      except Exception:  # noqa: BLE001 - a candidate that does not load is not listed.
+        continue
+      valid.append(candidate)
+    listed = ', '.join(valid) if valid else 'see the file docstring'
+    return f'config argument {key}={value!r} is not valid for {path}; valid: {listed}'
+  return None
