@@ -64,6 +64,7 @@ def data_config(
   data.clip_seconds = 0.0  # video_folder: cut each video (manifest row without a time range) into windows this long; 0 = one example per video/row.
   data.clip_stride_seconds = 0.0  # video_folder: seconds between window starts (clip_seconds > 0); 0 = back to back.
   data.beam_runner = ''  # video_folder: build as an Apache Beam pipeline on this runner ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner'); '' = in process. Needs videogen[beam].
+  data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR; '' = tokenize clips in the step.
   data.beam_options = ''  # Beam pipeline options for beam_runner, e.g. '--direct_num_workers=4 --direct_running_mode=multi_processing'.
   data.num_frames = num_frames  # Frames per clip given to the model.
   data.height = resolution  # Clip height in pixels; stored clips of another size are centre-cropped and resized.
@@ -87,6 +88,7 @@ def data_config(
   data.worker_count = 0  # grain worker processes; 0 = decode in threads of the training process (fastest on few cores).
   data.read_threads = 4  # Threads that read and decode examples ahead of the training step.
   data.prefetch_buffer_size = 64  # Decoded examples (not batches) kept ready per process.
+  data.max_skipped_fraction = 0.01  # Training stops once more than this share of the examples read fail to decode or have the wrong shape (skipped until then).
   # fmt: on
   for key, value in _NAMED_DATASET_DEFAULTS.get(name.split('/')[0], {}).items():
     data[key] = value
@@ -128,6 +130,10 @@ def validate(data: ml_collections.ConfigDict) -> None:
   ):
     if data.get(key, 0) < 0:
       raise ValueError(f'config.data.{key} must be >= 0, got {data[key]}.')
+  if not 0 <= data.get('max_skipped_fraction', 0.0) <= 1:
+    raise ValueError(
+      f'config.data.max_skipped_fraction must be in [0, 1], got {data.max_skipped_fraction}.'
+    )
   if data.read_threads < 1 or data.prefetch_buffer_size < 1:
     raise ValueError(
       'config.data.read_threads and prefetch_buffer_size must be >= 1, got '

@@ -30,6 +30,12 @@ from videogen.data import config as config_lib
 from videogen.data import sources, transforms
 
 Batch = dict[str, np.ndarray]
+# Train batches with `skip_bad_examples` carry two int64 scalars: examples this
+# process skipped so far (failed to read or decode, wrong shape) and its shard size.
+SKIPPED = 'skipped_examples'
+SHARD_SIZE = 'shard_examples'
+_BAD = '_bad_example'  # An example that failed: {_BAD: 'why'}.
+_LOGGED_SKIPS = 10  # Skips logged one by one; later ones are only counted.
 EVAL_MASK = config_lib.EVAL_MASK  # float32 [b] eval weights, 0 = padding.
 CLIP_START = 'clip_start'  # Eval examples: the stored frame a clip starts at.
 # Captions of a batch -> arrays that travel with it: {'text_ids', 'text_mask'}
@@ -67,14 +73,74 @@ def _topology(process_index: int | None, process_count: int | None) -> tuple[int
   return process_index, process_count
 
 
+class TooManySkippedExamples(RuntimeError):
+  """More training examples failed than `config.data.max_skipped_fraction` allows."""
+
+
+def _failure(what: str, error: Exception) -> dict[str, str]:
+  text = str(error).strip().splitlines()[0] if str(error).strip() else ''
+  return {_BAD: f'{what}: {type(error).__name__}: {text}'[:300]}
+
+
+@dataclasses.dataclass(frozen=True)
+class _SkippingSource:
+  """A source whose unreadable records become `{_BAD: why}` instead of raising."""
+
+  source: RandomAccessSource
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    try:
+      return self.source[index]
+    except Exception as error:  # noqa: BLE001 - a damaged record is skipped and counted.
+      return _failure(f'record #{index}', error)
+
+
 @dataclasses.dataclass(frozen=True)
 class _ApplyToExample:
-  """Adapts an `ExampleFn` to grain's `map` (no rng: eval) or `random_map`."""
+  """Adapts an `ExampleFn` to grain's `map` (no rng: eval) or `random_map`.
+
+  With `skip_bad`, an example that failed to read passes through and one
+  that `fn` fails on becomes `{_BAD: why}`.
+  """
 
   fn: ExampleFn
+  skip_bad: bool = False
 
   def __call__(self, example: dict[str, Any], rng: np.random.Generator | None = None):
-    return self.fn(example, rng)
+    if not self.skip_bad:
+      return self.fn(example, rng)
+    if _BAD in example:
+      return example
+    try:
+      return self.fn(example, rng)
+    except Exception as error:  # noqa: BLE001 - a damaged example is skipped and counted.
+      return _failure('example', error)
+
+
+class _SkipCounter:
+  """Drops `{_BAD: ...}` examples (grain `filter`), counting them; stamps batches.
+
+  It runs where batches are consumed, so the count a batch carries is exact
+  for everything read before it.
+  """
+
+  def __init__(self, shard_size: int):
+    self.skipped = 0
+    self.shard_size = shard_size
+
+  def keep(self, example: dict[str, Any]) -> bool:
+    if _BAD not in example:
+      return True
+    self.skipped += 1
+    if self.skipped <= _LOGGED_SKIPS:
+      logging.warning('Skipped a training example (%d so far): %s', self.skipped, example[_BAD])
+    return False
+
+  def stamp(self, batch: Batch) -> Batch:
+    return {**batch, SKIPPED: np.int64(self.skipped), SHARD_SIZE: np.int64(self.shard_size)}
 
 
 def batched_iterator(
@@ -91,6 +157,7 @@ def batched_iterator(
   read_threads: int = 4,
   prefetch_buffer_size: int = 64,
   drop_remainder: bool = True,
+  skip_bad_examples: bool = False,
 ) -> grain.DatasetIterator:
   """Per-process batches from any random-access source of dict examples.
 
@@ -116,6 +183,9 @@ def batched_iterator(
     prefetch_buffer_size: examples kept ready by the reader threads.
     drop_remainder: eval only; False keeps a last, smaller batch (a one-pass
       read of every example, e.g. the token cache).
+    skip_bad_examples: train only; an example that fails to read or in
+      `example_fn` is dropped, logged and counted: batches carry `SKIPPED`
+      and `SHARD_SIZE` (the loop stops past `data.max_skipped_fraction`).
 
   Returns:
     A grain iterator of dict batches (leading axis `batch_size //
@@ -126,7 +196,8 @@ def batched_iterator(
   shuffle_seed, example_seed = (
     int(value) for value in np.random.SeedSequence(seed).generate_state(2)
   )
-  dataset = grain.MapDataset.source(source)
+  skip_bad_examples = skip_bad_examples and train
+  dataset = grain.MapDataset.source(_SkippingSource(source) if skip_bad_examples else source)
   if not train and drop_remainder:  # Equal shards: every process runs the same eval steps.
     dataset = dataset[: len(dataset) // process_count * process_count]
   dataset = dataset[process_index::process_count]
@@ -134,6 +205,7 @@ def batched_iterator(
     raise ValueError(
       f'Process {process_index} of {process_count} gets no examples: the split has {len(source)}.'
     )
+  counter = _SkipCounter(len(dataset)) if skip_bad_examples else None
   if train:
     logging.info(
       'Data: process %d of %d reads %d of the %d examples (every %d-th from #%d), %d per batch.',
@@ -152,7 +224,7 @@ def batched_iterator(
       f'examples, fewer than one batch of {local_batch_size}.'
     )
   if example_fn is not None:
-    apply = _ApplyToExample(example_fn)
+    apply = _ApplyToExample(example_fn, skip_bad=skip_bad_examples)
     dataset = dataset.random_map(apply, seed=example_seed) if train else dataset.map(apply)
   iter_dataset = dataset.to_iter_dataset(
     grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
@@ -160,9 +232,13 @@ def batched_iterator(
   if worker_count > 0:
     _mark_flags_parsed()
     iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  if counter is not None:
+    iter_dataset = iter_dataset.filter(counter.keep)
   iter_dataset = iter_dataset.batch(local_batch_size, drop_remainder=train or drop_remainder)
   if batch_fn is not None:
     iter_dataset = iter_dataset.map(batch_fn)
+  if counter is not None:
+    iter_dataset = iter_dataset.map(counter.stamp)
   return iter(iter_dataset)
 
 
@@ -205,6 +281,9 @@ class ClipTransform:
     if video.shape[-1] == 1:  # Grayscale datasets: repeat into RGB.
       video = np.repeat(video, 3, axis=-1)
     video = transforms.resize_video(video, self.height, self.width)
+    expected = (self.num_frames, self.height, self.width, 3)
+    if video.shape != expected:  # A source video changed or cut short under the dataset.
+      raise ValueError(f'clip of shape {video.shape}, expected {expected}')
     out = {'video': video, 'caption': example['caption']}
     if EVAL_MASK in example:
       out[EVAL_MASK] = example[EVAL_MASK]
@@ -262,7 +341,8 @@ def create_iterator(
     A grain iterator (`get_state`/`set_state`) of dicts with
     `video`: float32 [b, T, H, W, 3] in [-1, 1], `caption`: str [b], and with
     `text_features`, its arrays (`text_ids`, `text_mask`: int32 [b, L]);
-    b = config.batch_size // process_count.
+    b = config.batch_size // process_count. Train batches also carry the
+    `SKIPPED` and `SHARD_SIZE` counts (damaged examples are skipped).
   """
   data = config.data
   config_lib.validate(data)
@@ -280,6 +360,7 @@ def create_iterator(
     read_threads=data.read_threads,
     prefetch_buffer_size=data.prefetch_buffer_size,
     drop_remainder=drop_remainder,
+    skip_bad_examples=train,
   )
 
 

@@ -153,6 +153,54 @@ def _is_due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
 
+class _SkippedExamples:
+  """Examples the input pipeline skipped (`data/skipped_examples`) and the stop rule.
+
+  Counts start at this process's start (a resumed run counts afresh). The
+  run stops once skips exceed `data.max_skipped_fraction` of the examples
+  read, counted as at least one pass over the split, so that a few damaged
+  records early in a run do not stop it.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    from videogen.data import pipeline  # The train iterator exists: already imported.
+
+    self._keys = (pipeline.SKIPPED, pipeline.SHARD_SIZE)
+    self._error = pipeline.TooManySkippedExamples
+    self.max_fraction = float(config.data.get('max_skipped_fraction', 0.01))
+    self.batch_size = config.batch_size
+    self._local = np.zeros(2, np.int64)  # skipped, shard size
+
+  def take(self, batch: dict[str, Any]) -> dict[str, Any]:
+    """Removes the counts from a local batch (before it becomes global arrays)."""
+    if self._keys[0] in batch:
+      batch = dict(batch)
+      self._local = np.array([int(batch.pop(key)) for key in self._keys], np.int64)
+    return batch
+
+  def total(self) -> tuple[int, int]:
+    """(skipped, split size) over all processes."""
+    counts = self._local
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
+    return int(counts[0]), int(counts[1])
+
+  def check(self, steps_run: int) -> int:
+    """Raises past the allowed fraction; returns the skipped count."""
+    skipped, split = self.total()
+    read = steps_run * self.batch_size + skipped
+    if skipped > self.max_fraction * max(read, split):
+      raise self._error(
+        f'{skipped} of the {read} training examples read failed to decode or had the wrong '
+        f'shape, more than data.max_skipped_fraction={self.max_fraction:g} (the warnings '
+        'above name the first); repair or rebuild the dataset, or raise '
+        '--config.data.max_skipped_fraction.'
+      )
+    return skipped
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
   """Trains `config.stage` in `workdir`, resuming from its latest checkpoint.
 
@@ -261,12 +309,13 @@ def _run(
   watcher = preemption.PreemptionWatcher()
   sample_dir = str(workdir / 'samples') if is_main else None
   keys = task.batch_keys()
+  skips = _SkippedExamples(config)
   last_log_time, last_log_step = time.perf_counter(), start_step
   pending: list[dict[str, Any]] = []
   unchecked: tuple[int, dict[str, jax.Array]] | None = None
   try:
     for step in range(start_step + 1, total + 1):
-      batch = sharding.global_batch(next(train_iter), mesh, rules, keys)
+      batch = sharding.global_batch(skips.take(next(train_iter)), mesh, rules, keys)
       if step == start_step + 1:
         compiled = step_fn.lower(state, batch, train_rng).compile()
         _log_memory(compiled)
@@ -299,6 +348,7 @@ def _run(
           summary['frames_per_s'] = cost.frames * steps_per_s
         if cost.flops:
           summary['mfu'] = cost.flops * steps_per_s / reference
+        summary['data/skipped_examples'] = skips.check(step - start_step)
         log.write(step, summary)
         result.last_train_metrics = summary
         logging.info('step %d: %s', step, ', '.join(f'{k}={v:.4g}' for k, v in summary.items()))
