@@ -10,6 +10,7 @@ videogen tokenize --tokenizer T --video IN.mp4 --out IN.tokens.npz [--height H -
 videogen tokenize --tokenizer T --config configs/X.py[:arg] --out DIR [--clips_per_shard N]
 videogen detokenize --tokenizer T --tokens IN.tokens.npz --out OUT.mp4
 videogen compile --config configs/X.py[:arg] --topology v5p-128 [--num_slices N] [--out FILE]
+videogen serve --model DIR [--host 127.0.0.1] [--port 7860] [--concurrency 1] [--share]
 
 Errors print one line, `videogen <command>: error: <what>`, and exit 2 (a bad
 command line) or 1 (the work failed: no checkpoint restores, a save failed,
@@ -39,6 +40,7 @@ COMMANDS = (
   'export',
   'tokenize',
   'detokenize',
+  'serve',
 )
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -75,6 +77,14 @@ _FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'Image to start the vide
 _PREFIX_VIDEO = flags.DEFINE_string('prefix_video', None, 'Video to continue.')
 _NUM_FRAMES = flags.DEFINE_integer(
   'num_frames', None, 'Frames to generate; more than training makes a long video.'
+)
+_HOST = flags.DEFINE_string(
+  'host', '127.0.0.1', 'serve: address to listen on (0.0.0.0 = every network interface).'
+)
+_PORT = flags.DEFINE_integer('port', 7860, 'serve: port to listen on.')
+_SHARE = flags.DEFINE_bool('share', False, 'serve: also open a public gradio.live share link.')
+_CONCURRENCY = flags.DEFINE_integer(
+  'concurrency', 1, 'serve: generations run at once; more requests wait in the queue.'
 )
 _OUT = flags.DEFINE_string('out', None, 'Output directory for samples.')
 _SPLIT = flags.DEFINE_string('split', 'test', 'Dataset split to evaluate on.')
@@ -288,6 +298,25 @@ def _detokenize() -> None:
   _tokens_command('detokenize', lambda: tokenize.detokenize(vq.Tokenizer.load(path), tokens, out))
 
 
+def _serve() -> None:
+  from videogen.transformer.inference import TextToVideo
+
+  path = _require(_MODEL, 'serve')
+  try:
+    from videogen import serve
+  except ImportError as error:
+    _fail('serve', RuntimeError(f'needs Gradio: pip install "videogen[serve]" ({error})'), 1)
+  try:
+    model = TextToVideo.load(path)
+  except (FileNotFoundError, ValueError) as error:
+    _fail('serve', error, 1)
+  app = serve.build_app(model, path, concurrency=_CONCURRENCY.value)
+  try:
+    serve.launch(app, host=_HOST.value, port=_PORT.value, share=_SHARE.value)
+  except OSError as error:  # The port is taken or the address is not this machine's.
+    _fail('serve', error, 1)
+
+
 _HANDLERS = {
   'quickstart': _quickstart,
   'train': _train,
@@ -298,6 +327,7 @@ _HANDLERS = {
   'detokenize': _detokenize,
   'compile': _compile,
   'export': _export,
+  'serve': _serve,
 }
 
 

@@ -56,6 +56,7 @@ COMMAND_FLAGS: dict[str, frozenset[str]] = {
   )
   | _DISTRIBUTED,
   'detokenize': frozenset({'tokenizer', 'tokens', 'out'}),
+  'serve': frozenset({'model', 'host', 'port', 'share', 'concurrency'}),
 }
 
 
@@ -322,6 +323,17 @@ def _quickstart(v: Any) -> None:
   out_dir('workdir', v.workdir)
 
 
+def _serve(v: Any) -> None:
+  if v.model is None:
+    raise InputError('needs --model (a transformer workdir or an export)')
+  run_dir(
+    'model', v.model, stages=('transformer',), what='serve needs a transformer workdir or export'
+  )
+  at_least('concurrency', v.concurrency, 1)
+  if not 0 <= v.port <= 65535:
+    raise InputError(f'--port={v.port}: must be from 0 to 65535')
+
+
 # Subcommand -> its checks over the parsed flags (absent entries: none).
 VALIDATORS: dict[str, Callable[[Any], None]] = {
   'quickstart': _quickstart,
@@ -332,6 +344,7 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
   'compile': _compile,
   'tokenize': _tokenize,
   'detokenize': _detokenize,
+  'serve': _serve,
 }
 
 
