@@ -49,6 +49,9 @@ _TEST_REQUIRES = [
   'setuptools>=68',  # The wheel test builds videogen's wheel without build isolation.
   'wheel>=0.40',
   'av==18.1.0',  # The PyAV clip decoder (the `av` extra) is tested too.
+  'gradio==6.31.0',  # `videogen serve` (the `serve` extra) is tested too,
+  'gradio_client==2.7.2',  # through its API
+  'selenium==4.51.0',  # and in headless Chromium (Debian chromium + chromium-driver).
 ]
 
 # `videogen compile`: libtpu for ahead-of-time XLA:TPU compilation on any machine,
@@ -57,6 +60,10 @@ _TPU_REQUIRES = ['jax[tpu]==0.10.2']
 
 # Faster clip decoding (PyAV, same pixels as the ffmpeg binary): `pip install 'videogen[av]'`.
 _AV_REQUIRES = ['av==18.1.0']
+
+# `videogen serve`, a web page and HTTP API for a trained model: `pip install 'videogen[serve]'`.
+_SERVE_REQUIRES = ['gradio==6.31.0']
+
 # `config.data.beam_runner`: video_folder builds as Apache Beam pipelines. Not in `test`:
 # apache-beam 2.77.0 pins protobuf<7, Pillow<13 and pyarrow<26 (pip downgrades this stack's).
 _BEAM_REQUIRES = ['apache-beam==2.77.0']
@@ -79,6 +86,7 @@ setuptools.setup(
   extras_require={
     'av': _AV_REQUIRES,
     'beam': _BEAM_REQUIRES,
+    'serve': _SERVE_REQUIRES,
     'test': _TEST_REQUIRES + _TPU_REQUIRES,
     'tpu': _TPU_REQUIRES,
   },
