@@ -277,6 +277,24 @@ def read_info(directory: str) -> dict[str, Any]:
   return json.loads(path.read_text())
 
 
+def check_compatible(directory: str, latent_shape, codebook_size: int) -> None:
+  """Raises ValueError when DIR's tokens are not of this latent shape and codebook.
+
+  Args:
+    directory: a `videogen tokenize --config` output.
+    latent_shape: (t, h, w) tokens per clip the model trains on.
+    codebook_size: distinct tokens of its tokenizer.
+  """
+  info = read_info(directory)
+  if list(info['latent_shape']) != list(latent_shape) or info['codebook_size'] != codebook_size:
+    raise ValueError(
+      f'Token shards in {directory} are {info["latent_shape"]} tokens of '
+      f'{info["codebook_size"]} codes (tokenizer {info["tokenizer"]}); this run trains on '
+      f"{list(latent_shape)} tokens of {codebook_size} codes. Tokenize with this run's "
+      'tokenizer and clip size.'
+    )
+
+
 class TokenShardSource:
   """Random access to every clip of a tokenized split, in clip order.
 

@@ -122,7 +122,8 @@ class TransformerTask(Task):
   # --- Task interface --------------------------------------------------------
 
   def batch_keys(self) -> tuple[str, ...]:
-    clips = 'tokens' if self.config.tokenizer.cache_tokens else 'video'
+    pre_tokenized = self.config.tokenizer.cache_tokens or self.config.data.get('tokens_dir', '')
+    clips = 'tokens' if pre_tokenized else 'video'
     return (clips, *self._text_keys())
 
   def text_features(self) -> Callable[[list[str]], dict[str, np.ndarray]]:
@@ -239,11 +240,24 @@ class TransformerTask(Task):
   # --- helpers ---------------------------------------------------------------
 
   def create_train_iterator(self):
-    """The training batches when tokens are cached, else None (video pipeline).
+    """The training batches when tokens are pre-computed, else None (video pipeline).
 
-    Builds the cache on first use (every process encodes its shard, then all
-    wait for each other).
+    `config.data.tokens_dir`: the token shards of `videogen tokenize --config`.
+    `config.tokenizer.cache_tokens`: the in-job cache, built on first use
+    (every process encodes its shard, then all wait for each other).
     """
+    tokens_dir = self.config.data.get('tokens_dir', '')
+    if tokens_dir:
+      from videogen.data import token_shards  # noqa: PLC0415  (TFDS, TensorFlow)
+
+      token_shards.check_compatible(tokens_dir, self.latent_shape, self.tokenizer.codebook_size)
+      return token_shards.token_shard_iterator(
+        self.config,
+        tokens_dir,
+        self.config.data.train_split,
+        train=True,
+        text_features=self.text_features(),
+      )
     if not self.config.tokenizer.cache_tokens:
       return None
     directory = token_cache.cache_directory(self.config, self.workdir)
