@@ -69,6 +69,25 @@ def sample_logits(
   return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
 
 
+def chosen_log_prob(
+  logits: jax.Array,
+  token: jax.Array,
+  temperature: jax.Array,
+  top_k: int = 0,
+  top_p: float = 1.0,
+) -> jax.Array:
+  """The log-probability `sample_logits` drew `token` with: float32 [batch].
+
+  Args:
+    logits: float32 [batch, vocab] (after guidance).
+    token: int32 [batch].
+    temperature, top_k, top_p: as for `sample_logits`.
+  """
+  scaled = filter_logits(logits / jnp.maximum(temperature, 1e-6), top_k, top_p)
+  log_probs = jax.nn.log_softmax(scaled, axis=-1)
+  return jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+
+
 def guide(logits: jax.Array, cfg_scale: jax.Array) -> jax.Array:
   """Classifier-free guidance over [cond; uncond] rows: uncond + s * (cond - uncond).
 
@@ -88,7 +107,15 @@ def _as_graphdef_state(model_or_state):
 
 @functools.partial(
   jax.jit,
-  static_argnames=('graphdef', 'length', 'top_k', 'top_p', 'guided', 'use_cache'),
+  static_argnames=(
+    'graphdef',
+    'length',
+    'top_k',
+    'top_p',
+    'guided',
+    'use_cache',
+    'return_log_probs',
+  ),
 )
 def sample_window(
   graphdef,
@@ -106,6 +133,7 @@ def sample_window(
   top_p: float,
   guided: bool,
   use_cache: bool,
+  return_log_probs: bool = False,
 ):
   """Samples one window of tokens (jitted; `sample_tokens` calls it per window).
 
@@ -120,9 +148,12 @@ def sample_window(
     top_k, top_p: static filters (0 / 1.0 = off).
     guided: add null-text rows and apply classifier-free guidance.
     use_cache: KV-cached decoding, or a full forward pass per token.
+    return_log_probs: also return the log-probability each token was drawn
+      with (0 at the prefix).
 
   Returns:
-    int32 [batch, length], starting with `prefix`.
+    int32 [batch, length], starting with `prefix`; with `return_log_probs`,
+    also float32 [batch, length].
   """
   model = nnx.merge(graphdef, state)
   spec = model.spec
@@ -138,14 +169,23 @@ def sample_window(
   rows = text_emb.shape[0]
   offset = jnp.full((rows,), frame_offset, jnp.int32)
   tokens = jnp.zeros((batch, length), jnp.int32).at[:, :prefix_length].set(prefix.astype(jnp.int32))
+  log_probs = jnp.zeros((batch, length), jnp.float32)
 
   def duplicate(x):
     return jnp.concatenate([x, x], axis=0) if guided else x
 
-  def choose(logits, index, rng):
+  def choose(logits, index, rng, tokens, log_probs):
     if guided:
       logits = guide(logits, cfg_scale)
-    return sample_logits(logits, jax.random.fold_in(rng, index), temperature, top_k, top_p)
+    chosen = sample_logits(logits, jax.random.fold_in(rng, index), temperature, top_k, top_p)
+    tokens = jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1)
+    if return_log_probs:
+      log_prob = chosen_log_prob(logits, chosen, temperature, top_k, top_p)
+      log_probs = jax.lax.dynamic_update_index_in_dim(log_probs, log_prob, index, 1)
+    return tokens, log_probs
+
+  def result(tokens, log_probs):
+    return (tokens, log_probs) if return_log_probs else tokens
 
   if use_cache:
     context, context_mask = model.encode_text(text_emb, text_mask, drop)
@@ -154,21 +194,23 @@ def sample_window(
       _, cache = model.prefill(duplicate(shift_right(prefix, spec.bos_id)), cache)
 
     def step(index, carry):
-      tokens, cache, state = carry
+      tokens, log_probs, cache, state = carry
       model = nnx.merge(graphdef, state)
       previous = jax.lax.dynamic_index_in_dim(tokens, jnp.maximum(index - 1, 0), 1, keepdims=False)
       token = jnp.where(index == 0, spec.bos_id, previous)
       logits, cache = model.decode_step(duplicate(token), index, cache)
-      chosen = choose(logits, index, rng)
-      return jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1), cache, state
+      tokens, log_probs = choose(logits, index, rng, tokens, log_probs)
+      return tokens, log_probs, cache, state
 
     # The parameters ride in the carry: NNX transforms inside the body refuse
     # Variables captured from an outer trace.
-    tokens, _, _ = jax.lax.fori_loop(prefix_length, length, step, (tokens, cache, state))
-    return tokens
+    tokens, log_probs, _, _ = jax.lax.fori_loop(
+      prefix_length, length, step, (tokens, log_probs, cache, state)
+    )
+    return result(tokens, log_probs)
 
   def full_step(index, carry):
-    tokens, state = carry
+    tokens, log_probs, state = carry
     model = nnx.merge(graphdef, state)
     # Causality makes positions past `index` irrelevant: one full pass per token.
     logits = model(
@@ -179,10 +221,13 @@ def sample_window(
       text_drop=drop,
     )
     logits = jax.lax.dynamic_index_in_dim(logits, index, 1, keepdims=False)
-    chosen = choose(logits, index, rng)
-    return jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1), state
+    tokens, log_probs = choose(logits, index, rng, tokens, log_probs)
+    return tokens, log_probs, state
 
-  return jax.lax.fori_loop(prefix_length, length, full_step, (tokens, state))[0]
+  tokens, log_probs, _ = jax.lax.fori_loop(
+    prefix_length, length, full_step, (tokens, log_probs, state)
+  )
+  return result(tokens, log_probs)
 
 
 def sample_tokens(
@@ -200,7 +245,8 @@ def sample_tokens(
   rng: jax.Array,
   window_prefix_frames: int = 1,
   use_cache: bool = True,
-) -> jax.Array:
+  return_log_probs: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Samples token videos for text prompts.
 
   Args:
@@ -222,9 +268,13 @@ def sample_tokens(
     window_prefix_frames: latent frames carried from one window to the next.
     use_cache: False recomputes the full forward pass for every token (the
       reference the KV cache is tested and benchmarked against).
+    return_log_probs: also return the log-probability each token was drawn
+      with under the filtered, tempered (and guided) distribution; 0 at
+      prefix tokens (tests compare it with the training forward pass).
 
   Returns:
-    int32 [batch, num_latent_frames, h, w].
+    int32 [batch, num_latent_frames, h, w]; with `return_log_probs`, also
+    float32 [batch, num_latent_frames, h, w].
   """
   graphdef, state = _as_graphdef_state(model_or_state)
   spec = graphdef_spec(graphdef, state)
@@ -256,6 +306,7 @@ def sample_tokens(
     top_p=float(top_p),
     guided=cfg_scale is not None,
     use_cache=use_cache,
+    return_log_probs=return_log_probs,
   )
   scalars = (
     jnp.float32(1.0 if cfg_scale is None else cfg_scale),
@@ -263,6 +314,7 @@ def sample_tokens(
   )
 
   frames = prefix
+  frame_log_probs = jnp.zeros(prefix.shape, jnp.float32)
   start = 0
   while True:
     window_frames = min(window, total - start)
@@ -279,11 +331,17 @@ def sample_tokens(
       length=window_frames * per_frame,
       **settings,
     )
+    if return_log_probs:
+      out, log_probs = out
+      # Frames carried over from the last window keep the log-probs they were drawn with.
+      kept = known.shape[1]
+      log_probs = log_probs.reshape(batch, window_frames, height, width)[:, kept:]
+      frame_log_probs = jnp.concatenate([frame_log_probs[:, : start + kept], log_probs], axis=1)
     frames = jnp.concatenate(
       [frames[:, :start], out.reshape(batch, window_frames, height, width)], axis=1
     )
     if start + window_frames >= total:
-      return frames
+      return (frames, frame_log_probs) if return_log_probs else frames
     start = start + window_frames - window_prefix_frames
 
 
