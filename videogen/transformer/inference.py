@@ -197,10 +197,10 @@ class TextToVideo:
     )
     model = cls(config, tokenizer, encoder)
     if weights.is_workdir(path):
-      params, _ = weights.restore_model(
+      step, params, _ = weights.restore_model_at(
         path, model.abstract_params, model.abstract_rest, use_ema=use_ema
       )
-      logging.info('Loaded %s (step %d).', path, weights.latest_step(path))
+      logging.info('Loaded %s (step %d).', path, step)
     else:
       params = weights.load_tree(path / TRANSFORMER_WEIGHTS, model.abstract_params)
       logging.info('Loaded the exported model %s.', path)
