@@ -93,7 +93,7 @@ def test_sample_notebook(workdir, tmp_path):
   notebook = _run_notebook(
     'sample.ipynb',
     {
-      'WORKDIR': str(workdir / 'transformer'),
+      'MODEL': str(workdir / 'transformer'),
       'NUM_SAMPLES': 2,
       'LONG_VIDEO_CLIPS': 2,
       'CFG_SWEEP': (1.0, 3.0),
