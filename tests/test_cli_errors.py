@@ -157,6 +157,12 @@ CASES = [
     2,
     '--num_slices=0',
   ),
+  (lambda f: ('serve', '--model', f['tokenizer_run']), 2, 'is a tokenizer run; serve needs'),
+  (
+    lambda f: ('serve', '--model', f['transformer_run'], '--prompt', 'a'),
+    2,
+    '--prompt is not used by videogen serve',
+  ),
   (
     lambda f: ('build-dataset', '--config', TOKENIZER_CONFIG, '--workdir', '/tmp/w'),
     2,

@@ -460,6 +460,10 @@ def run() -> None:
 
   platform.prefer_cpu_without_tpu()  # libtpu (for `compile`) must not claim a CPU-only machine.
   host_memory.restart_with_kept_memory()
+  # absl's --help prints the __main__ module's docstring: make it this one
+  # (the commands and the error style), whichever entry point started us.
+  if sys.modules.get('__main__') is not None:
+    sys.modules['__main__'].__doc__ = __doc__
   app.run(main, argv=sys.argv, flags_parser=_flags_parser)
 
 
