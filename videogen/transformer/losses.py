@@ -43,7 +43,12 @@ def token_metrics(
   cross_entropy = mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
   log_normalizer = jax.nn.logsumexp(logits, axis=-1)
   z_loss = z_loss_weight * mean(jnp.square(log_normalizer))
-  accuracy = mean((jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32))
+  # Top-1 accuracy as "the target's logit is the largest": a max reduction, which
+  # XLA:CPU vectorises, instead of argmax's variadic (value, index) reduction,
+  # which it does not (4.5% of the quickstart's step on 2 cores). Only exact
+  # ties between logits count differently.
+  target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  accuracy = mean((target_logits >= jnp.max(logits, axis=-1)).astype(jnp.float32))
   loss = cross_entropy + z_loss
   metrics = {
     'loss': loss,
