@@ -92,5 +92,5 @@ def test_cli_prints_ratio_and_psnr(tokenizer_workdir, video_file, tmp_path):
     tokens,
     check=False,
   )
-  assert missing.returncode == 1
+  assert missing.returncode == 2  # A missing input is a usage error (videogen/cli_checks.py).
   assert missing.stderr.strip().splitlines()[-1].startswith('videogen tokenize: error: ')
