@@ -134,3 +134,45 @@ def test_two_processes_write_every_clip_exactly_once(tmp_path, tokenizer_workdir
     source = token_shards.TokenShardSource(str(out), split)
     ids = [source[i]['clip_id'] for i in range(len(source))]
     assert ids == list(range(count))
+
+
+@pytest.mark.integration
+def test_a_killed_run_resumes_from_its_finished_shards(tmp_path, tokenizer_workdir):  # noqa: F811
+  out = tmp_path / 'tokens'
+  overrides = {**helpers.TINY_DATA, 'data.data_dir': str(tmp_path / 'data')}
+  args = [
+    sys.executable,
+    '-m',
+    'videogen',
+    'tokenize',
+    '--tokenizer',
+    tokenizer_workdir,
+    '--config',
+    'configs/shapes/transformer.py:size=tiny,runlocal',
+    *helpers.override_flags(overrides),
+    '--out',
+    str(out),
+    '--clips_per_shard',
+    '1',
+  ]
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES='2', XLA_FLAGS='')
+  first = subprocess.Popen(
+    args, cwd=helpers.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
+  done = 0
+  for line in first.stderr:
+    done += 'done (process 0)' in line
+    if done == 3:
+      first.kill()  # SIGKILL: no cleanup runs.
+      break
+  first.wait(timeout=600)
+  assert done == 3
+  again = helpers.run_videogen(*args[3:], env_update={'JAX_NUM_CPU_DEVICES': '2', 'XLA_FLAGS': ''})
+  encoded = int(
+    again.stdout.split('train: 32 clips in 32 shards; this process encoded ')[1].split()[0]
+  )
+  assert encoded <= 29  # At least the 3 shards the killed run finished were not redone.
+  assert 'found ' in again.stdout
+  for split, count in (('train', 32), ('test', 8)):
+    source = token_shards.TokenShardSource(str(out), split)
+    assert [source[i]['clip_id'] for i in range(len(source))] == list(range(count))
