@@ -159,7 +159,7 @@ def _relocate(workdir, root):
   (its config names `root/original/tokenizer` and `root/original/data`), then
   copies that to `root/moved` and deletes the original, dataset included."""
   original = root / 'original'
-  shutil.copytree(workdir, original, ignore=shutil.ignore_patterns('data'))
+  shutil.copytree(workdir, original, ignore=lambda d, _: ['data'] if d == str(workdir) else [])
   config_file = original / 'transformer' / 'config.json'
   config = json.loads(config_file.read_text())
   config['tokenizer']['checkpoint'] = str(original / 'tokenizer')
