@@ -20,16 +20,17 @@ from videogen.vq.task import TokenizerTask
 pytestmark = pytest.mark.integration
 
 
+_OVERRIDES = {
+  'log_every_steps': 1,
+  'eval_every_steps': 0,
+  'checkpoint_every_steps': 2,
+  'checkpoint.async_save': False,
+  'num_eval_batches': 1,
+}
+
+
 def _config(data_dir, steps, **extra):
-  overrides = {
-    'num_train_steps': steps,
-    'log_every_steps': 1,
-    'eval_every_steps': 0,
-    'checkpoint_every_steps': 2,
-    'checkpoint.async_save': False,
-    'num_eval_batches': 1,
-    **extra,
-  }
+  overrides = {**_OVERRIDES, 'num_train_steps': steps, **extra}
   return helpers.tiny_config('tokenizer', data_dir, **overrides)
 
 
@@ -197,7 +198,21 @@ def test_disk_full_at_save_stops_naming_the_path_and_a_rerun_resumes(
   for step in (2, 4):
     assert integrity.verify(workdir / 'checkpoints' / str(step))
   monkeypatch.setattr(ocp.handlers.JsonCheckpointHandler, '_save_fn', original)
-  result = stages.train(_config(data_dir, 6), str(workdir))
-  assert result.step == 6
+  if async_save:
+    # A new process, as after freeing space: in this one, the failed save's
+    # other writers may still be running into its temporary directory.
+    overrides = {**helpers.TINY_TOKENIZER, 'data.data_dir': data_dir, **_OVERRIDES}
+    result = helpers.run_videogen(
+      'train',
+      '--config',
+      'configs/shapes/tokenizer.py:size=tiny,runlocal',
+      '--workdir',
+      str(workdir),
+      *helpers.override_flags({**overrides, 'num_train_steps': 6}),
+    )
+    resumed = [line for line in result.stderr.splitlines() if 'Resuming from' in line]
+    assert resumed and resumed[0].rstrip().endswith('checkpoints/4'), result.stderr[-3000:]
+  else:
+    assert stages.train(_config(data_dir, 6), str(workdir)).step == 6
   assert _steps(workdir) == ['2', '4', '6']
   np.testing.assert_equal(checkpointing.latest_step(workdir), 6)
