@@ -65,7 +65,6 @@ def data_config(
   data.clip_stride_seconds = 0.0  # video_folder: seconds between window starts (clip_seconds > 0); 0 = back to back.
   data.beam_runner = ''  # video_folder: build as an Apache Beam pipeline on this runner ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner'); '' = in process. Needs videogen[beam].
   data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR; '' = tokenize clips in the step.
-  data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR; '' = tokenize clips in the step.
   data.beam_options = ''  # Beam pipeline options for beam_runner, e.g. '--direct_num_workers=4 --direct_running_mode=multi_processing'.
   data.num_frames = num_frames  # Frames per clip given to the model.
   data.height = resolution  # Clip height in pixels; stored clips of another size are centre-cropped and resized.

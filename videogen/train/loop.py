@@ -1,6 +1,6 @@
 """The one training loop both stages share.
 
-`train_and_evaluate(config, workdir)` builds the mesh and the stage's `Task`,
+`train_and_evaluate(config, workdir, create_task)` builds the mesh and the stage's `Task`,
 creates (or restores) the train state directly sharded, and runs the task's
 pure step function, jitted once, with checkpoints, metrics, evaluation and
 preemption handling. Stage-specific logic lives in the tasks.
@@ -24,7 +24,7 @@ from etils import epath
 
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.train import checkpointing, preemption, tasks, throughput
+from videogen.train import checkpointing, preemption, throughput
 from videogen.train.task import Task
 
 
@@ -201,12 +201,18 @@ class _SkippedExamples:
     return skipped
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  create_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh, epath.Path], Task],
+) -> TrainResult:
   """Trains `config.stage` in `workdir`, resuming from its latest checkpoint.
 
   Args:
     config: a locked experiment config (see `configs/`).
     workdir: the run directory (local or `gs://`), laid out as DESIGN.md says.
+    create_task: builds the stage's Task from (config, mesh, workdir)
+      (`videogen.stages.create_task`; the engine names no stage).
 
   Returns:
     A TrainResult describing where the run stopped.
@@ -232,7 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   build.ensure_built(config.data)
   sizes = pipeline.check_split_sizes(config)  # Before any step, not at the first eval.
   logging.info('Splits: %d train and %d eval examples.', sizes['train'], sizes['eval'])
-  task = tasks.create_task(config, mesh, workdir)
+  task = create_task(config, mesh, workdir)
   if is_main:
     checkpointing.write_config(workdir, config)
 
