@@ -102,7 +102,7 @@ def test_flipped_byte_is_caught_by_the_checksum(trained, tmp_path, caplog):
   with pytest.raises(integrity.CheckpointDamagedError, match='another checksum'):
     integrity.verify(step_dir)
   # An inference load (sample, eval, export): falls back, leaves the workdir as it is.
-  config = checkpointing.read_config(workdir)
+  config = weights.read_config(workdir)
   abstract = nnx.eval_shape(lambda: VideoAutoencoder(config.model, rngs=nnx.Rngs(0)))
   _, params, model_state = nnx.split(abstract, nnx.Param, ...)
   with caplog.at_level(logging.INFO):
@@ -170,7 +170,7 @@ def test_dtype_mismatch_is_a_mismatch():
   saved = {'w': jax.ShapeDtypeStruct((2,), jnp.bfloat16)}
   expected = {'w': jax.ShapeDtypeStruct((2,), jnp.float32)}
   with pytest.raises(checkpointing.CheckpointMismatchError, match='bfloat16 in the checkpoint'):
-    checkpointing.check_compatible(saved, expected, 'here')
+    weights.check_compatible(saved, expected, 'here')
 
 
 @pytest.mark.parametrize('async_save', [False, True])
@@ -215,4 +215,4 @@ def test_disk_full_at_save_stops_naming_the_path_and_a_rerun_resumes(
   else:
     assert stages.train(_config(data_dir, 6), str(workdir)).step == 6
   assert _steps(workdir) == ['2', '4', '6']
-  np.testing.assert_equal(checkpointing.latest_step(workdir), 6)
+  np.testing.assert_equal(weights.latest_step(workdir), 6)

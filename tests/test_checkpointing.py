@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from videogen import weights
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import checkpointing
@@ -91,6 +92,6 @@ def test_keeps_last_k_plus_every_m_steps(tmp_path):
     checkpointing.save(manager, step, state, None, config, force=True)
   manager.wait_until_finished()
   manager.close()
-  assert checkpointing.latest_step(tmp_path / 'run') == 7
+  assert weights.latest_step(tmp_path / 'run') == 7
   kept = sorted(int(p.name) for p in (tmp_path / 'run' / 'checkpoints').iterdir())
   assert kept == [3, 6, 7]

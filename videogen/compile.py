@@ -425,9 +425,9 @@ def tokenizer_model_config(config: ml_collections.ConfigDict) -> tuple[Any, str]
 
   path = config.tokenizer.checkpoint
   if path and not path.startswith('gs://') and (epath.Path(path) / 'config.json').exists():
-    from videogen.train import checkpointing  # noqa: PLC0415
+    from videogen import weights  # noqa: PLC0415
 
-    return checkpointing.read_config(path).model, f'the tokenizer run in {path}'
+    return weights.read_config(path).model, f'the tokenizer run in {path}'
   variant = 'tiny' if config.model.variant == 'tiny' else 'base'
   return vq_config.model_config(variant), f'a {variant} FSQ tokenizer (no local run named)'
 

@@ -101,17 +101,24 @@ def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   return {_keystr(path): tuple(getattr(leaf, 'shape', ())) for path, leaf in leaves}
 
 
+def _flat_dtypes(tree: Any) -> dict[str, str]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_keystr(path): str(leaf.dtype) for path, leaf in leaves if getattr(leaf, 'dtype', None)}
+
+
 def check_compatible(saved: Mapping[str, tuple[int, ...]] | Any, abstract: Any, what: str) -> None:
-  """Raises CheckpointMismatchError naming the first parameter that differs.
+  """Raises CheckpointMismatchError naming the first parameter whose shape or dtype differs.
 
   Args:
     saved: the saved tree (orbax metadata, arrays) or a name -> shape dict.
     abstract: the tree the current config expects (ShapeDtypeStructs).
     what: where the weights came from, for the message.
   """
+  saved_dtypes = {} if _is_shape_map(saved) else _flat_dtypes(saved)
   if not _is_shape_map(saved):
     saved = _flat_shapes(saved)
   expected = _flat_shapes(abstract)
+  expected_dtypes = _flat_dtypes(abstract)
   for name, shape in expected.items():
     if name not in saved:
       raise CheckpointMismatchError(
@@ -123,6 +130,12 @@ def check_compatible(saved: Mapping[str, tuple[int, ...]] | Any, abstract: Any, 
         f'{what}: parameter {name!r} has shape {saved[name]} in the checkpoint '
         f'but {shape} in the current config.'
       )
+    if name in saved_dtypes and name in expected_dtypes:
+      if saved_dtypes[name] != expected_dtypes[name]:
+        raise CheckpointMismatchError(
+          f'{what}: parameter {name!r} is {saved_dtypes[name]} in the checkpoint but '
+          f'{expected_dtypes[name]} in the current config.'
+        )
 
 
 def _is_shape_map(tree: Any) -> bool:

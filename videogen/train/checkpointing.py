@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import weakref
-from typing import Any, Mapping
+from typing import Any
 
 import grain
 import jax
@@ -43,17 +43,14 @@ from etils import epath
 
 from videogen import __version__, config_lib, integrity, weights
 
-STATE = 'state'
+STATE = weights.STATE
 DATA = 'data'
 METADATA = 'metadata'
-CONFIG_FILE = 'config.json'
-
-
 DAMAGED_SUFFIX = '.damaged'
-
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint holds a different model than the config describes."""
+# The read side (config, steps, shape checks, inference restores) lives below
+# the models in `videogen.weights`; these are the names the engine uses.
+CheckpointMismatchError = weights.CheckpointMismatchError
+checkpoint_dir = weights.checkpoint_dir
 
 
 class CheckpointSaveError(RuntimeError):
@@ -69,14 +66,6 @@ class _SaveLog:
 
 
 _SAVE_LOGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def checkpoint_dir(workdir: str | epath.Path) -> epath.Path:
-  """`workdir/checkpoints`, made absolute (orbax rejects relative local paths)."""
-  path = epath.Path(workdir)
-  if '://' not in str(workdir):
-    path = path.absolute()
-  return path / 'checkpoints'
 
 
 def make_manager(
@@ -198,70 +187,6 @@ def save(
   return saved
 
 
-def _keystr(path) -> str:
-  parts = []
-  for key in path:
-    name = getattr(key, 'key', None)
-    if name is None:
-      name = getattr(key, 'name', None)
-    if name is None:
-      name = getattr(key, 'idx', key)
-    parts.append(str(name))
-  return '/'.join(p for p in parts if p not in ('value', 'raw_value'))
-
-
-def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_keystr(path): tuple(getattr(leaf, 'shape', ())) for path, leaf in leaves}
-
-
-def _flat_dtypes(tree: Any) -> dict[str, str]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_keystr(path): str(leaf.dtype) for path, leaf in leaves if getattr(leaf, 'dtype', None)}
-
-
-def check_compatible(saved_metadata: Any, abstract: Any, what: str) -> None:
-  """Raises CheckpointMismatchError naming the first parameter that differs.
-
-  Args:
-    saved_metadata: orbax's metadata tree of the saved item.
-    abstract: the tree the current config expects (ShapeDtypeStructs).
-    what: where the checkpoint came from, for the message.
-  """
-  saved = _flat_shapes(saved_metadata)
-  expected = _flat_shapes(abstract)
-  saved_dtypes, expected_dtypes = _flat_dtypes(saved_metadata), _flat_dtypes(abstract)
-  for name, shape in expected.items():
-    if name not in saved:
-      raise CheckpointMismatchError(
-        f'{what} has no parameter {name!r} (expected shape {shape}); it was '
-        'written by a different model or stage.'
-      )
-    if saved[name] != shape:
-      raise CheckpointMismatchError(
-        f'{what}: parameter {name!r} has shape {saved[name]} in the checkpoint '
-        f'but {shape} in the current config.'
-      )
-    if name in saved_dtypes and name in expected_dtypes:
-      if saved_dtypes[name] != expected_dtypes[name]:
-        raise CheckpointMismatchError(
-          f'{what}: parameter {name!r} is {saved_dtypes[name]} in the checkpoint but '
-          f'{expected_dtypes[name]} in the current config.'
-        )
-
-
-def _saved_tree(item_dir: epath.Path) -> Any:
-  """The metadata tree (shapes, dtypes) of a saved PyTree item."""
-  metadata = ocp.PyTreeCheckpointHandler().metadata(item_dir)
-  return getattr(metadata, 'tree', metadata)
-
-
-def _restore_target(abstract: Any, shardings: Any) -> Any:
-  return jax.tree.map(
-    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings
-  )
-
-
 def restore(
   manager: ocp.CheckpointManager,
   step: int,
@@ -280,8 +205,10 @@ def restore(
   """
   step_dir = manager.directory / str(step)
   integrity.verify(step_dir)
-  check_compatible(_saved_tree(step_dir / STATE), abstract_state, f'checkpoint {step_dir}')
-  target = _restore_target(abstract_state, state_shardings)
+  weights.check_compatible(
+    weights.saved_tree(step_dir / STATE), abstract_state, f'checkpoint {step_dir}'
+  )
+  target = weights.restore_target(abstract_state, state_shardings)
   items = {
     STATE: ocp.args.PyTreeRestore(
       item=target,
@@ -378,50 +305,6 @@ def restore_latest(
 def write_config(workdir: str | epath.Path, config: ml_collections.ConfigDict) -> None:
   path = epath.Path(workdir)
   path.mkdir(parents=True, exist_ok=True)
-  (path / CONFIG_FILE).write_text(
+  (path / weights.CONFIG_FILE).write_text(
     json.dumps(config_lib.config_to_json_dict(config), indent=2, sort_keys=True)
-  )
-
-
-def _split_path(path: str | epath.Path) -> tuple[epath.Path, int | None]:
-  """(workdir, step) from a workdir or a `workdir/checkpoints/<step>` dir."""
-  path = epath.Path(path)
-  if path.name.isdigit() and path.parent.name == 'checkpoints':
-    return path.parent.parent, int(path.name)
-  if not path.exists():
-    raise FileNotFoundError(f'No workdir or checkpoint at {path}')
-  return path, None
-
-
-def read_config(path: str | epath.Path) -> ml_collections.ConfigDict:
-  """The resolved config saved with a run (`path`: workdir or checkpoint dir)."""
-  workdir, _ = _split_path(path)
-  config_path = workdir / CONFIG_FILE
-  if not config_path.exists():
-    raise FileNotFoundError(f'{config_path} does not exist: {workdir} is not a videogen workdir.')
-  return config_lib.config_from_json_dict(json.loads(config_path.read_text()))
-
-
-def latest_step(path: str | epath.Path) -> int:
-  """The step to load from `path` (the named step, or the workdir's latest)."""
-  workdir, step = _split_path(path)
-  if step is not None:
-    return step
-  steps = ocp.utils.checkpoint_steps(checkpoint_dir(workdir))
-  if not steps:
-    raise FileNotFoundError(f'No complete checkpoint under {checkpoint_dir(workdir)}')
-  return max(steps)
-
-
-def restore_model(
-  path: str | epath.Path,
-  abstract_params: Any,
-  abstract_model_state: Any,
-  *,
-  use_ema: bool = True,
-  shardings: Mapping[str, Any] | None = None,
-) -> tuple[Any, Any]:
-  """Restores a model's variables for inference: `videogen.weights.restore_model`."""
-  return weights.restore_model(
-    path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
   )
