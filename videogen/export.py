@@ -69,19 +69,20 @@ def export(
   config = weights.read_config(workdir)
   if not weights.is_workdir(workdir):
     raise ValueError(f'{workdir} has no checkpoints/: export takes a training workdir.')
-  step = weights.latest_step(workdir)
   precision = None if dtype == 'float32' else dtype
   if config.get('stage') == 'transformer':
     from videogen.transformer.inference import TextToVideo
 
-    sizes = TextToVideo.load(workdir).export(
-      out, dtype=precision, copy_text_encoder=copy_text_encoder
-    )
+    model = TextToVideo.load(workdir)
+    sizes = model.export(out, dtype=precision, copy_text_encoder=copy_text_encoder)
+    step = model.step
   elif config.get('stage') == 'tokenizer':
     from videogen import vq
 
-    total = vq.Tokenizer.load(workdir).export(out, dtype=precision)
+    tokenizer = vq.Tokenizer.load(workdir)
+    total = tokenizer.export(out, dtype=precision)
     sizes = {'tokenizer': total, 'total': total}
+    step = tokenizer.step
   else:
     raise ValueError(f'{workdir} is a {config.get("stage")!r} run; export takes a training run.')
   return ExportReport(

@@ -116,6 +116,7 @@ class TextToVideo:
     spec: the transformer's `TransformerSpec`.
     latent_shape: (t, h, w) tokens of one training clip.
     graphdef, params: the split transformer.
+    step: the training step `load` restored, None for an export.
   """
 
   def __init__(
@@ -156,6 +157,7 @@ class TextToVideo:
     self.graphdef, self.abstract_params, self.abstract_rest = nnx.split(abstract, nnx.Param, ...)
     self.params = params
     self.mesh = mesh
+    self.step: int | None = None  # The checkpoint step `load` restored (None: an export).
     self._text_graphdef = text_encoder.graphdef
     self._text_state = text_encoder.state
     self._tokenizer_state = tokenizer.state
@@ -196,6 +198,7 @@ class TextToVideo:
       text_dir, config.text.dtype, tokenizer_path=config.text.tokenizer_path or None
     )
     model = cls(config, tokenizer, encoder)
+    step = None
     if weights.is_workdir(path):
       step, params, _ = weights.restore_model_at(
         path, model.abstract_params, model.abstract_rest, use_ema=use_ema
@@ -205,6 +208,7 @@ class TextToVideo:
       params = weights.load_tree(path / TRANSFORMER_WEIGHTS, model.abstract_params)
       logging.info('Loaded the exported model %s.', path)
     model.params = params
+    model.step = step
     return model
 
   def export(

@@ -69,6 +69,7 @@ class Tokenizer:
     graphdef: the model's static structure, for `encode_fn`/`decode_fn`.
     state: its variables (an `nnx.State`: parameters and codebook state).
     mesh: the mesh the state is sharded over, or None (one device).
+    step: the training step `load` restored, None for exports and built models.
   """
 
   def __init__(
@@ -84,6 +85,7 @@ class Tokenizer:
     self.state = state
     self.config = config
     self.mesh = mesh
+    self.step: int | None = None  # The checkpoint step `load` restored (None: not from a run).
     self._rules = rules
     self._model = nnx.merge(graphdef, state)
     self._encode = jax.jit(functools.partial(encode_fn, graphdef))
@@ -145,8 +147,9 @@ class Tokenizer:
         'params': sharding.tree_shardings(abstract_params, mesh, rules),
         'model_state': sharding.tree_shardings(abstract_model_state, mesh, rules),
       }
+    step = None
     if weights.is_workdir(path) or epath.Path(path).parent.name == 'checkpoints':
-      params, model_state = weights.restore_model(
+      step, params, model_state = weights.restore_model_at(
         path, abstract_params, abstract_model_state, use_ema=use_ema, shardings=shardings
       )
     else:
@@ -157,7 +160,9 @@ class Tokenizer:
       )
       params, model_state = variables['params'], variables['model_state']
     model = nnx.merge(graphdef, params, model_state)
-    return cls.from_model(model, config.model, mesh=mesh, rules=rules)
+    tokenizer = cls.from_model(model, config.model, mesh=mesh, rules=rules)
+    tokenizer.step = step
+    return tokenizer
 
   def export(self, out: str | epath.PathLike, *, dtype: str | None = None) -> int:
     """Writes a self-contained tokenizer directory that `Tokenizer.load` reads.
