@@ -85,6 +85,31 @@ def model_config(variant: str = 'small') -> ml_collections.ConfigDict:
   config.z_loss = 1e-4  # Weight of mean(logsumexp(logits)^2); 0 disables.
   config.attention_backend = 'auto'  # 'auto' (by platform), 'xla', 'cudnn' or 'pallas'.
   config.param_dtype = 'float32'  # Parameter dtype; compute dtype is config.compute_dtype.
+  config.tasks = task_weights()  # Task name -> training weight; t2v alone = no task prefix.
+  return config
+
+
+def task_weights(**weights: float) -> ml_collections.ConfigDict:
+  """`config.model.tasks`: how often training draws each task (0 = not trained).
+
+  Only `t2v` > 0 (the default) is the plain text-to-video model: no task token,
+  no conditioning prefix. Any other task > 0 makes every sequence start with a
+  task token and a canvas of conditioning tokens (see `videogen.transformer.tasks`).
+  """
+  config = ml_collections.ConfigDict()
+  config.t2v = 1.0  # Text -> video.
+  config.uncond = 0.0  # No text, no condition (not CFG's null text: its own task token).
+  config.i2v = 0.0  # First frame (one latent frame) + text -> video.
+  config.predict = 0.0  # First k latent frames (1 <= k < clip) + text -> the rest.
+  config.interpolate = 0.0  # First and last frames, each encoded as an image -> the clip between.
+  config.inpaint = 0.0  # Clip tokens with a random space-time box masked -> the clip.
+  config.outpaint = 0.0  # Clip tokens with the borders masked -> the clip.
+  config.restore = 0.0  # Tokens of a x2 down/up-scaled or noisy clip -> the clean clip.
+  config.restyle = 0.0  # Tokens of the greyscale clip + caption naming the colour -> the clip.
+  for name, weight in weights.items():
+    if name not in config:
+      raise ValueError(f'Unknown task {name!r}; valid: {sorted(config.keys())}')
+    config[name] = float(weight)
   return config
 
 

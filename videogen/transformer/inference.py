@@ -42,9 +42,10 @@ from jax.experimental import multihost_utils
 from videogen import text, vq, weights
 from videogen.parallel import sharding
 from videogen.text import config as text_config_lib
-from videogen.transformer import sampling
+from videogen.transformer import sampling, tasks
 from videogen.transformer.layers import TransformerSpec
 from videogen.transformer.model import Transformer
+from videogen.transformer.task_sampling import TaskSampling
 
 TOKENIZER_DIR = (
   'tokenizer'  # In a workdir or export: the tokenizer (config.json + model.safetensors).
@@ -106,8 +107,12 @@ class SamplingSettings:
         raise ValueError(f'{name}={getattr(self, name)} {rule}.')
 
 
-class TextToVideo:
+class TextToVideo(TaskSampling):
   """A trained text-to-video model. Build with `TextToVideo.load(path)`.
+
+  A model trained on more tasks (`config.model.tasks`) also samples them:
+  `unconditional`, `image_to_video`, `predict`, `interpolate`, `inpaint`,
+  `outpaint`, `restore`, `restyle` (see `TaskSampling`), or `run_task(name, ...)`.
 
   Attributes:
     config: the run's config (sections model, sampling, text, data, tokenizer).
@@ -332,8 +337,34 @@ class TextToVideo:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
     if image is not None and video is not None:
       raise ValueError('Give an image (image-to-video) or a video (continuation), not both.')
+    task = 't2v'
     if image is not None:
       video = np.asarray(image)[None]
+      task = 'i2v' if 'i2v' in self.spec.tasks or not self.spec.multitask else 'predict'
+    elif video is not None:
+      task = 'predict'
+    if self.spec.multitask:
+      tasks.check_task(self.spec, task)
+    return self._generate(prompts, settings, num_samples, task=task, video=video)
+
+  def _generate(
+    self,
+    prompts: Sequence[str],
+    settings: SamplingSettings,
+    num_samples: int,
+    *,
+    task: str,
+    video: np.ndarray | None = None,
+    canvas: Callable[[int], jax.Array] | None = None,
+  ) -> np.ndarray:
+    """`generate` after its checks, for any task.
+
+    Args:
+      task: the task token of a multi-task model (ignored by text-to-video ones).
+      video: uint8 [T, H, W, 3] whose first latent frames are kept (i2v, predict).
+      canvas: rows -> int32 [rows, t, h, w] conditioning canvas (multi-task
+        models; default: the kept frames of `video`, mask elsewhere).
+    """
     num_frames = settings.num_frames or self.frames_per_clip
     if num_frames > self.max_frames:
       raise ValueError(
@@ -345,6 +376,10 @@ class TextToVideo:
       ids, mask = self._place(*self.tokenize_prompts(rows))
       text_emb = _encode_text(self._text_graphdef, self._text_state, ids, mask)
       prefix = self.prefix_tokens(video, len(rows)) if video is not None else None
+      task_prefix = None
+      if self.spec.multitask:
+        task_prefix = self._task_prefix(task, len(rows), num_frames, prefix, canvas)
+      no_text = task == 'uncond' and self.spec.multitask
       tokens = sampling.sample_tokens(
         (self.graphdef, self.params),
         text_emb,
@@ -352,12 +387,14 @@ class TextToVideo:
         latent_shape=self.latent_shape,
         num_latent_frames=self.latent_frames_for(num_frames),
         prefix_tokens=prefix,
-        cfg_scale=None if settings.cfg_scale == 1.0 else settings.cfg_scale,
+        cfg_scale=None if settings.cfg_scale == 1.0 or no_text else settings.cfg_scale,
         temperature=settings.temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
         rng=jax.random.key(settings.seed),
         window_prefix_frames=settings.window_prefix_frames,
+        task_prefix=task_prefix,
+        no_text=no_text,
       )
       clips = _decode_tokens(self.tokenizer.graphdef, self._tokenizer_state, tokens)
     clips = np.asarray(multihost_utils.process_allgather(clips, tiled=True))

@@ -59,6 +59,9 @@ class TransformerSpec:
   attention_backend: str = 'auto'
   dtype: str = 'float32'
   param_dtype: str = 'float32'
+  # Tasks the model is trained for (`videogen.transformer.tasks.TASKS` order);
+  # ('t2v',) alone is the plain text-to-video model without a task prefix.
+  tasks: tuple[str, ...] = ('t2v',)
 
   def __post_init__(self):
     if self.embed_dim % self.num_heads:
@@ -100,6 +103,25 @@ class TransformerSpec:
   def bos_id(self) -> int:
     return self.vocab_size
 
+  @property
+  def multitask(self) -> bool:
+    """Whether sequences start with a task token and a conditioning canvas."""
+    return tuple(self.tasks) != ('t2v',)
+
+  @property
+  def prefix_length(self) -> int:
+    """Positions before the generated clip: task token + a canvas of t * h * w
+    conditioning tokens (multi-task models), else 0."""
+    return 1 + self.seq_length if self.multitask else 0
+
+  @property
+  def input_vocab_size(self) -> int:
+    """Rows of the input embedding: the codes, BOS, and for multi-task models
+    the mask token and one token per task of `tasks.TASKS`."""
+    from videogen.transformer import tasks  # noqa: PLC0415  (tasks imports this module)
+
+    return self.vocab_size + 1 + (1 + len(tasks.TASKS) if self.multitask else 0)
+
   @classmethod
   def from_config(
     cls,
@@ -132,7 +154,18 @@ class TransformerSpec:
       attention_backend=model.attention_backend,
       dtype=compute_dtype,
       param_dtype=model.param_dtype,
+      tasks=_trained_tasks(model),
     )
+
+
+def _trained_tasks(model: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """Tasks with a weight > 0 in `model.tasks` (runs from before tasks: t2v)."""
+  from videogen.transformer import tasks  # noqa: PLC0415
+
+  weights = model.get('tasks')
+  if weights is None:
+    return ('t2v',)
+  return tasks.active_tasks(weights)
 
 
 def token_coords(
@@ -140,23 +173,30 @@ def token_coords(
   start: jax.Array | int,
   length: int,
   frame_offset: jax.Array,
+  prefix_length: int = 0,
 ) -> jax.Array:
   """(t, h, w) coordinates of sequence positions [start, start + length).
 
   Position i carries the coordinates of the token it predicts (target i of
-  the raster-ordered clip), so the BOS input at 0 carries (0, 0, 0).
+  the raster-ordered clip), so the BOS input at 0 carries (0, 0, 0). With a
+  task prefix (`prefix_length` = 1 + t * h * w), the task token at 0 carries
+  (0, 0, 0), canvas token j at position 1 + j the coordinates of clip token j,
+  and position prefix_length + i those of generated token i.
 
   Args:
     latent_shape: (t, h, w) of the clip grid (only h and w are used).
     start: first sequence index (may be traced, for decoding).
     length: number of positions (static).
     frame_offset: int32 [batch], latent frame index of the window's first frame.
+    prefix_length: positions of the task prefix (0: none).
 
   Returns:
     int32 [batch, length, 3].
   """
   _, height, width = latent_shape
   index = start + jnp.arange(length, dtype=jnp.int32)
+  if prefix_length:
+    index = jnp.where(index >= prefix_length, index - prefix_length, jnp.maximum(index - 1, 0))
   frame = index // (height * width)
   coords = jnp.stack([frame, (index // width) % height, index % width], axis=-1)
   offset = jnp.stack([frame_offset, jnp.zeros_like(frame_offset), jnp.zeros_like(frame_offset)], -1)

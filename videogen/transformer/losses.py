@@ -16,6 +16,7 @@ def token_metrics(
   targets: jax.Array,
   z_loss_weight: float = 0.0,
   weights: jax.Array | None = None,
+  token_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Cross-entropy (+ z-loss) over every token of the clips.
 
@@ -26,6 +27,9 @@ def token_metrics(
       softmax normaliser near 1 (PaLM) and bf16 logits well conditioned.
     weights: float32 [batch] weights of the clips (0 for the padding of a
       partial eval batch); None weighs every clip 1.
+    token_mask: float32 [batch, length], 1 at the tokens that count (the
+      generated part of a task sequence); None counts every token. With a
+      mask, means are over the counted tokens of the weighted clips.
 
   Returns:
     (loss, metrics): loss = cross_entropy + z_loss; metrics has `loss`,
@@ -35,6 +39,9 @@ def token_metrics(
   logits = logits.astype(jnp.float32)
 
   def mean(per_token: jax.Array) -> jax.Array:
+    if token_mask is not None:
+      counted = token_mask if weights is None else token_mask * weights[:, None]
+      return jnp.sum(counted * per_token) / jnp.maximum(jnp.sum(counted), 1e-9)
     if weights is None:
       return per_token.mean()
     per_clip = per_token.mean(axis=-1)

@@ -6,6 +6,11 @@ cross-attention. Position i of the input sequence holds token i - 1 (BOS at
 0) and the (t, h, w) coordinates of token i, the one it predicts. Positions
 are factorised (3D RoPE or three learned tables), so a window of latent frames
 can sit anywhere in [0, max_latent_frames), beyond the training length.
+
+A multi-task model (`spec.multitask`) reads `spec.prefix_length` more
+positions first: a task token and a canvas of conditioning tokens aligned
+with the clip (`videogen.transformer.tasks`); its input table has the mask
+and task tokens too. A text-to-video model has neither.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ class Transformer(nnx.Module):
     embed = spec.embed_dim
     param_dtype = spec.param_dtype
     self.token_embed = nnx.Embed(
-      spec.vocab_size + 1,
+      spec.input_vocab_size,
       embed,
       dtype=spec.dtype,
       param_dtype=param_dtype,
@@ -188,7 +193,8 @@ class Transformer(nnx.Module):
 
     Args:
       inputs: int32 [batch, length] (`shift_right` of the clip's tokens),
-        length <= the window's t * h * w.
+        length <= the window's t * h * w; multi-task models: the task prefix
+        (`tasks.task_prefix`) first, length <= prefix_length + t * h * w.
       text_emb: float [batch, text_length, text_dim].
       text_mask: [batch, text_length].
       frame_offset: int32 [batch], latent frame of the window's first frame
@@ -202,7 +208,9 @@ class Transformer(nnx.Module):
     batch, length = inputs.shape
     if frame_offset is None:
       frame_offset = jnp.zeros((batch,), jnp.int32)
-    coords = layers.token_coords(self.spec.latent_shape, 0, length, frame_offset)
+    coords = layers.token_coords(
+      self.spec.latent_shape, 0, length, frame_offset, self.spec.prefix_length
+    )
     x, rope = self._embed(inputs, coords)
     context, context_mask = self.encode_text(text_emb, text_mask, text_drop)
     block_inputs = BlockInputs(rope, None, None, context, context_mask)
@@ -266,7 +274,9 @@ class Transformer(nnx.Module):
       positions [0, length).
     """
     length = inputs.shape[1]
-    coords = layers.token_coords(self.spec.latent_shape, 0, length, cache.frame_offset)
+    coords = layers.token_coords(
+      self.spec.latent_shape, 0, length, cache.frame_offset, self.spec.prefix_length
+    )
     x, rope = self._embed(inputs, coords)
     keys, values = list(cache.key), list(cache.value)
     for i in range(self.spec.num_layers):
@@ -295,7 +305,9 @@ class Transformer(nnx.Module):
     Returns:
       float32 logits [batch, vocab_size] for the token at `index`, and the cache.
     """
-    coords = layers.token_coords(self.spec.latent_shape, index, 1, cache.frame_offset)
+    coords = layers.token_coords(
+      self.spec.latent_shape, index, 1, cache.frame_offset, self.spec.prefix_length
+    )
     x, rope = self._embed(token[:, None], coords)
     keys, values = list(cache.key), list(cache.value)
     for i in range(self.spec.num_layers):

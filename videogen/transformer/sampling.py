@@ -115,6 +115,7 @@ def _as_graphdef_state(model_or_state):
     'guided',
     'use_cache',
     'return_log_probs',
+    'no_text',
   ),
 )
 def sample_window(
@@ -134,6 +135,8 @@ def sample_window(
   guided: bool,
   use_cache: bool,
   return_log_probs: bool = False,
+  task_prefix=None,
+  no_text: bool = False,
 ):
   """Samples one window of tokens (jitted; `sample_tokens` calls it per window).
 
@@ -150,6 +153,10 @@ def sample_window(
     use_cache: KV-cached decoding, or a full forward pass per token.
     return_log_probs: also return the log-probability each token was drawn
       with (0 at the prefix).
+    task_prefix: int32 [batch, spec.prefix_length], task token + canvas of a
+      multi-task model (`tasks.task_prefix`), placed before the window; None
+      for a text-to-video model.
+    no_text: every row sees the null text (the `uncond` task; not guided).
 
   Returns:
     int32 [batch, length], starting with `prefix`; with `return_log_probs`,
@@ -166,6 +173,8 @@ def sample_window(
     text_emb = jnp.concatenate([text_emb, text_emb], axis=0)
     text_mask = jnp.concatenate([text_mask, text_mask], axis=0)
     drop = jnp.arange(2 * batch) >= batch
+  elif no_text:
+    drop = jnp.ones((batch,), bool)
   rows = text_emb.shape[0]
   offset = jnp.full((rows,), frame_offset, jnp.int32)
   tokens = jnp.zeros((batch, length), jnp.int32).at[:, :prefix_length].set(prefix.astype(jnp.int32))
@@ -173,6 +182,9 @@ def sample_window(
 
   def duplicate(x):
     return jnp.concatenate([x, x], axis=0) if guided else x
+
+  # Sequence positions before the window: the task prefix (multi-task models).
+  task_length = 0 if task_prefix is None else task_prefix.shape[1]
 
   def choose(logits, index, rng, tokens, log_probs):
     if guided:
@@ -189,16 +201,23 @@ def sample_window(
 
   if use_cache:
     context, context_mask = model.encode_text(text_emb, text_mask, drop)
-    cache = model.init_cache(context, context_mask, length, offset)
-    if prefix_length:
-      _, cache = model.prefill(duplicate(shift_right(prefix, spec.bos_id)), cache)
+    if task_prefix is None:
+      cache = model.init_cache(context, context_mask, length, offset)
+      if prefix_length:
+        _, cache = model.prefill(duplicate(shift_right(prefix, spec.bos_id)), cache)
+    else:
+      cache = model.init_cache(context, context_mask, task_length + length, offset)
+      known = task_prefix.astype(jnp.int32)
+      if prefix_length:
+        known = jnp.concatenate([known, shift_right(prefix, spec.bos_id)], axis=1)
+      _, cache = model.prefill(duplicate(known), cache)
 
     def step(index, carry):
       tokens, log_probs, cache, state = carry
       model = nnx.merge(graphdef, state)
       previous = jax.lax.dynamic_index_in_dim(tokens, jnp.maximum(index - 1, 0), 1, keepdims=False)
       token = jnp.where(index == 0, spec.bos_id, previous)
-      logits, cache = model.decode_step(duplicate(token), index, cache)
+      logits, cache = model.decode_step(duplicate(token), task_length + index, cache)
       tokens, log_probs = choose(logits, index, rng, tokens, log_probs)
       return tokens, log_probs, cache, state
 
@@ -213,14 +232,17 @@ def sample_window(
     tokens, log_probs, state = carry
     model = nnx.merge(graphdef, state)
     # Causality makes positions past `index` irrelevant: one full pass per token.
+    inputs = shift_right(tokens, spec.bos_id)
+    if task_prefix is not None:
+      inputs = jnp.concatenate([task_prefix.astype(jnp.int32), inputs], axis=1)
     logits = model(
-      duplicate(shift_right(tokens, spec.bos_id)),
+      duplicate(inputs),
       text_emb,
       text_mask,
       frame_offset=offset,
       text_drop=drop,
     )
-    logits = jax.lax.dynamic_index_in_dim(logits, index, 1, keepdims=False)
+    logits = jax.lax.dynamic_index_in_dim(logits, task_length + index, 1, keepdims=False)
     tokens, log_probs = choose(logits, index, rng, tokens, log_probs)
     return tokens, log_probs, state
 
@@ -246,6 +268,8 @@ def sample_tokens(
   window_prefix_frames: int = 1,
   use_cache: bool = True,
   return_log_probs: bool = False,
+  task_prefix: jax.Array | None = None,
+  no_text: bool = False,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Samples token videos for text prompts.
 
@@ -271,6 +295,11 @@ def sample_tokens(
     return_log_probs: also return the log-probability each token was drawn
       with under the filtered, tempered (and guided) distribution; 0 at
       prefix tokens (tests compare it with the training forward pass).
+    task_prefix: int32 [batch, 1 + t*h*w], the task token and conditioning
+      canvas of a multi-task model (`tasks.task_prefix`), before every
+      window; required by multi-task models, None for text-to-video ones.
+    no_text: sample with the null text in every row (the `uncond` task;
+      needs cfg_scale None).
 
   Returns:
     int32 [batch, num_latent_frames, h, w]; with `return_log_probs`, also
@@ -286,6 +315,16 @@ def sample_tokens(
       f"{total} latent frames exceed the model's max_latent_frames={spec.max_latent_frames}"
     )
   batch = text_emb.shape[0]
+  if spec.multitask != (task_prefix is not None):
+    raise ValueError(
+      'A multi-task model needs task_prefix (tasks.task_prefix); a text-to-video one takes none.'
+    )
+  if task_prefix is not None and task_prefix.shape != (batch, spec.prefix_length):
+    raise ValueError(
+      f'task_prefix must be [{batch}, {spec.prefix_length}], got {task_prefix.shape}'
+    )
+  if no_text and cfg_scale is not None:
+    raise ValueError('no_text (unconditional) samples take no guidance (cfg_scale None).')
   if prefix_tokens is None:
     prefix = jnp.zeros((batch, 0, height, width), jnp.int32)
   else:
@@ -308,6 +347,8 @@ def sample_tokens(
     use_cache=use_cache,
     return_log_probs=return_log_probs,
   )
+  if task_prefix is not None:
+    settings.update(task_prefix=jnp.asarray(task_prefix, jnp.int32), no_text=no_text)
   scalars = (
     jnp.float32(1.0 if cfg_scale is None else cfg_scale),
     jnp.float32(temperature),

@@ -29,7 +29,7 @@ from videogen.parallel import sharding
 from videogen.train import optim
 from videogen.train import state as state_lib
 from videogen.train.task import StepCost, Task, TrainState
-from videogen.transformer import inference, losses, token_cache
+from videogen.transformer import inference, losses, tasks, token_cache
 from videogen.transformer.inference import TextToVideo
 from videogen.transformer.model import Transformer, shift_right
 
@@ -123,6 +123,11 @@ class TransformerTask(Task):
 
   def batch_keys(self) -> tuple[str, ...]:
     pre_tokenized = self.config.tokenizer.cache_tokens or self.config.data.get('tokens_dir', '')
+    if self.spec.multitask and pre_tokenized:
+      raise ValueError(
+        'Multi-task training builds conditions from the clips (pixels): set '
+        'config.tokenizer.cache_tokens=False and no config.data.tokens_dir.'
+      )
     clips = 'tokens' if pre_tokenized else 'video'
     return (clips, *self._text_keys())
 
@@ -152,6 +157,8 @@ class TransformerTask(Task):
   def train_step(
     self, state: TransformerTrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   ) -> tuple[TransformerTrainState, dict[str, jax.Array]]:
+    if self.spec.multitask:
+      return self._multitask_step(state, batch, rng)
     model_config = self.config.model
     tokens = self._tokens(state, batch)
     text_emb = self._batch_text_embeddings(state, batch)
@@ -185,8 +192,53 @@ class TransformerTask(Task):
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     return state.replace(**fields), metrics
 
+  def _multitask_step(
+    self, state: TransformerTrainState, batch: Mapping[str, jax.Array], rng: jax.Array
+  ) -> tuple[TransformerTrainState, dict[str, jax.Array]]:
+    """`train_step` of a multi-task model: a task per clip, its prefix built from the clip."""
+    model_config = self.config.model
+    text_emb = self._batch_text_embeddings(state, batch)
+    task_key, drop_key, offset_key, dropout_key = jax.random.split(rng, 4)
+    task_batch = self._task_batch(state, batch, task_key)
+    batch_size = task_batch.inputs.shape[0]
+    text_drop = jax.random.bernoulli(drop_key, model_config.text_dropout_prob, (batch_size,))
+    text_drop = text_drop | task_batch.no_text
+    frame_offset = jnp.zeros((batch_size,), jnp.int32)
+    if model_config.train_frame_offset:
+      room = self.spec.max_latent_frames - self.latent_shape[0]
+      frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
+
+    def loss_fn(params):
+      model = nnx.merge(self.graphdef, params, state.model_state)
+      logits = model(
+        task_batch.inputs,
+        text_emb,
+        batch['text_mask'],
+        frame_offset=frame_offset,
+        text_drop=text_drop,
+        dropout_key=dropout_key if model_config.dropout > 0 else None,
+      )
+      return _task_metrics(self.spec, logits, task_batch, model_config.z_loss)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    fields, update_metrics = state_lib.apply_gradients(
+      state, grads, self.optimizer, self.schedule, self.config.optimizer
+    )
+    metrics.update(update_metrics)
+    metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
+    return state.replace(**fields), metrics
+
+  def _task_batch(self, state, batch, key) -> tasks.TaskBatch:
+    def encode(video):
+      tokens = vq.encode_fn(self._tokenizer_graphdef, state.frozen['tokenizer'], video)
+      return jax.lax.stop_gradient(tokens)
+
+    return tasks.build_task_batch(
+      self.spec, key, batch['video'].astype(jnp.float32), encode, self.config.model.tasks
+    )
+
   def step_cost(self, batch_size: int) -> StepCost:
-    length = self.spec.seq_length
+    length = self.spec.seq_length + self.spec.prefix_length
     flops = losses.train_step_flops(self.spec, batch_size, length, self.config.text.max_length)
     return StepCost(
       flops=flops,
@@ -306,6 +358,8 @@ class TransformerTask(Task):
 
   def _eval_sums(self, state, batch) -> dict[str, jax.Array]:
     """Weighted sums of the token metrics over the batch's clips, and their count."""
+    if self.spec.multitask:
+      return self._multitask_eval_sums(state, batch)
     tokens = self._tokens(state, batch)
     text_emb = self._batch_text_embeddings(state, batch)
     model = nnx.merge(self.graphdef, state_lib.eval_params(state), state.model_state)
@@ -314,6 +368,18 @@ class TransformerTask(Task):
     _, metrics = losses.token_metrics(
       logits, tokens.reshape(tokens.shape[0], -1), self.config.model.z_loss, weights
     )
+    count = jnp.sum(weights)
+    return {'count': count, **{name: value * count for name, value in metrics.items()}}
+
+  def _multitask_eval_sums(self, state, batch) -> dict[str, jax.Array]:
+    """`_eval_sums` of a multi-task model: the same draw of tasks and masks every
+    evaluation (a fixed key)."""
+    text_emb = self._batch_text_embeddings(state, batch)
+    model = nnx.merge(self.graphdef, state_lib.eval_params(state), state.model_state)
+    task_batch = self._task_batch(state, batch, jax.random.key(0))
+    logits = model(task_batch.inputs, text_emb, batch['text_mask'], text_drop=task_batch.no_text)
+    weights = batch[EVAL_MASK].astype(jnp.float32)
+    _, metrics = _task_metrics(self.spec, logits, task_batch, self.config.model.z_loss, weights)
     count = jnp.sum(weights)
     return {'count': count, **{name: value * count for name, value in metrics.items()}}
 
@@ -334,6 +400,17 @@ class TransformerTask(Task):
       self.tokenizer.num_frames(config.num_latent_frames) if config.num_latent_frames else None
     )
     return model.generate(prompts, model.default_settings(num_frames=frames)), prompts
+
+
+def _task_metrics(spec, logits, task_batch: tasks.TaskBatch, z_loss: float, weights=None):
+  """`losses.token_metrics` over the generated tokens of a task sequence."""
+  return losses.token_metrics(
+    logits[:, spec.prefix_length :],
+    task_batch.targets,
+    z_loss,
+    weights,
+    token_mask=task_batch.loss_mask,
+  )
 
 
 def _ids(tokenize, captions: list[str]) -> dict[str, np.ndarray]:

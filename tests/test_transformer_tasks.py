@@ -1,0 +1,270 @@
+"""Tasks in one model: task prefixes, cached decoding with them, training, sampling entries.
+
+Toy sizes: a random 5x16x16 -> 2x4x4 tokenizer (1000 codes), so a canvas is 32
+tokens and a multi-task sequence 1 + 32 + 32.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests import helpers
+from videogen.data import pipeline
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+from videogen.transformer import sampling, tasks
+from videogen.transformer import task as task_lib
+from videogen.transformer.inference import TextToVideo
+from videogen.transformer.layers import TransformerSpec
+from videogen.transformer.model import Transformer
+
+ALL_TASKS = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
+# Recorded from the code before tasks existed: a 2-step text-to-video run of
+# `helpers.toy_transformer_config` (seed 0, step keys fold_in(key(1), i)) gave
+# these losses bit for bit; the t2v-only path must keep them.
+T2V_LOSSES = (7.520879745483398, 7.29773473739624)
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('data'))
+
+
+@pytest.fixture(scope='module')
+def frozen(data_dir, tmp_path_factory):
+  config = helpers.toy_transformer_config(data_dir)
+  return helpers.toy_inference(config, tmp_path_factory.mktemp('frozen'))
+
+
+def _spec(tasks_names=tasks.TASKS, **overrides):
+  values = dict(
+    vocab_size=1000,
+    latent_shape=(2, 4, 4),
+    text_dim=16,
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=64,
+    tasks=tuple(tasks_names),
+  )
+  values.update(overrides)
+  return TransformerSpec(**values)
+
+
+def _train(config, frozen, workdir, steps=2):
+  mesh = mesh_lib.create_mesh(config.mesh)
+  task = task_lib.TransformerTask(config, mesh, workdir=workdir, model=frozen)
+  rules = config.logical_axis_rules
+  losses = []
+  with sharding.axis_rules(mesh, rules):
+    key = jax.random.key(0, impl='unsafe_rbg')
+    shardings = sharding.tree_shardings(jax.eval_shape(task.init_state, key), mesh, rules)
+    state = jax.jit(task.init_state, out_shardings=shardings)(key)
+    step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)))
+    iterator = pipeline.create_iterator(
+      config, config.data.train_split, train=True, text_features=task.text_features()
+    )
+    for index in range(steps):
+      batch = sharding.global_batch(next(iterator), mesh, rules, task.batch_keys())
+      state, metrics = step(
+        state, batch, jax.random.fold_in(jax.random.key(1, impl='unsafe_rbg'), index)
+      )
+      losses.append(float(metrics['loss']))
+  return task, state, losses
+
+
+def test_t2v_only_config_has_no_task_prefix_and_trains_as_before(data_dir, frozen, tmp_path):
+  config = helpers.toy_transformer_config(data_dir)
+  assert dict(config.model.tasks) == {name: float(name == 't2v') for name in tasks.TASKS}
+  task, state, losses = _train(config, frozen, tmp_path)
+  spec = task.spec
+  assert spec.tasks == ('t2v',) and not spec.multitask and spec.prefix_length == 0
+  # No task or mask embeddings: the codes and BOS only.
+  assert state.params['token_embed']['embedding'].shape == (spec.vocab_size + 1, 32)
+  np.testing.assert_allclose(losses, T2V_LOSSES, rtol=1e-6)
+
+
+def test_prefix_of_every_task(frozen):
+  spec = _spec()
+  tokenizer = frozen.tokenizer
+  video = jax.random.uniform(jax.random.key(3), (4, 5, 16, 16, 3), minval=-1, maxval=1)
+  clean = np.asarray(tokenizer.encode(video))
+  length, prefix = spec.seq_length, spec.prefix_length
+  mask = tasks.mask_id(spec)
+  for name in tasks.TASKS:
+    batch = tasks.build_task_batch(spec, jax.random.key(5), video, tokenizer.encode, {name: 1.0})
+    inputs = np.asarray(batch.inputs)
+    assert inputs.shape == (4, prefix + length) and prefix == 1 + length
+    assert (inputs[:, 0] == tasks.task_id(spec, name)).all(), name
+    assert (np.asarray(batch.task) == tasks.TASKS.index(name)).all()
+    canvas = inputs[:, 1:prefix].reshape(4, 2, 4, 4)
+    assert (inputs[:, prefix] == spec.bos_id).all()
+    np.testing.assert_array_equal(inputs[:, prefix + 1 :], clean.reshape(4, -1)[:, :-1])
+    np.testing.assert_array_equal(batch.targets, clean.reshape(4, -1))
+    np.testing.assert_array_equal(batch.no_text, np.full(4, name == 'uncond'))
+    loss_mask = np.asarray(batch.loss_mask).reshape(4, 2, 4, 4)
+    given_frames = {'i2v': 1, 'predict': 1}.get(name, 0)  # 2 latent frames: predict keeps 1.
+    assert (loss_mask[:, :given_frames] == 0).all() and (loss_mask[:, given_frames:] == 1).all()
+    if name in ('t2v', 'uncond'):
+      assert (canvas == mask).all()
+    elif name in ('i2v', 'predict'):
+      np.testing.assert_array_equal(canvas[:, 0], clean[:, 0])
+      assert (canvas[:, 1] == mask).all()
+    elif name == 'interpolate':
+      first = np.asarray(tokenizer.encode(video[:, :1]))[:, 0]
+      last = np.asarray(tokenizer.encode(video[:, -1:]))[:, 0]
+      np.testing.assert_array_equal(canvas[:, 0], first)
+      np.testing.assert_array_equal(canvas[:, 1], last)
+    elif name in ('inpaint', 'outpaint'):
+      hidden = canvas == mask
+      assert hidden.any(axis=(1, 2, 3)).all() and (~hidden).any(axis=(1, 2, 3)).all()
+      np.testing.assert_array_equal(canvas[~hidden], clean[~hidden])
+      if name == 'outpaint':  # Borders of 1 token (h = w = 4): the 2x2 centre is kept.
+        assert hidden[:, :, 0].all() and hidden[:, :, :, -1].all()
+        assert not hidden[:, :, 1:3, 1:3].any()
+    elif name == 'restyle':
+      grey = np.asarray(tokenizer.encode(tasks.greyscale(video)))
+      np.testing.assert_array_equal(canvas, grey)
+    elif name == 'restore':
+      down = np.asarray(tokenizer.encode(tasks.downscale_upscale(video)))
+      assert (canvas != clean).any()
+      # Each clip is either the x2 down/up-scaled clip or a noisy one.
+      for row in range(4):
+        if not (canvas[row] == down[row]).all():
+          assert (canvas[row] != mask).all()
+
+
+def test_task_weights_draw_the_tasks(frozen):
+  spec = _spec()
+  video = jnp.zeros((64, 5, 16, 16, 3))
+  weights = {'t2v': 3.0, 'inpaint': 1.0}
+  batch = tasks.build_task_batch(spec, jax.random.key(0), video, frozen.tokenizer.encode, weights)
+  drawn = np.asarray(batch.task)
+  assert set(drawn) == {tasks.TASKS.index('t2v'), tasks.TASKS.index('inpaint')}
+  assert 0.55 < np.mean(drawn == 0) < 0.95
+  with pytest.raises(ValueError, match='at least one task'):
+    tasks.active_tasks({'t2v': 0.0})
+  with pytest.raises(ValueError, match='Unknown tasks'):
+    tasks.active_tasks({'colourise': 1.0})
+
+
+def test_loss_counts_generated_tokens_only(frozen):
+  spec = _spec()
+  video = jax.random.uniform(jax.random.key(1), (2, 5, 16, 16, 3), minval=-1, maxval=1)
+  batch = tasks.build_task_batch(
+    spec, jax.random.key(2), video, frozen.tokenizer.encode, {'predict': 1.0}
+  )
+  logits = jax.random.normal(jax.random.key(4), (2, spec.prefix_length + spec.seq_length, 1000))
+  loss = task_lib._task_metrics(spec, logits, batch, 0.0)[0]  # noqa: SLF001
+  prefix_changed = logits.at[:, : spec.prefix_length].add(5.0)
+  assert task_lib._task_metrics(spec, prefix_changed, batch, 0.0)[0] == loss  # noqa: SLF001
+  # The given first latent frame of predict is out of the loss too.
+  given_changed = logits.at[:, spec.prefix_length : spec.prefix_length + 16].add(5.0)
+  assert task_lib._task_metrics(spec, given_changed, batch, 0.0)[0] == loss  # noqa: SLF001
+  generated_changed = logits.at[:, -1, 0].add(50.0)
+  assert task_lib._task_metrics(spec, generated_changed, batch, 0.0)[0] != loss  # noqa: SLF001
+
+
+@pytest.mark.parametrize('position', ['rope3d', 'learned3d'])
+def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
+  spec = _spec(position=position)
+  model = Transformer(spec, rngs=nnx.Rngs(0))
+  assert model.token_embed.embedding.shape == (1000 + 2 + len(tasks.TASKS), 32)
+  key = jax.random.key(7)
+  canvas = jax.random.randint(key, (2, 2, 4, 4), 0, 1000)
+  canvas = tasks.masked_canvas(spec, canvas, jnp.asarray(tasks.border_mask((2, 4, 4), 1))[None])
+  prefix = tasks.task_prefix(spec, jnp.asarray([5, 6]), canvas)
+  clip = jax.random.randint(jax.random.fold_in(key, 1), (2, 32), 0, 1000)
+  inputs = jnp.concatenate([prefix, jnp.full((2, 1), spec.bos_id), clip[:, :-1]], axis=1)
+  text_emb = jax.random.normal(key, (2, 6, 16))
+  text_mask = jnp.ones((2, 6), jnp.int32)
+  offset = jnp.asarray([0, 3])
+  full = model(inputs, text_emb, text_mask, frame_offset=offset)
+  cached = sampling.cached_logits(
+    model, inputs, text_emb, text_mask, prefill_length=spec.prefix_length + 5, frame_offset=offset
+  )
+  np.testing.assert_allclose(cached, full, atol=1e-4)
+  # Sampling through the cache and through full passes draws the same tokens.
+  common = dict(latent_shape=(2, 4, 4), rng=jax.random.key(2), top_k=1, task_prefix=prefix)
+  with_cache = sampling.sample_tokens(model, text_emb, text_mask, cfg_scale=2.0, **common)
+  without = sampling.sample_tokens(
+    model, text_emb, text_mask, cfg_scale=2.0, use_cache=False, **common
+  )
+  np.testing.assert_array_equal(with_cache, without)
+  with pytest.raises(ValueError, match='needs task_prefix'):
+    sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
+
+
+def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path):
+  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS)
+  task, state, losses = _train(config, frozen, tmp_path)
+  assert task.spec.tasks == tasks.TASKS and task.spec.prefix_length == 33
+  assert all(np.isfinite(losses))
+  assert abs(losses[0] - np.log(1000)) < 1.5
+  assert task.step_cost(8).tokens == 8 * 65
+  batches = pipeline.create_iterator(
+    config, config.data.eval_split, train=False, text_features=task.text_features()
+  )
+  results = task.evaluate(state, batches, step=2, sample_dir=str(tmp_path))
+  assert np.isfinite(results['loss']) and (tmp_path / 'samples_000002.gif').exists()
+
+  model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, jax.device_get(state.params))
+  model = model.with_weights(jax.device_put(jax.device_get(state.params), jax.devices()[0]))
+  rng = np.random.default_rng(0)
+  clip = rng.integers(0, 256, (5, 16, 16, 3), np.uint8)
+  image = rng.integers(0, 256, (16, 16, 3), np.uint8)
+  mask = np.zeros((16, 16), bool)
+  mask[4:12, 4:12] = True
+  prompts = ['a red circle moving left']
+  calls = {
+    't2v': lambda s: model.generate(prompts, s),
+    'uncond': lambda s: model.unconditional(s, num_samples=2),
+    'i2v': lambda s: model.image_to_video(prompts, image, s),
+    'predict': lambda s: model.predict(prompts, clip, s),
+    'interpolate': lambda s: model.interpolate(prompts, image, image[::-1], s),
+    'inpaint': lambda s: model.inpaint(prompts, clip, mask, s),
+    'outpaint': lambda s: model.outpaint(prompts, clip, s),
+    'restore': lambda s: model.restore(prompts, clip, s),
+    'restyle': lambda s: model.restyle(prompts, clip, s),
+  }
+  for name, call in calls.items():
+    first = call(model.default_settings(top_k=1, seed=0, cfg_scale=2.0))
+    again = call(model.default_settings(top_k=1, seed=5, cfg_scale=2.0))
+    rows = 2 if name == 'uncond' else 1
+    assert first.shape == (rows, 5, 16, 16, 3) and first.dtype == np.uint8, name
+    np.testing.assert_array_equal(first, again, err_msg=name)  # top-k = 1: the seed is moot.
+  by_name = model.run_task(
+    'inpaint', prompts, model.default_settings(top_k=1), video=clip, mask=mask
+  )
+  np.testing.assert_array_equal(by_name, calls['inpaint'](model.default_settings(top_k=1)))
+  with pytest.raises(ValueError, match='missing mask'):
+    model.run_task('inpaint', prompts, video=clip)
+  with pytest.raises(ValueError, match='at least 5'):
+    model.restore(prompts, clip[:3])
+  with pytest.raises(ValueError, match='only t2v and uncond'):
+    model.restore(prompts, clip, model.default_settings(num_frames=9))
+
+
+def test_a_t2v_model_refuses_other_tasks(data_dir, frozen):
+  config = helpers.toy_transformer_config(data_dir)
+  model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder)
+  with pytest.raises(ValueError, match='trained on t2v, not inpaint'):
+    model.inpaint(['a red circle'], np.zeros((5, 16, 16, 3), np.uint8), np.ones((16, 16), bool))
+
+
+@pytest.mark.parametrize('kernel', ['splash', 'mha'])
+def test_attention_backends_take_the_task_sequence_length(kernel):
+  from videogen.transformer import attention  # noqa: PLC0415
+
+  spec = _spec()
+  length = spec.prefix_length + spec.seq_length  # 65: not a multiple of any tile.
+  keys = jax.random.split(jax.random.key(0), 3)
+  q, k, v = (jax.random.normal(key, (2, length, 4, 8)) for key in keys)
+  expected = attention.dot_product_attention(q, k, v, causal=True, backend='xla')
+  got = attention.dot_product_attention(
+    q, k, v, causal=True, backend='pallas', pallas_kernel=kernel, interpret=True
+  )
+  np.testing.assert_allclose(got, expected, atol=2e-5)

@@ -1,0 +1,303 @@
+"""One sampling entry per task of a multi-task model (mixed into `TextToVideo`).
+
+```
+model = TextToVideo.load('runs/multitask/transformer')
+model.unconditional(num_samples=4)
+model.image_to_video(['a red circle moving left'], image)
+model.predict(['a red circle moving left'], clip)        # the clip's first latent frames kept
+model.interpolate(['a red circle moving left'], first_frame, last_frame)
+model.inpaint(['a red circle moving left'], clip, mask)   # mask: bool [H, W] or [T, H, W], True = fill
+model.outpaint(['a red circle moving left'], clip)
+model.restore(['a red circle moving left'], degraded_clip)
+model.restyle(['a green circle moving left'], clip)       # the clip in greyscale + the caption's colour
+model.run_task('inpaint', prompts, video=clip, mask=mask) # by name (the CLI)
+```
+
+Inputs are uint8 RGB at any size (resized to the model's); clip conditions
+need at least the model's clip length in frames (the first ones are used).
+Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3].
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from videogen import vq
+from videogen.transformer import tasks
+
+if TYPE_CHECKING:
+  from videogen.transformer.inference import SamplingSettings
+
+
+class TaskSampling:
+  """Task entries of `TextToVideo`; they need a model trained on the task."""
+
+  # --- entries -------------------------------------------------------------------
+
+  def unconditional(
+    self, settings: SamplingSettings | None = None, *, num_samples: int = 1
+  ) -> np.ndarray:
+    """Videos from nothing: no text (null text), no condition; guidance is off."""
+    return self._task('uncond', [''], settings, num_samples)
+
+  def image_to_video(
+    self,
+    prompts: Sequence[str],
+    image: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """image: uint8 [H, W, 3], the first frame."""
+    image = _rgb(image, 'image', ndim=3)
+    return self._task('i2v', prompts, settings, num_samples, video=image[None])
+
+  def predict(
+    self,
+    prompts: Sequence[str],
+    video: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """video: uint8 [T, H, W, 3]; its whole latent frames (up to one fewer than a
+    clip has) are kept, the rest of the clip is predicted."""
+    video = _rgb(video, 'video', ndim=4)
+    return self._task('predict', prompts, settings, num_samples, video=video)
+
+  def interpolate(
+    self,
+    prompts: Sequence[str],
+    first_frame: np.ndarray,
+    last_frame: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """first_frame, last_frame: uint8 [H, W, 3]; the clip from one to the other."""
+    first = self._image_tokens(_rgb(first_frame, 'first_frame', ndim=3))
+    last = self._image_tokens(_rgb(last_frame, 'last_frame', ndim=3))
+
+    def canvas(rows):
+      tiled = tasks.interpolate_canvas(self.spec, first, last)
+      return jnp.repeat(tiled, rows, axis=0)
+
+    return self._task('interpolate', prompts, settings, num_samples, canvas=canvas)
+
+  def inpaint(
+    self,
+    prompts: Sequence[str],
+    video: np.ndarray,
+    mask: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """video: uint8 [T, H, W, 3]; mask: bool [H, W] (every frame) or [T, H, W],
+    True where to fill. A token is filled when any of its pixels is."""
+    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
+    latent = self.latent_mask(mask)
+    if not latent.any():
+      raise ValueError('The inpainting mask covers no pixel; mark the region to fill.')
+    return self._masked('inpaint', prompts, settings, num_samples, tokens, latent)
+
+  def outpaint(
+    self,
+    prompts: Sequence[str],
+    video: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+    border: int | None = None,
+  ) -> np.ndarray:
+    """video: uint8 [T, H, W, 3]; regenerates `border` latent tokens at every edge
+    (default `tasks.default_border`: a quarter of the shorter side)."""
+    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
+    border = tasks.default_border(self.latent_shape) if border is None else int(border)
+    if not 1 <= border <= min(self.latent_shape[1:]) // 2:
+      raise ValueError(f'border={border} must be in [1, {min(self.latent_shape[1:]) // 2}].')
+    latent = tasks.border_mask(self.latent_shape, border)
+    return self._masked('outpaint', prompts, settings, num_samples, tokens, latent)
+
+  def restore(
+    self,
+    prompts: Sequence[str],
+    video: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """video: uint8 [T, H, W, 3], a low-resolution (upscaled) or noisy clip -> clean."""
+    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
+    return self._task('restore', prompts, settings, num_samples, canvas=_tiled(tokens))
+
+  def restyle(
+    self,
+    prompts: Sequence[str],
+    video: np.ndarray,
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+  ) -> np.ndarray:
+    """video: uint8 [T, H, W, 3]; its greyscale version, coloured as the prompt says."""
+    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4), grey=True)
+    return self._task('restyle', prompts, settings, num_samples, canvas=_tiled(tokens))
+
+  def run_task(
+    self,
+    task: str,
+    prompts: Sequence[str],
+    settings: SamplingSettings | None = None,
+    *,
+    num_samples: int = 1,
+    image: np.ndarray | None = None,
+    video: np.ndarray | None = None,
+    last_frame: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+  ) -> np.ndarray:
+    """The entry of `task` by name. `image` is the first frame (i2v, interpolate);
+    `video` the clip (predict, inpaint, outpaint, restore, restyle)."""
+    needs = {
+      'i2v': ('image',),
+      'interpolate': ('image', 'last_frame'),
+      'predict': ('video',),
+      'inpaint': ('video', 'mask'),
+      'outpaint': ('video',),
+      'restore': ('video',),
+      'restyle': ('video',),
+    }
+    given = {'image': image, 'video': video, 'last_frame': last_frame, 'mask': mask}
+    if task not in tasks.TASKS:
+      raise ValueError(f'Unknown task {task!r}; valid: {", ".join(tasks.TASKS)}.')
+    wanted = needs.get(task, ())
+    missing = [name for name in wanted if given[name] is None]
+    extra = [name for name, value in given.items() if value is not None and name not in wanted]
+    if missing or extra:
+      raise ValueError(
+        f'Task {task} takes {", ".join(wanted) or "no condition"}; '
+        + (f'missing {", ".join(missing)}' if missing else f'not {", ".join(extra)}')
+      )
+    if task == 't2v':
+      return self.generate(prompts, settings, num_samples=num_samples)
+    if task == 'uncond':
+      return self.unconditional(settings, num_samples=num_samples)
+    if task == 'i2v':
+      return self.image_to_video(prompts, image, settings, num_samples=num_samples)
+    if task == 'interpolate':
+      return self.interpolate(prompts, image, last_frame, settings, num_samples=num_samples)
+    if task == 'inpaint':
+      return self.inpaint(prompts, video, mask, settings, num_samples=num_samples)
+    entry = {
+      'predict': self.predict,
+      'outpaint': self.outpaint,
+      'restore': self.restore,
+      'restyle': self.restyle,
+    }[task]
+    return entry(prompts, video, settings, num_samples=num_samples)
+
+  # --- conditions ----------------------------------------------------------------
+
+  def latent_mask(self, mask: np.ndarray) -> np.ndarray:
+    """Pixel mask bool [H, W] or [T, H, W] (any size, resized) -> bool [t, h, w]:
+    a token is masked when any pixel of its frames and patch is."""
+    mask = np.asarray(mask).astype(bool)
+    frames = self.frames_per_clip
+    if mask.ndim == 2:
+      mask = np.broadcast_to(mask, (frames, *mask.shape))
+    if mask.ndim != 3 or len(mask) < frames:
+      raise ValueError(
+        f'A mask is [H, W] or [T >= {frames}, H, W]; got shape {np.asarray(mask).shape}.'
+      )
+    data = self.config.data
+    mask = (
+      np.asarray(
+        jax.image.resize(
+          mask[:frames].astype(np.float32), (frames, data.height, data.width), 'nearest'
+        )
+      )
+      > 0.5
+    )
+    t, h, w = self.latent_shape
+    bounds = [0] + [self.tokenizer.num_frames(j) for j in range(1, t + 1)]
+    per_frame = mask.reshape(frames, h, data.height // h, w, data.width // w).any(axis=(2, 4))
+    return np.stack([per_frame[bounds[j] : bounds[j + 1]].any(axis=0) for j in range(t)])
+
+  def _clip_tokens(self, video: np.ndarray, *, grey: bool = False) -> jax.Array:
+    """int32 [1, t, h, w] of the first clip's worth of frames of uint8 `video`."""
+    frames = self.frames_per_clip
+    if len(video) < frames:
+      raise ValueError(f'The video has {len(video)} frames; this task needs at least {frames}.')
+    clip = jnp.asarray(self._resized(video[:frames]), jnp.float32)[None] / 127.5 - 1.0
+    if grey:
+      clip = tasks.greyscale(clip)
+    return self._encode(clip)
+
+  def _image_tokens(self, image: np.ndarray) -> jax.Array:
+    """int32 [1, 1, h, w]: one frame encoded as an image."""
+    frame = jnp.asarray(self._resized(image[None]), jnp.float32)[None] / 127.5 - 1.0
+    return self._encode(frame)[:, :1]
+
+  def _encode(self, video: jax.Array) -> jax.Array:
+    with self._context():
+      return _encode_video(self.tokenizer.graphdef, self._tokenizer_state, video).astype(jnp.int32)
+
+  def _resized(self, video: np.ndarray) -> np.ndarray:
+    data = self.config.data
+    if video.shape[1:3] == (data.height, data.width):
+      return video
+    shape = (video.shape[0], data.height, data.width, 3)
+    resized = jax.image.resize(video.astype(np.float32), shape, 'linear')
+    return np.asarray(resized).round().clip(0, 255).astype(np.uint8)
+
+  def _masked(self, task, prompts, settings, num_samples, tokens, latent) -> np.ndarray:
+    canvas = tasks.masked_canvas(self.spec, tokens, jnp.asarray(latent)[None])
+    return self._task(task, prompts, settings, num_samples, canvas=_tiled(canvas))
+
+  def _task(self, task, prompts, settings, num_samples, *, video=None, canvas=None) -> np.ndarray:
+    """Checks, then `_generate` with the task token and canvas."""
+    tasks.check_task(self.spec, task)
+    settings = settings or self.default_settings()
+    settings.check()
+    if not prompts:
+      raise ValueError('No prompts to sample.')
+    if num_samples < 1:
+      raise ValueError(f'num_samples={num_samples} must be >= 1.')
+    return self._generate(prompts, settings, num_samples, task=task, video=video, canvas=canvas)
+
+  def _task_prefix(self, task, rows, num_frames, prefix, canvas) -> jax.Array:
+    """int32 [rows, 1 + t*h*w]: the task token and conditioning canvas."""
+    spec = self.spec
+    if task not in ('t2v', 'uncond') and self.latent_frames_for(num_frames) > spec.latent_shape[0]:
+      raise ValueError(
+        f'{task} samples one clip ({self.frames_per_clip} frames); only t2v and uncond '
+        'make longer videos.'
+      )
+    if canvas is not None:
+      tokens = canvas(rows)
+    elif prefix is not None:
+      kept = prefix.shape[1]
+      padded = jnp.pad(prefix, ((0, 0), (0, spec.latent_shape[0] - kept), (0, 0), (0, 0)))
+      tokens = tasks.frames_canvas(spec, padded, jnp.full((rows,), kept))
+    else:
+      tokens = tasks.blank_canvas(spec, rows)
+    return tasks.task_prefix(spec, jnp.full((rows,), tasks.TASKS.index(task)), tokens)
+
+
+def _tiled(tokens: jax.Array):
+  """A canvas function: `tokens` [1, t, h, w] repeated for every row."""
+  return lambda rows: jnp.repeat(tokens, rows, axis=0)
+
+
+def _rgb(array: np.ndarray, name: str, *, ndim: int) -> np.ndarray:
+  array = np.asarray(array)
+  layout = '[H, W, 3]' if ndim == 3 else '[T, H, W, 3]'
+  if array.ndim != ndim or array.shape[-1] != 3:
+    raise ValueError(f'{name} must be RGB {layout}; got shape {array.shape}.')
+  return array
+
+
+_encode_video = jax.jit(vq.encode_fn, static_argnums=0)

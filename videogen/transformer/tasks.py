@@ -1,0 +1,312 @@
+"""Video tasks in one model: a task token and a conditioning canvas before the clip.
+
+A multi-task model (`config.model.tasks` with any task but `t2v` > 0) reads
+
+```
+[task token] [canvas: t*h*w tokens] [BOS] [clip tokens ...]
+```
+
+The canvas is aligned with the clip: canvas token j sits at the (t, h, w)
+coordinates of clip token j and holds the conditioning token there (from the
+frozen video tokenizer) or the mask token where nothing is given. The loss
+covers the generated clip only. Text goes through cross-attention as for
+text-to-video. Prefix attention is causal, like the rest of the sequence.
+
+| task        | canvas                                                        |
+|-------------|---------------------------------------------------------------|
+| t2v, uncond | all mask (uncond also sees no text: the null text, always)    |
+| i2v         | latent frame 0 (the first frame, encoded as an image)         |
+| predict     | the first k latent frames, 1 <= k < t                         |
+| interpolate | first and last frame, each encoded as an image, at t=0, t-1   |
+| inpaint     | the clip's tokens, a space-time box masked                    |
+| outpaint    | the clip's tokens, the borders masked                         |
+| restore     | tokens of the clip downscaled x2 then upscaled, or noisy      |
+| restyle     | tokens of the greyscale clip (the caption names the colour)   |
+
+For i2v and predict the given latent frames are also the first tokens of the
+generated clip (fixed when sampling, out of the loss when training).
+A model trained on `t2v` alone has none of this: no extra embeddings, no prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from videogen.transformer.layers import TransformerSpec
+
+TASKS = (
+  't2v',
+  'uncond',
+  'i2v',
+  'predict',
+  'interpolate',
+  'inpaint',
+  'outpaint',
+  'restore',
+  'restyle',
+)
+# Tasks whose condition is a whole clip (the canvas covers every latent frame).
+CLIP_TASKS = ('inpaint', 'outpaint', 'restore', 'restyle')
+RESTORE_NOISE_STD = 0.2  # Gaussian noise of `restore`, in [-1, 1] pixel units.
+
+
+def active_tasks(weights: Mapping[str, float]) -> tuple[str, ...]:
+  """Tasks with weight > 0, in `TASKS` order.
+
+  Raises:
+    ValueError: an unknown task, a negative weight, or none > 0.
+  """
+  weights = dict(weights)
+  unknown = sorted(set(weights) - set(TASKS))
+  if unknown:
+    raise ValueError(f'Unknown tasks {unknown}; valid: {list(TASKS)}')
+  negative = [name for name, weight in weights.items() if weight < 0]
+  if negative:
+    raise ValueError(f'Task weights must be >= 0; got {negative}')
+  active = tuple(name for name in TASKS if weights.get(name, 0.0) > 0)
+  if not active:
+    raise ValueError('config.model.tasks: at least one task needs a weight > 0.')
+  return active
+
+
+def task_id(spec: TransformerSpec, name: str) -> int:
+  """Input token id of task `name` (multi-task models only)."""
+  return spec.vocab_size + 2 + TASKS.index(name)
+
+
+def mask_id(spec: TransformerSpec) -> int:
+  """Input token id of a canvas position with nothing given."""
+  return spec.vocab_size + 1
+
+
+def check_task(spec: TransformerSpec, name: str) -> None:
+  """ValueError unless the model was trained on task `name`."""
+  if name not in TASKS:
+    raise ValueError(f'Unknown task {name!r}; valid: {", ".join(TASKS)}.')
+  if name not in spec.tasks:
+    raise ValueError(
+      f'This model was trained on {", ".join(spec.tasks)}, not {name} '
+      f'(train it with config.model.tasks.{name} > 0).'
+    )
+
+
+# --- canvases ------------------------------------------------------------------
+
+
+def blank_canvas(spec: TransformerSpec, batch: int) -> jax.Array:
+  """int32 [batch, t, h, w], all mask."""
+  return jnp.full((batch, *spec.latent_shape), mask_id(spec), jnp.int32)
+
+
+def frames_canvas(spec: TransformerSpec, tokens: jax.Array, num_given: jax.Array) -> jax.Array:
+  """The first `num_given` latent frames of `tokens` [batch, t, h, w], mask after."""
+  frame = jnp.arange(spec.latent_shape[0])[None, :, None, None]
+  given = frame < jnp.asarray(num_given)[:, None, None, None]
+  return jnp.where(given, tokens, mask_id(spec)).astype(jnp.int32)
+
+
+def interpolate_canvas(spec: TransformerSpec, first: jax.Array, last: jax.Array) -> jax.Array:
+  """first, last: int32 [batch, 1, h, w] image tokens -> canvas with them at t=0 and t-1."""
+  frames = spec.latent_shape[0]
+  canvas = blank_canvas(spec, first.shape[0])
+  canvas = canvas.at[:, frames - 1].set(last[:, 0])
+  return canvas.at[:, 0].set(first[:, 0])
+
+
+def masked_canvas(spec: TransformerSpec, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+  """tokens [batch, t, h, w] with mask (bool, same shape, True = to fill) -> mask token."""
+  return jnp.where(mask, mask_id(spec), tokens).astype(jnp.int32)
+
+
+def box_mask(latent_shape, box: tuple[int, int, int, int, int, int]) -> np.ndarray:
+  """bool [t, h, w], True inside the half-open latent box (t0, t1, y0, y1, x0, x1)."""
+  t0, t1, y0, y1, x0, x1 = box
+  mask = np.zeros(latent_shape, bool)
+  mask[t0:t1, y0:y1, x0:x1] = True
+  return mask
+
+
+def border_mask(latent_shape, border: int) -> np.ndarray:
+  """bool [t, h, w], True within `border` tokens of the frame's edge (outpainting)."""
+  _, height, width = latent_shape
+  y = np.arange(height)[:, None]
+  x = np.arange(width)[None, :]
+  inside = (y >= border) & (y < height - border) & (x >= border) & (x < width - border)
+  return np.broadcast_to(~inside, latent_shape).copy()
+
+
+def default_border(latent_shape) -> int:
+  """The border outpainting fills by default: a quarter of the shorter side (>= 1)."""
+  return max(1, min(latent_shape[1:]) // 4)
+
+
+def random_box_masks(key: jax.Array, batch: int, latent_shape) -> jax.Array:
+  """bool [batch, t, h, w]: one box per clip, 1 to ceil(n/2) tokens along each axis."""
+  axes = []
+  for size, axis_key in zip(latent_shape, jax.random.split(key, 3), strict=True):
+    start_key, length_key = jax.random.split(axis_key)
+    length = jax.random.randint(length_key, (batch,), 1, (size + 1) // 2 + 1)
+    start = jax.random.randint(start_key, (batch,), 0, size - length + 1)
+    index = jnp.arange(size)[None, :]
+    axes.append((index >= start[:, None]) & (index < (start + length)[:, None]))
+  frames, rows, cols = axes
+  return frames[:, :, None, None] & rows[:, None, :, None] & cols[:, None, None, :]
+
+
+def random_border_masks(key: jax.Array, batch: int, latent_shape) -> jax.Array:
+  """bool [batch, t, h, w]: borders of 1 to `default_border` tokens masked, all frames."""
+  _, height, width = latent_shape
+  border = jax.random.randint(key, (batch,), 1, default_border(latent_shape) + 1)[:, None]
+  rows = jnp.arange(height)[None, :]
+  cols = jnp.arange(width)[None, :]
+  keep_rows = (rows >= border) & (rows < height - border)
+  keep_cols = (cols >= border) & (cols < width - border)
+  inside = keep_rows[:, :, None] & keep_cols[:, None, :]
+  return jnp.broadcast_to(~inside[:, None], (batch, *latent_shape))
+
+
+def task_prefix(spec: TransformerSpec, task: jax.Array, canvas: jax.Array) -> jax.Array:
+  """The prefix inputs: int32 [batch, 1 + t*h*w] = task token, then the canvas.
+
+  Args:
+    task: int32 [batch], index into `TASKS`.
+    canvas: int32 [batch, t, h, w].
+  """
+  token = spec.vocab_size + 2 + jnp.asarray(task, jnp.int32)
+  flat = canvas.reshape(canvas.shape[0], -1).astype(jnp.int32)
+  return jnp.concatenate([token[:, None], flat], axis=1)
+
+
+# --- pixel degradations (video in [-1, 1], [batch, T, H, W, 3]) --------------------
+
+
+def downscale_upscale(video: jax.Array) -> jax.Array:
+  """Each frame downscaled x2 (2x2 mean), then upscaled back (bilinear)."""
+  batch, frames, height, width, channels = video.shape
+  small = video.reshape(batch, frames, height // 2, 2, width // 2, 2, channels).mean(axis=(3, 5))
+  return jax.image.resize(small, video.shape, 'linear').astype(video.dtype)
+
+
+def add_noise(video: jax.Array, key: jax.Array, std: float = RESTORE_NOISE_STD) -> jax.Array:
+  """Gaussian pixel noise, clipped to [-1, 1]."""
+  noise = std * jax.random.normal(key, video.shape, video.dtype)
+  return jnp.clip(video + noise, -1.0, 1.0)
+
+
+def greyscale(video: jax.Array) -> jax.Array:
+  """Luma (ITU-R BT.601) in all three channels."""
+  weights = jnp.asarray([0.299, 0.587, 0.114], video.dtype)
+  luma = jnp.sum(video * weights, axis=-1, keepdims=True)
+  return jnp.broadcast_to(luma, video.shape)
+
+
+# --- training ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskBatch:
+  """A multi-task training batch.
+
+  Attributes:
+    inputs: int32 [batch, prefix_length + t*h*w]: task prefix, BOS, clip tokens but the last.
+    targets: int32 [batch, t*h*w]: the clean clip's tokens.
+    loss_mask: float32 [batch, t*h*w]: 1 at generated tokens (0 at the given
+      frames of i2v/predict, which sampling fixes).
+    task: int32 [batch], index into `TASKS`.
+    no_text: bool [batch], rows that must see the null text (uncond).
+  """
+
+  inputs: jax.Array
+  targets: jax.Array
+  loss_mask: jax.Array
+  task: jax.Array
+  no_text: jax.Array
+
+
+def build_task_batch(
+  spec: TransformerSpec,
+  key: jax.Array,
+  video: jax.Array,
+  encode: Callable[[jax.Array], jax.Array],
+  weights: Mapping[str, float],
+) -> TaskBatch:
+  """Draws a task per clip and builds its prefix from the clip (inside the jitted step).
+
+  Args:
+    spec: the multi-task model's spec.
+    key: PRNG key.
+    video: float [batch, T, H, W, 3] in [-1, 1].
+    encode: video [n, T', H, W, 3] -> int32 tokens [n, t', h, w] (frozen tokenizer).
+    weights: task -> weight (`config.model.tasks`).
+
+  Returns:
+    A `TaskBatch`.
+  """
+  active = active_tasks(weights)
+  probs = np.asarray([weights[name] for name in active], np.float32)
+  batch = video.shape[0]
+  frames = spec.latent_shape[0]
+  keys = jax.random.split(key, 6)
+  choice = jax.random.choice(keys[0], len(active), (batch,), p=jnp.asarray(probs / probs.sum()))
+  task = jnp.asarray([TASKS.index(name) for name in active], jnp.int32)[choice]
+
+  def is_task(name):
+    return task == TASKS.index(name)
+
+  def per_clip(flags, x):
+    return flags.reshape((batch,) + (1,) * (x.ndim - 1))
+
+  degraded = video
+  if 'restore' in active:
+    noisy = jax.random.bernoulli(keys[1], 0.5, (batch,))
+    restored = jnp.where(
+      per_clip(noisy, video), add_noise(video, keys[2]), downscale_upscale(video)
+    )
+    degraded = jnp.where(per_clip(is_task('restore'), video), restored, degraded)
+  if 'restyle' in active:
+    degraded = jnp.where(per_clip(is_task('restyle'), video), greyscale(video), degraded)
+  if 'restore' in active or 'restyle' in active:
+    tokens, degraded_tokens = jnp.split(encode(jnp.concatenate([video, degraded])), 2)
+  else:
+    tokens = encode(video)
+    degraded_tokens = tokens
+  tokens = tokens.astype(jnp.int32)
+
+  num_given = jnp.zeros((batch,), jnp.int32)
+  if 'i2v' in active:
+    num_given = jnp.where(is_task('i2v'), 1, num_given)
+  if 'predict' in active:
+    num_predict = jax.random.randint(keys[3], (batch,), 1, max(frames, 2))
+    num_given = jnp.where(is_task('predict'), num_predict, num_given)
+  canvas = frames_canvas(spec, tokens, num_given)
+  if 'interpolate' in active:
+    images = jnp.concatenate([video[:, :1], video[:, -1:]])
+    first, last = jnp.split(encode(images)[:, :1].astype(jnp.int32), 2)
+    canvas = jnp.where(
+      per_clip(is_task('interpolate'), canvas), interpolate_canvas(spec, first, last), canvas
+    )
+  if 'inpaint' in active:
+    box = random_box_masks(keys[4], batch, spec.latent_shape)
+    canvas = jnp.where(
+      per_clip(is_task('inpaint'), canvas), masked_canvas(spec, tokens, box), canvas
+    )
+  if 'outpaint' in active:
+    border = random_border_masks(keys[5], batch, spec.latent_shape)
+    canvas = jnp.where(
+      per_clip(is_task('outpaint'), canvas), masked_canvas(spec, tokens, border), canvas
+    )
+  for name in ('restore', 'restyle'):
+    if name in active:
+      canvas = jnp.where(per_clip(is_task(name), canvas), degraded_tokens.astype(jnp.int32), canvas)
+
+  flat = tokens.reshape(batch, -1)
+  bos = jnp.full((batch, 1), spec.bos_id, jnp.int32)
+  inputs = jnp.concatenate([task_prefix(spec, task, canvas), bos, flat[:, :-1]], axis=1)
+  frame_of_token = jnp.repeat(jnp.arange(frames), spec.tokens_per_frame)[None, :]
+  loss_mask = (frame_of_token >= num_given[:, None]).astype(jnp.float32)
+  return TaskBatch(inputs, flat, loss_mask, task, is_task('uncond'))
