@@ -73,8 +73,25 @@ _TEMPERATURE = flags.DEFINE_float('temperature', None, 'Sampling temperature.')
 _TOP_K = flags.DEFINE_integer('top_k', None, 'Top-k filtering; 0 = off.')
 _TOP_P = flags.DEFINE_float('top_p', None, 'Nucleus (top-p) filtering; 1 = off.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
-_FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'Image to start the video from.')
+_FIRST_FRAME = flags.DEFINE_string(
+  'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'
+)
 _PREFIX_VIDEO = flags.DEFINE_string('prefix_video', None, 'Video to continue.')
+_TASK = flags.DEFINE_enum(
+  'task',
+  None,
+  ['t2v', 'uncond', 'i2v', 'predict', 'interpolate', 'inpaint', 'outpaint', 'restore', 'restyle'],
+  'sample: the task of a multi-task model (default t2v); see videogen.transformer.tasks.',
+)
+_LAST_FRAME = flags.DEFINE_string('last_frame', None, 'sample --task interpolate: the last frame.')
+_MASK = flags.DEFINE_string(
+  'mask', None, 'sample --task inpaint: image, white where to fill (every frame).'
+)
+_BOX = flags.DEFINE_string(
+  'box',
+  None,
+  'sample --task inpaint: t0,t1,y0,y1,x0,x1 region to fill (frames, pixels; end-exclusive).',
+)
 _NUM_FRAMES = flags.DEFINE_integer(
   'num_frames', None, 'Frames to generate; more than training makes a long video.'
 )
@@ -113,7 +130,9 @@ _CPU_DEVICES = flags.DEFINE_integer(
 _TOKENIZER = flags.DEFINE_string(
   'tokenizer', None, 'tokenize/detokenize: a tokenizer workdir or exported tokenizer directory.'
 )
-_VIDEO = flags.DEFINE_string('video', None, 'tokenize: the video file to encode.')
+_VIDEO = flags.DEFINE_string(
+  'video', None, 'tokenize: the video file to encode; sample --task X: the clip to condition on.'
+)
 _TOKENS = flags.DEFINE_string('tokens', None, 'detokenize: a .tokens.npz from videogen tokenize.')
 _HEIGHT = flags.DEFINE_integer('height', 0, "tokenize: frame height to encode at; 0 = the video's.")
 _WIDTH = flags.DEFINE_integer('width', 0, "tokenize: frame width to encode at; 0 = the video's.")
@@ -179,7 +198,8 @@ def _sample() -> None:
     raise UsageError('videogen sample needs --model (a transformer workdir or an export).')
   out = _require(_OUT, 'sample')
   prompts = _prompts()
-  if not prompts:
+  task = _TASK.value or 't2v'
+  if not prompts and task != 'uncond':
     raise UsageError('videogen sample needs --prompt (may repeat) or --prompts_file.')
   _init_distributed()
   model = TextToVideo.load(path)
@@ -191,6 +211,21 @@ def _sample() -> None:
     seed=_SEED.value,
     num_frames=_NUM_FRAMES.value,
   )
+  if _TASK.value is not None:
+    try:
+      inputs = sample.read_task_inputs(
+        first_frame=_FIRST_FRAME.value,
+        last_frame=_LAST_FRAME.value,
+        video=_VIDEO.value,
+        mask=_MASK.value,
+        box=_BOX.value,
+      )
+      sample.sample_task_to_dir(
+        model, task, prompts, out, settings, num_samples=_NUM_SAMPLES.value, **inputs
+      )
+    except ValueError as error:  # The model's own checks (trained tasks, input sizes).
+      raise UsageError(str(error)) from None
+    return
   image, video = sample.read_conditioning(_FIRST_FRAME.value, _PREFIX_VIDEO.value)
   sample.sample_to_dir(
     model, prompts, out, settings, num_samples=_NUM_SAMPLES.value, image=image, video=video

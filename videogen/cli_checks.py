@@ -39,8 +39,26 @@ _SAMPLING = frozenset(
     'prefix_video',
     'num_frames',
     'out',
+    'task',
+    'last_frame',
+    'video',
+    'mask',
+    'box',
   }
 )
+# --task -> the inputs it needs (flags), the inputs it also takes, and whether it reads prompts.
+TASK_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
+  't2v': ((), ('first_frame', 'prefix_video'), True),
+  'uncond': ((), (), False),
+  'i2v': (('first_frame',), (), True),
+  'predict': (('video',), (), True),
+  'interpolate': (('first_frame', 'last_frame'), (), True),
+  'inpaint': (('video',), ('mask', 'box'), True),
+  'outpaint': (('video',), (), True),
+  'restore': (('video',), (), True),
+  'restyle': (('video',), (), True),
+}
+_TASK_FLAGS = ('first_frame', 'prefix_video', 'last_frame', 'video', 'mask', 'box')
 # Subcommand -> the videogen flags it reads (besides COMMON_FLAGS). `config`
 # covers its `--config.key=value` overrides.
 COMMAND_FLAGS: dict[str, frozenset[str]] = {
@@ -246,10 +264,59 @@ def _sample(v: Any) -> None:
   in_range('top_p', v.top_p, 0.0, 1.0, low_open=True)
   if v.first_frame and v.prefix_video:
     raise InputError('give --first_frame or --prefix_video, not both')
+  _sample_task(v)
   image_decodes('first_frame', v.first_frame)
   video_decodes('prefix_video', v.prefix_video)
+  image_decodes('last_frame', v.last_frame)
+  video_decodes('video', v.video)
+  image_decodes('mask', v.mask)
   prompts_file('prompts_file', v.prompts_file)
   out_dir('out', v.out)
+
+
+def _sample_task(v: Any) -> None:
+  """--task names its inputs: each given, none it ignores, --mask or --box for inpaint."""
+  task = v.task or 't2v'
+  needed, optional, reads_prompts = TASK_INPUTS[task]
+  for name in needed:
+    if not getattr(v, name):
+      raise InputError(f'--task {task} needs --{name}; it takes {_task_inputs(task)}')
+  for name in _TASK_FLAGS:
+    if getattr(v, name) and name not in needed + optional:
+      raise InputError(f'--{name} is not used by --task {task}; it takes {_task_inputs(task)}')
+  has_prompts = bool(v.prompt) or bool(v.prompts_file)
+  if v.task is None:
+    return
+  if not reads_prompts and has_prompts:
+    raise InputError(f'--task {task} takes no --prompt or --prompts_file (no text)')
+  if reads_prompts and not has_prompts:
+    raise InputError(f'--task {task} needs --prompt (may repeat) or --prompts_file')
+  if task == 'inpaint' and bool(v.mask) == bool(v.box):
+    raise InputError('--task inpaint needs --mask M.png or --box t0,t1,y0,y1,x0,x1 (one of them)')
+  if v.box:
+    parse_box(v.box)
+
+
+def _task_inputs(task: str) -> str:
+  needed, optional, reads_prompts = TASK_INPUTS[task]
+  parts = [f'--{name}' for name in needed]
+  if optional:
+    parts.append('optionally ' + ' or '.join(f'--{name}' for name in optional))
+  parts.append('--prompt' if reads_prompts else 'no --prompt')
+  return ', '.join(parts)
+
+
+def parse_box(box: str) -> tuple[int, int, int, int, int, int]:
+  """`t0,t1,y0,y1,x0,x1` (frames and pixels, end-exclusive) -> ints; InputError if not."""
+  try:
+    values = tuple(int(part) for part in box.split(','))
+  except ValueError:
+    values = ()
+  if len(values) != 6 or min(values) < 0 or any(values[i] >= values[i + 1] for i in (0, 2, 4)):
+    raise InputError(
+      f'--box={box}: give t0,t1,y0,y1,x0,x1, integers >= 0 with t0 < t1, y0 < y1, x0 < x1'
+    )
+  return values
 
 
 def _train(v: Any) -> None:

@@ -41,6 +41,65 @@ def read_conditioning(
   return image, video
 
 
+def read_task_inputs(
+  *,
+  first_frame: str | None = None,
+  last_frame: str | None = None,
+  video: str | None = None,
+  mask: str | None = None,
+  box: str | None = None,
+) -> dict[str, np.ndarray]:
+  """The inputs of `videogen sample --task X` as `TextToVideo.run_task` keywords.
+
+  `--mask` is an image, white (> 127) where to fill; `--box t0,t1,y0,y1,x0,x1`
+  the same as a box in the frames and pixels of `--video` (end-exclusive).
+  """
+  from videogen import cli_checks  # noqa: PLC0415  (the box syntax lives with the flag checks)
+
+  inputs = {}
+  if first_frame:
+    inputs['image'] = read_image(first_frame)
+  if last_frame:
+    inputs['last_frame'] = read_image(last_frame)
+  if video:
+    inputs['video'] = video_io.read_video(video)
+  if mask:
+    inputs['mask'] = read_image(mask).mean(axis=-1) > 127
+  if box:
+    t0, t1, y0, y1, x0, x1 = cli_checks.parse_box(box)
+    frames, height, width = inputs['video'].shape[:3]
+    if t1 > frames or y1 > height or x1 > width:
+      raise ValueError(
+        f'--box={box} reaches past the video ({frames} frames of {height}x{width} pixels).'
+      )
+    inputs['mask'] = np.zeros((frames, height, width), bool)
+    inputs['mask'][t0:t1, y0:y1, x0:x1] = True
+  return inputs
+
+
+def sample_task_to_dir(
+  model: TextToVideo,
+  task: str,
+  prompts: Sequence[str],
+  out: str,
+  settings: SamplingSettings | None = None,
+  *,
+  num_samples: int = 1,
+  **inputs: np.ndarray,
+) -> np.ndarray:
+  """`videogen sample --task X`: `model.run_task`, then written as `sample_to_dir` does."""
+  videos = model.run_task(task, prompts, settings, num_samples=num_samples, **inputs)
+  rows = (
+    ['(unconditional)'] * len(videos)
+    if task == 'uncond'
+    else [p for p in prompts for _ in range(num_samples)]
+  )
+  if jax.process_index() == 0:
+    write_samples(out, videos, rows, fps=model.fps)
+    print(f'Wrote {len(videos)} {task} samples of {videos.shape[1]} frames to {out}', flush=True)
+  return videos
+
+
 def write_samples(out: str, videos: np.ndarray, prompts: Sequence[str], fps: int) -> None:
   """Writes `sample_NNN.mp4/.gif`, `samples.npy`, `prompts.json` and a grid."""
   out_dir = epath.Path(out)

@@ -1,0 +1,192 @@
+"""`videogen sample --task X`: missing or misplaced task inputs are one-line errors;
+an exported multi-task model samples each task from the command line."""
+
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+from flax import nnx
+from PIL import Image
+
+from tests import helpers
+from videogen import cli
+from videogen.data import video_io
+from videogen.transformer import tasks
+from videogen.transformer.inference import TextToVideo
+from videogen.transformer.model import Transformer
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+  root = tmp_path_factory.mktemp('task_inputs')
+  run = root / 'run'
+  (run / 'checkpoints').mkdir(parents=True)
+  (run / 'config.json').write_text(json.dumps({'stage': 'transformer'}))
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(root / 'frame.png')
+  mask = np.zeros((16, 16), np.uint8)
+  mask[4:12, 4:12] = 255
+  Image.fromarray(mask).save(root / 'mask.png')
+  video_io.write_video(root / 'clip.gif', rng.integers(0, 256, (5, 16, 16, 3), np.uint8))
+  (root / 'notes.txt').write_text('not a video\n')
+  return {
+    'run': str(run),
+    'frame': str(root / 'frame.png'),
+    'mask': str(root / 'mask.png'),
+    'clip': str(root / 'clip.gif'),
+    'text': str(root / 'notes.txt'),
+    'root': root,
+  }
+
+
+def _main(args, capsys):
+  """`videogen ARGS` in this process: (exit code, stderr)."""
+  flags.FLAGS.unparse_flags()
+  try:
+    cli.main(cli._flags_parser(['videogen', *args]))  # noqa: SLF001
+    code = 0
+  except SystemExit as exited:
+    code = exited.code
+  finally:
+    flags.FLAGS.unparse_flags()
+  return code, capsys.readouterr().err
+
+
+# (arguments after `sample --model RUN --out OUT`, text the one error line holds)
+CASES = [
+  (['--task', 'interpolate', '--prompt', 'p', '--first_frame', '{frame}'], 'needs --last_frame'),
+  (['--task', 'i2v', '--prompt', 'p'], '--task i2v needs --first_frame'),
+  (['--task', 'inpaint', '--prompt', 'p', '--video', '{clip}'], 'needs --mask M.png or --box'),
+  (
+    [
+      '--task',
+      'inpaint',
+      '--prompt',
+      'p',
+      '--video',
+      '{clip}',
+      '--mask',
+      '{mask}',
+      '--box',
+      '0,1,0,4,0,4',
+    ],
+    'needs --mask M.png or --box',
+  ),
+  (
+    ['--task', 'inpaint', '--prompt', 'p', '--video', '{clip}', '--box', '0,1,4'],
+    '--box=0,1,4: give',
+  ),
+  (['--task', 'inpaint', '--prompt', 'p', '--video', '{clip}', '--box', '2,1,0,4,0,4'], 't0 < t1'),
+  (['--task', 'outpaint', '--prompt', 'p'], '--task outpaint needs --video'),
+  (['--task', 'restore', '--prompt', 'p'], '--task restore needs --video'),
+  (['--task', 'predict', '--prompt', 'p'], '--task predict needs --video'),
+  (['--task', 'restyle', '--video', '{clip}'], '--task restyle needs --prompt'),
+  (['--task', 'uncond', '--prompt', 'p'], '--task uncond takes no --prompt'),
+  (
+    ['--task', 'restore', '--prompt', 'p', '--video', '{clip}', '--mask', '{mask}'],
+    '--mask is not used by --task restore',
+  ),
+  (['--task', 'uncond', '--video', '{clip}'], '--video is not used by --task uncond'),
+  (['--task', 'predict', '--prompt', 'p', '--video', '{text}'], 'not a readable video'),
+  (
+    [
+      '--task',
+      'interpolate',
+      '--prompt',
+      'p',
+      '--first_frame',
+      '{frame}',
+      '--last_frame',
+      '{text}',
+    ],
+    'not a readable image',
+  ),
+  (['--prompt', 'p', '--video', '{clip}'], '--video is not used by --task t2v'),
+]
+
+
+@pytest.mark.parametrize('index', range(len(CASES)))
+def test_task_without_its_inputs_is_a_one_line_usage_error(files, capsys, index):
+  extra, expected = CASES[index]
+  args = ['sample', '--model', files['run'], '--out', str(files['root'] / 'out')]
+  args += [a.format(**files) for a in extra]
+  code, err = _main(args, capsys)
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2, err
+  assert len(lines) == 1 and lines[0].startswith('videogen sample: error: '), err
+  assert expected in lines[0], lines[0]
+
+
+def _export(config, frozen, out):
+  model = Transformer(
+    TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec, rngs=nnx.Rngs(0)
+  )
+  params = nnx.split(model, nnx.Param, ...)[1]
+  TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params).export(out)
+
+
+def test_sample_each_task_from_an_exported_model(files, capsys, tmp_path):
+  weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
+  config = helpers.toy_transformer_config(str(tmp_path / 'data'), **weights)
+  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
+  _export(config, frozen, tmp_path / 'multitask')
+  t2v_config = helpers.toy_transformer_config(str(tmp_path / 'data'))
+  _export(t2v_config, frozen, tmp_path / 't2v')
+  base = ['sample', '--model', str(tmp_path / 'multitask'), '--top_k', '1']
+  runs = {
+    'uncond': ['--num_samples', '2'],
+    'interpolate': [
+      '--prompt',
+      'a red circle',
+      '--first_frame',
+      files['frame'],
+      '--last_frame',
+      files['frame'],
+    ],
+    'inpaint': ['--prompt', 'a red circle', '--video', files['clip'], '--box', '0,3,4,12,4,12'],
+    'outpaint': ['--prompt', 'a red circle', '--video', files['clip']],
+    'restyle': ['--prompt', 'a red circle', '--video', files['clip']],
+  }
+  for task, extra in runs.items():
+    out = tmp_path / task
+    code, err = _main([*base, '--task', task, '--out', str(out), *extra], capsys)
+    assert code == 0, err
+    videos = np.load(out / 'samples.npy')
+    assert videos.shape == (2 if task == 'uncond' else 1, 5, 16, 16, 3), task
+  code, err = _main(
+    [
+      *base,
+      '--task',
+      'inpaint',
+      '--prompt',
+      'p',
+      '--video',
+      files['clip'],
+      '--box',
+      '0,9,0,4,0,4',
+      '--out',
+      str(tmp_path / 'x'),
+    ],
+    capsys,
+  )
+  assert code == 2 and 'reaches past the video (5 frames of 16x16 pixels)' in err, err
+  code, err = _main(
+    [
+      'sample',
+      '--model',
+      str(tmp_path / 't2v'),
+      '--task',
+      'restore',
+      '--prompt',
+      'p',
+      '--video',
+      files['clip'],
+      '--out',
+      str(tmp_path / 'y'),
+    ],
+    capsys,
+  )
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2 and len(lines) == 1, err
+  assert 'trained on t2v, not restore' in lines[0], err
