@@ -1,0 +1,40 @@
+"""One transformer for every shapes task: text-to-video plus the conditioned tasks.
+
+  videogen train --config configs/shapes/multitask.py \
+      --config.tokenizer.checkpoint=runs/qs/tokenizer --workdir runs/multitask
+  videogen sample --model runs/multitask --task inpaint --video clip.mp4 \
+      --box 0,9,8,24,8,24 --prompt "a red circle moving left" --out out/
+
+The quickstart transformer (`configs/shapes/transformer.py:size=tiny`, same
+model, data, tokenizer and text encoder) with `config.model.tasks` drawing
+every task of `videogen.transformer.tasks`, text-to-video twice as often as
+each other one. Conditions are built from pixels in the step, so there is no
+token cache; each sequence is a task token, a 192-token canvas, then the
+192-token clip.
+"""
+
+from videogen.configs.shapes import transformer as shapes_transformer
+
+from videogen import config_lib
+
+# Relative training weights of the tasks (t2v kept at twice the others).
+TASK_WEIGHTS = {
+  't2v': 2.0,
+  'uncond': 1.0,
+  'i2v': 1.0,
+  'predict': 1.0,
+  'interpolate': 1.0,
+  'inpaint': 1.0,
+  'outpaint': 1.0,
+  'restore': 1.0,
+  'restyle': 1.0,
+}
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, size='tiny', runlocal=False)
+  config = shapes_transformer.get_config(f'size={arg.size},runlocal={arg.runlocal}')
+  config.model.tasks.update(TASK_WEIGHTS)
+  # Restore, restyle and interpolation need the clips' pixels in the step.
+  config.tokenizer.cache_tokens = False
+  return config
