@@ -173,6 +173,10 @@ def evaluate_workdir(
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(model, config, split))
+    if model.spec.multitask:
+      from videogen.eval import tasks_eval
+
+      metrics.update(tasks_eval.evaluate_tasks(model, config, split))
   i3d_weights = i3d_weights or fvd.default_weights_path()
   metrics.update(
     _fvd(workdir, model, config, split, i3d_weights, fvd_num_videos, fvd_embedder_kwargs or {})

@@ -394,3 +394,105 @@ def evaluate_clips(
     extra_objects=sum(c.extra for c in clips),
     clips=clips,
   )
+
+
+# --- per-task checks (multi-task models; `videogen.eval.tasks_eval` runs them) ------
+
+
+def color_track(
+  video: np.ndarray, color: str, brightness_threshold: int = BRIGHTNESS_THRESHOLD
+) -> list[tuple[float, float] | None]:
+  """Per frame, the (row, column) centroid of the largest `color` component, or None
+  where it is missing or smaller than side^2 / 64 pixels."""
+  video = to_uint8(video)
+  labels = palette_labels(video, brightness_threshold)
+  min_area = max(3, min(video.shape[1:3]) ** 2 // 64)
+  track = []
+  for frame in labels == _PALETTE_NAMES.index(color):
+    component = _largest_component(frame)
+    if component is None or np.count_nonzero(component) < min_area:
+      track.append(None)
+      continue
+    rows, cols = np.nonzero(component)
+    track.append((float(rows.mean()), float(cols.mean())))
+  return track
+
+
+def psnr(video: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+  """PSNR in dB of uint8 clips (or float in [-1, 1]) over the pixels where `mask`
+  ([T, H, W], True = counted) holds; all pixels when None."""
+  a = to_uint8(video).astype(np.float64)
+  b = to_uint8(reference).astype(np.float64)
+  error = np.square(a - b).mean(axis=-1)
+  if mask is not None:
+    error = error[np.broadcast_to(mask, error.shape)]
+  mse = float(error.mean()) if error.size else 0.0
+  return float('inf') if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def on_straight_path(video: np.ndarray, color: str, tolerance: float = 2.0) -> bool:
+  """Interpolation: the object is found in every frame and its centroid in the
+  middle frames is within `tolerance` px of the straight, constant-speed path
+  from its centroid in the first frame to that in the last."""
+  track = color_track(video, color)
+  if any(point is None for point in track):
+    return False
+  first, last = np.asarray(track[0]), np.asarray(track[-1])
+  steps = len(track) - 1
+  for index, point in enumerate(track[1:-1], start=1):
+    expected = first + (last - first) * index / steps
+    if np.linalg.norm(np.asarray(point) - expected) > tolerance:
+      return False
+  return True
+
+
+def keeps_direction(video: np.ndarray, color: str, motion: str, given_frames: int) -> bool:
+  """Prediction: from the last given frame to the last frame, the object's centroid
+  moves in direction `motion` ('left', 'right', 'up', 'down'), along the larger axis."""
+  track = color_track(video, color)
+  start, end = track[max(given_frames - 1, 0)], track[-1]
+  if start is None or end is None:
+    return False
+  row, col = end[0] - start[0], end[1] - start[1]
+  if max(abs(row), abs(col)) < 0.5:
+    return False
+  if abs(col) >= abs(row):
+    return motion == ('right' if col > 0 else 'left')
+  return motion == ('down' if row > 0 else 'up')
+
+
+def track_continuous(video: np.ndarray, color: str, max_step: float) -> bool:
+  """In/outpainting: the object is found in every frame and never jumps more than
+  `max_step` px between consecutive frames."""
+  track = color_track(video, color)
+  if any(point is None for point in track):
+    return False
+  steps = np.linalg.norm(np.diff(np.asarray(track), axis=0), axis=-1)
+  return bool((steps <= max_step).all())
+
+
+def max_step(video: np.ndarray, color: str) -> float | None:
+  """The largest frame-to-frame centroid move of `color` in a (real) clip."""
+  track = color_track(video, color)
+  if any(point is None for point in track):
+    return None
+  return float(np.linalg.norm(np.diff(np.asarray(track), axis=0), axis=-1).max())
+
+
+def valid_unconditional(video: np.ndarray, steady_fraction: float = 0.8) -> bool:
+  """An unconditional sample is valid when it has at least one object and each
+  has a palette colour, a shape, and a steady motion: not static, and at least
+  `steady_fraction` of its frame-to-frame moves along its main axis go one way."""
+  objects = detect_objects(video)
+  if not objects:
+    return False
+  for found in objects:
+    if found.motion == STATIC:
+      return False
+    track = [p for p in color_track(video, found.color) if p is not None]
+    axis = 1 if found.motion in ('left', 'right') else 0
+    sign = 1.0 if found.motion in ('right', 'down') else -1.0
+    moves = np.diff(np.asarray(track)[:, axis]) * sign
+    if moves.size == 0 or np.mean(moves >= 0) < steady_fraction:
+      return False
+  return True

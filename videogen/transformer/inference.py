@@ -356,6 +356,7 @@ class TextToVideo(TaskSampling):
     task: str,
     video: np.ndarray | None = None,
     canvas: Callable[[int], jax.Array] | None = None,
+    prefix: jax.Array | None = None,
   ) -> np.ndarray:
     """`generate` after its checks, for any task.
 
@@ -364,6 +365,8 @@ class TextToVideo(TaskSampling):
       video: uint8 [T, H, W, 3] whose first latent frames are kept (i2v, predict).
       canvas: rows -> int32 [rows, t, h, w] conditioning canvas (multi-task
         models; default: the kept frames of `video`, mask elsewhere).
+      prefix: int32 [rows, m, h, w] kept first latent frames, per row (instead
+        of `video`'s).
     """
     num_frames = settings.num_frames or self.frames_per_clip
     if num_frames > self.max_frames:
@@ -375,7 +378,8 @@ class TextToVideo(TaskSampling):
     with self._context():
       ids, mask = self._place(*self.tokenize_prompts(rows))
       text_emb = _encode_text(self._text_graphdef, self._text_state, ids, mask)
-      prefix = self.prefix_tokens(video, len(rows)) if video is not None else None
+      if video is not None:
+        prefix = self.prefix_tokens(video, len(rows))
       task_prefix = None
       if self.spec.multitask:
         task_prefix = self._task_prefix(task, len(rows), num_frames, prefix, canvas)

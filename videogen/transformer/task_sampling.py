@@ -53,8 +53,7 @@ class TaskSampling:
     num_samples: int = 1,
   ) -> np.ndarray:
     """image: uint8 [H, W, 3], the first frame."""
-    image = _rgb(image, 'image', ndim=3)
-    return self._task('i2v', prompts, settings, num_samples, video=image[None])
+    return self._one('i2v', prompts, settings, num_samples, image=image)
 
   def predict(
     self,
@@ -66,8 +65,7 @@ class TaskSampling:
   ) -> np.ndarray:
     """video: uint8 [T, H, W, 3]; its whole latent frames (up to one fewer than a
     clip has) are kept, the rest of the clip is predicted."""
-    video = _rgb(video, 'video', ndim=4)
-    return self._task('predict', prompts, settings, num_samples, video=video)
+    return self._one('predict', prompts, settings, num_samples, video=video)
 
   def interpolate(
     self,
@@ -79,14 +77,9 @@ class TaskSampling:
     num_samples: int = 1,
   ) -> np.ndarray:
     """first_frame, last_frame: uint8 [H, W, 3]; the clip from one to the other."""
-    first = self._image_tokens(_rgb(first_frame, 'first_frame', ndim=3))
-    last = self._image_tokens(_rgb(last_frame, 'last_frame', ndim=3))
-
-    def canvas(rows):
-      tiled = tasks.interpolate_canvas(self.spec, first, last)
-      return jnp.repeat(tiled, rows, axis=0)
-
-    return self._task('interpolate', prompts, settings, num_samples, canvas=canvas)
+    return self._one(
+      'interpolate', prompts, settings, num_samples, image=first_frame, last_frame=last_frame
+    )
 
   def inpaint(
     self,
@@ -99,11 +92,7 @@ class TaskSampling:
   ) -> np.ndarray:
     """video: uint8 [T, H, W, 3]; mask: bool [H, W] (every frame) or [T, H, W],
     True where to fill. A token is filled when any of its pixels is."""
-    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
-    latent = self.latent_mask(mask)
-    if not latent.any():
-      raise ValueError('The inpainting mask covers no pixel; mark the region to fill.')
-    return self._masked('inpaint', prompts, settings, num_samples, tokens, latent)
+    return self._one('inpaint', prompts, settings, num_samples, video=video, mask=mask)
 
   def outpaint(
     self,
@@ -112,16 +101,10 @@ class TaskSampling:
     settings: SamplingSettings | None = None,
     *,
     num_samples: int = 1,
-    border: int | None = None,
   ) -> np.ndarray:
-    """video: uint8 [T, H, W, 3]; regenerates `border` latent tokens at every edge
-    (default `tasks.default_border`: a quarter of the shorter side)."""
-    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
-    border = tasks.default_border(self.latent_shape) if border is None else int(border)
-    if not 1 <= border <= min(self.latent_shape[1:]) // 2:
-      raise ValueError(f'border={border} must be in [1, {min(self.latent_shape[1:]) // 2}].')
-    latent = tasks.border_mask(self.latent_shape, border)
-    return self._masked('outpaint', prompts, settings, num_samples, tokens, latent)
+    """video: uint8 [T, H, W, 3]; regenerates `tasks.default_border(latent_shape)`
+    latent tokens at every edge (a quarter of the shorter side)."""
+    return self._one('outpaint', prompts, settings, num_samples, video=video)
 
   def restore(
     self,
@@ -132,8 +115,7 @@ class TaskSampling:
     num_samples: int = 1,
   ) -> np.ndarray:
     """video: uint8 [T, H, W, 3], a low-resolution (upscaled) or noisy clip -> clean."""
-    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4))
-    return self._task('restore', prompts, settings, num_samples, canvas=_tiled(tokens))
+    return self._one('restore', prompts, settings, num_samples, video=video)
 
   def restyle(
     self,
@@ -144,8 +126,7 @@ class TaskSampling:
     num_samples: int = 1,
   ) -> np.ndarray:
     """video: uint8 [T, H, W, 3]; its greyscale version, coloured as the prompt says."""
-    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4), grey=True)
-    return self._task('restyle', prompts, settings, num_samples, canvas=_tiled(tokens))
+    return self._one('restyle', prompts, settings, num_samples, video=video)
 
   def run_task(
     self,
@@ -161,43 +142,38 @@ class TaskSampling:
   ) -> np.ndarray:
     """The entry of `task` by name. `image` is the first frame (i2v, interpolate);
     `video` the clip (predict, inpaint, outpaint, restore, restyle)."""
-    needs = {
-      'i2v': ('image',),
-      'interpolate': ('image', 'last_frame'),
-      'predict': ('video',),
-      'inpaint': ('video', 'mask'),
-      'outpaint': ('video',),
-      'restore': ('video',),
-      'restyle': ('video',),
-    }
-    given = {'image': image, 'video': video, 'last_frame': last_frame, 'mask': mask}
-    if task not in tasks.TASKS:
-      raise ValueError(f'Unknown task {task!r}; valid: {", ".join(tasks.TASKS)}.')
-    wanted = needs.get(task, ())
-    missing = [name for name in wanted if given[name] is None]
-    extra = [name for name, value in given.items() if value is not None and name not in wanted]
-    if missing or extra:
-      raise ValueError(
-        f'Task {task} takes {", ".join(wanted) or "no condition"}; '
-        + (f'missing {", ".join(missing)}' if missing else f'not {", ".join(extra)}')
-      )
     if task == 't2v':
+      _check_inputs(task, image=image, video=video, last_frame=last_frame, mask=mask)
       return self.generate(prompts, settings, num_samples=num_samples)
     if task == 'uncond':
+      _check_inputs(task, image=image, video=video, last_frame=last_frame, mask=mask)
       return self.unconditional(settings, num_samples=num_samples)
-    if task == 'i2v':
-      return self.image_to_video(prompts, image, settings, num_samples=num_samples)
-    if task == 'interpolate':
-      return self.interpolate(prompts, image, last_frame, settings, num_samples=num_samples)
-    if task == 'inpaint':
-      return self.inpaint(prompts, video, mask, settings, num_samples=num_samples)
-    entry = {
-      'predict': self.predict,
-      'outpaint': self.outpaint,
-      'restore': self.restore,
-      'restyle': self.restyle,
-    }[task]
-    return entry(prompts, video, settings, num_samples=num_samples)
+    inputs = dict(image=image, video=video, last_frame=last_frame, mask=mask)
+    return self._one(task, prompts, settings, num_samples, **inputs)
+
+  def run_task_batch(
+    self,
+    task: str,
+    prompts: Sequence[str],
+    settings: SamplingSettings | None = None,
+    **inputs: Sequence[np.ndarray],
+  ) -> np.ndarray:
+    """One sample per prompt, row i conditioned on the i-th of each input list
+    (`image`, `video`, `last_frame`, `mask`, as for `run_task`); i2v and predict
+    clips must keep the same number of latent frames."""
+    if task in ('t2v', 'uncond'):
+      raise ValueError(f'{task} has no conditions: use generate or unconditional.')
+    for name, values in inputs.items():
+      if len(values) != len(prompts):
+        raise ValueError(f'{len(values)} {name} inputs for {len(prompts)} prompts.')
+    rows = [
+      self._condition(task, **{name: values[i] for name, values in inputs.items()})
+      for i in range(len(prompts))
+    ]
+    canvas = jnp.concatenate([c for c, _ in rows])
+    prefixes = [p for _, p in rows]
+    prefix = None if prefixes[0] is None else jnp.concatenate(prefixes)
+    return self._task(task, prompts, settings, 1, canvas=lambda _: canvas, prefix=prefix)
 
   # --- conditions ----------------------------------------------------------------
 
@@ -253,11 +229,40 @@ class TaskSampling:
     resized = jax.image.resize(video.astype(np.float32), shape, 'linear')
     return np.asarray(resized).round().clip(0, 255).astype(np.uint8)
 
-  def _masked(self, task, prompts, settings, num_samples, tokens, latent) -> np.ndarray:
-    canvas = tasks.masked_canvas(self.spec, tokens, jnp.asarray(latent)[None])
-    return self._task(task, prompts, settings, num_samples, canvas=_tiled(canvas))
+  def _condition(self, task, *, image=None, video=None, last_frame=None, mask=None):
+    """(canvas int32 [1, t, h, w], kept clip tokens [1, m, h, w] or None) of one condition."""
+    _check_inputs(task, image=image, video=video, last_frame=last_frame, mask=mask)
+    tasks.check_task(self.spec, task)
+    spec = self.spec
+    if task in ('i2v', 'predict'):
+      clip = _rgb(image, 'image', ndim=3)[None] if task == 'i2v' else _rgb(video, 'video', ndim=4)
+      with self._context():
+        kept = self.prefix_tokens(clip, 1)
+      padded = jnp.pad(kept, ((0, 0), (0, spec.latent_shape[0] - kept.shape[1]), (0, 0), (0, 0)))
+      return tasks.frames_canvas(spec, padded, jnp.asarray([kept.shape[1]])), kept
+    if task == 'interpolate':
+      first = self._image_tokens(_rgb(image, 'first_frame', ndim=3))
+      last = self._image_tokens(_rgb(last_frame, 'last_frame', ndim=3))
+      return tasks.interpolate_canvas(spec, first, last), None
+    tokens = self._clip_tokens(_rgb(video, 'video', ndim=4), grey=task == 'restyle')
+    if task == 'inpaint':
+      latent = self.latent_mask(mask)
+      if not latent.any():
+        raise ValueError('The inpainting mask covers no pixel; mark the region to fill.')
+      return tasks.masked_canvas(spec, tokens, jnp.asarray(latent)[None]), None
+    if task == 'outpaint':
+      latent = tasks.border_mask(spec.latent_shape, tasks.default_border(spec.latent_shape))
+      return tasks.masked_canvas(spec, tokens, jnp.asarray(latent)[None]), None
+    return tokens, None  # restore, restyle: the (degraded or greyscale) clip's tokens.
 
-  def _task(self, task, prompts, settings, num_samples, *, video=None, canvas=None) -> np.ndarray:
+  def _one(self, task, prompts, settings, num_samples, **inputs) -> np.ndarray:
+    """`num_samples` per prompt, all conditioned on the same inputs."""
+    canvas, prefix = self._condition(task, **inputs)
+    rows = len(prompts) * num_samples
+    tiled = None if prefix is None else jnp.repeat(prefix, rows, axis=0)
+    return self._task(task, prompts, settings, num_samples, canvas=_tiled(canvas), prefix=tiled)
+
+  def _task(self, task, prompts, settings, num_samples, *, canvas=None, prefix=None) -> np.ndarray:
     """Checks, then `_generate` with the task token and canvas."""
     tasks.check_task(self.spec, task)
     settings = settings or self.default_settings()
@@ -266,7 +271,7 @@ class TaskSampling:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
-    return self._generate(prompts, settings, num_samples, task=task, video=video, canvas=canvas)
+    return self._generate(prompts, settings, num_samples, task=task, canvas=canvas, prefix=prefix)
 
   def _task_prefix(self, task, rows, num_frames, prefix, canvas) -> jax.Array:
     """int32 [rows, 1 + t*h*w]: the task token and conditioning canvas."""
@@ -285,6 +290,33 @@ class TaskSampling:
     else:
       tokens = tasks.blank_canvas(spec, rows)
     return tasks.task_prefix(spec, jnp.full((rows,), tasks.TASKS.index(task)), tokens)
+
+
+_NEEDS = {
+  't2v': (),
+  'uncond': (),
+  'i2v': ('image',),
+  'interpolate': ('image', 'last_frame'),
+  'predict': ('video',),
+  'inpaint': ('video', 'mask'),
+  'outpaint': ('video',),
+  'restore': ('video',),
+  'restyle': ('video',),
+}
+
+
+def _check_inputs(task: str, **given) -> None:
+  """ValueError unless exactly the inputs `task` takes are given."""
+  if task not in tasks.TASKS:
+    raise ValueError(f'Unknown task {task!r}; valid: {", ".join(tasks.TASKS)}.')
+  wanted = _NEEDS[task]
+  missing = [name for name in wanted if given.get(name) is None]
+  extra = [name for name, value in given.items() if value is not None and name not in wanted]
+  if missing or extra:
+    raise ValueError(
+      f'Task {task} takes {", ".join(wanted) or "no condition"}; '
+      + (f'missing {", ".join(missing)}' if missing else f'not {", ".join(extra)}')
+    )
 
 
 def _tiled(tokens: jax.Array):

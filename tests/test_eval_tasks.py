@@ -1,0 +1,78 @@
+"""Per-task checks of shapes samples: real clips pass them, broken ones fail; the
+per-task evaluation runs on a toy multi-task model."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests import helpers
+from videogen.data import shapes
+from videogen.eval import shapes_eval, tasks_eval
+from videogen.transformer import tasks
+from videogen.transformer.inference import TextToVideo
+from videogen.transformer.model import Transformer
+
+
+def _clip(seed, frames=9, size=32):
+  example = shapes.generate_example(seed, frames, size, size, 1, 1)
+  spec = shapes.parse_caption(example.caption)[0]
+  return example.video, spec
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_real_clips_pass_every_check(seed):
+  video, spec = _clip(seed)
+  assert shapes_eval.on_straight_path(video, spec.color)
+  assert shapes_eval.keeps_direction(video, spec.color, spec.motion, given_frames=5)
+  step = shapes_eval.max_step(video, spec.color)
+  assert step is not None and shapes_eval.track_continuous(video, spec.color, step + 2.0)
+  assert shapes_eval.valid_unconditional(video)
+  assert shapes_eval.psnr(video, video) == float('inf')
+
+
+def test_broken_clips_fail_the_checks():
+  video, spec = _clip(1)
+  shuffled = video[[0, 5, 2, 7, 4, 1, 6, 3, 8]]  # Same ends, the middle out of order.
+  assert not shapes_eval.on_straight_path(shuffled, spec.color)
+  reversed_clip = video[::-1]
+  assert not shapes_eval.keeps_direction(reversed_clip, spec.color, spec.motion, given_frames=5)
+  gap = video.copy()
+  gap[4] = 0  # The object vanishes in one frame.
+  assert not shapes_eval.track_continuous(gap, spec.color, 100.0)
+  static = np.repeat(video[:1], 9, axis=0)
+  assert not shapes_eval.valid_unconditional(static)
+  assert not shapes_eval.valid_unconditional(np.zeros_like(video))
+  noisy = np.clip(video.astype(int) + 20, 0, 255).astype(np.uint8)
+  assert shapes_eval.psnr(noisy, video) == pytest.approx(10 * np.log10(255**2 / 400), rel=0.05)
+  mask = np.zeros(video.shape[:3], bool)
+  assert np.isfinite(shapes_eval.psnr(noisy, video, ~mask))
+
+
+def test_evaluate_tasks_reports_every_trained_task(tmp_path):
+  weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
+  config = helpers.toy_transformer_config(str(tmp_path / 'data'), **weights)
+  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
+  spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
+  params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
+  params = jax.device_put(params, jax.devices()[0])
+  model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
+  results = tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2)
+  expected = {
+    'task/uncond/valid',
+    'task/i2v/color_accuracy',
+    'task/predict/direction_kept',
+    'task/interpolate/given_frames_psnr',
+    'task/interpolate/on_path_2px',
+    'task/inpaint/unmasked_psnr_minus_recon',
+    'task/inpaint/track_continuous',
+    'task/outpaint/track_continuous',
+    'task/restore/psnr_gain',
+    'task/restore/psnr_gain_3db',
+    'task/restyle/color_accuracy',
+    'task/restyle/motion_accuracy',
+  }
+  assert expected <= set(results), sorted(results)
+  assert results['task/num_clips'] == 2
+  for key in expected:
+    assert np.isfinite(results[key]), key
