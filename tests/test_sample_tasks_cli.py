@@ -3,6 +3,7 @@ an exported multi-task model samples each task from the command line."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from absl import flags
@@ -190,3 +191,60 @@ def test_sample_each_task_from_an_exported_model(files, capsys, tmp_path):
   lines = [line for line in err.splitlines() if line.strip()]
   assert code == 2 and len(lines) == 1, err
   assert 'trained on t2v, not restore' in lines[0], err
+
+
+_SAMPLE_EVERY_TASK = """
+import sys
+import jax
+import numpy as np
+from videogen.transformer import tasks
+from videogen.transformer.inference import TextToVideo
+
+assert jax.device_count() == 1, jax.devices()
+model = TextToVideo.load(sys.argv[1])
+assert model.spec.tasks == tasks.TASKS
+rng = np.random.default_rng(0)
+clip = rng.integers(0, 256, (5, 16, 16, 3), np.uint8)
+mask = np.zeros((16, 16), bool)
+mask[:8] = True
+inputs = {
+  'i2v': dict(image=clip[0]),
+  'interpolate': dict(image=clip[0], last_frame=clip[-1]),
+  'inpaint': dict(video=clip, mask=mask),
+  **{name: dict(video=clip) for name in ('predict', 'outpaint', 'restore', 'restyle')},
+}
+settings = model.default_settings(top_k=1, cfg_scale=1.0)
+for task in tasks.TASKS:
+  videos = model.run_task(task, ['a red circle moving left'], settings, **inputs.get(task, {}))
+  assert videos.shape == (1, 5, 16, 16, 3), (task, videos.shape)
+print('sampled', ' '.join(tasks.TASKS))
+"""
+
+
+def test_checkpoint_trained_on_8_devices_samples_every_task_on_1(tmp_path):
+  import os  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  from videogen import stages  # noqa: PLC0415
+
+  assert jax.device_count() == 8
+  weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'), **weights, **{'sampling.num_prompts': 0}
+  )
+  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
+  workdir = tmp_path / 'run'
+  frozen.tokenizer.export(workdir / 'tokenizer')  # The copy a run keeps of its tokenizer.
+  stages.train(config, str(workdir))
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES='1', XLA_FLAGS='')
+  result = subprocess.run(
+    [sys.executable, '-c', _SAMPLE_EVERY_TASK, str(workdir)],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=helpers.REPO,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'sampled t2v uncond i2v' in result.stdout
