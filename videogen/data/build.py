@@ -174,10 +174,23 @@ def _distributed() -> bool:
   return jax.process_count() > 1
 
 
-def _barrier() -> None:
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+def _barrier(name: str, timeout_s: float) -> None:
+  """Every process waits here for up to `timeout_s`: long enough for a build.
 
-  multihost_utils.sync_global_devices('videogen_data_ensure_built')
+  The coordination service's barrier, not a device collective: a collective
+  barrier (`sync_global_devices`) gives up after the CPU collectives' timeout,
+  which a process waiting out another's dataset build can exceed (seen as an
+  abort of a 2-process run on a loaded 2-core machine).
+  """
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+
+  client = distributed.global_state.client
+  if client is None:  # Multi-process without jax.distributed's client: a collective.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+    multihost_utils.sync_global_devices(name)
+    return
+  client.wait_at_barrier(name, int(timeout_s * 1000))
 
 
 def _poll_until_built(data: ml_collections.ConfigDict, timeout_s: float) -> None:
@@ -211,7 +224,7 @@ def ensure_built(
     data: the `config.data` section.
     process_index: this process; default `jax.process_index()`.
     process_count: number of processes; default `jax.process_count()`.
-    timeout_s: how long a polling process waits for process 0.
+    timeout_s: how long the other processes wait for process 0's build.
 
   Raises:
     sources.DatasetNotReadyError: a TFDS dataset by name is not prepared, or
@@ -230,14 +243,15 @@ def ensure_built(
   if process_count == 1:
     build_dataset(data)
     return
+  barrier = f'videogen_data_built_{builder.info.full_name}'
   if process_index == 0:
     try:
       build_dataset(data)
     finally:  # Release the other processes even when the build failed.
       if _distributed():
-        _barrier()
+        _barrier(barrier, timeout_s)
   elif _distributed():
-    _barrier()
+    _barrier(barrier, timeout_s)
   else:
     _poll_until_built(data, timeout_s)
   if not sources.get_builder(data).is_prepared():
