@@ -118,9 +118,12 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
   lines = [
     '# Pod plan (train step compiled with XLA:TPU via libtpu on a 2-core CPU machine)',
     '',
-    'Memory is the compiler\'s per-chip figure. Step time, tokens/s and MFU are roofline',
+    "Memory is the compiler's per-chip figure. Step time, tokens/s and MFU are roofline",
     'ESTIMATES (compute, HBM and ICI time from published chip figures, perfectly overlapped),',
-    'not measurements. bfloat16 activations, float32 parameters and AdamW state.',
+    'not measurements: upper bounds. XLA counts a scanned layer once and Pallas kernels as 0',
+    'FLOPs, so the compute term is the analytic model FLOPs (x4/3 with full remat); MFU then',
+    'reads 100% without remat and 75% with it. bfloat16 activations, float32 parameters and',
+    'AdamW state.',
     '',
     '| model | slice | chips | mesh (fsdp x tensor) | remat | batch | peak GiB/chip | HBM | fits |'
     ' est. MFU | est. tokens/s | bound | compile s |',
