@@ -38,7 +38,8 @@ def get_config(arg=None):
   # Restore, restyle and interpolation need the clips' pixels in the step.
   config.tokenizer.cache_tokens = False
   if arg.size == 'tiny' and not arg.runlocal:
-    # Sequences of 385 tokens train at ~1.05 steps/s on 2 CPU cores (vs the quickstart's
-    # 2.3 on 192): 1400 steps fit the issue's 30 minutes.
+    # Sequences of 385 tokens trained at ~1.05 steps/s over a 40-step probe on 2 idle CPU
+    # cores (the quickstart: 2.3 on 192), so 1400 steps were sized for ~22 min; a complete
+    # run within 30 minutes has not been measured yet.
     config.num_train_steps = 1400
   return config
