@@ -12,6 +12,7 @@ downloaded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shlex
 import time
@@ -174,6 +175,9 @@ def _distributed() -> bool:
   return jax.process_count() > 1
 
 
+_BARRIERS = itertools.count()  # Every process calls ensure_built in the same order.
+
+
 def _barrier(name: str, timeout_s: float) -> None:
   """Every process waits here for up to `timeout_s`: long enough for a build.
 
@@ -236,22 +240,29 @@ def ensure_built(
     if not builder.is_prepared():
       raise sources.DatasetNotReadyError(sources.not_prepared_message(data, builder))
     return
-  if builder.is_prepared():
+  process_index, process_count = _process_topology(process_index, process_count)
+  # Distributed processes all meet at the barrier, built or not: a process that
+  # found the dataset prepared (because process 0 had just finished building
+  # it) and skipped the barrier would leave process 0 waiting there for good.
+  distributed = process_count > 1 and _distributed()
+  prepared = builder.is_prepared()
+  if prepared and not distributed:
     _check_folder_unchanged(data, builder)
     return
-  process_index, process_count = _process_topology(process_index, process_count)
   if process_count == 1:
     build_dataset(data)
     return
-  barrier = f'videogen_data_built_{builder.info.full_name}'
-  if process_index == 0:
+  if distributed:
+    barrier = f'videogen_data_built_{builder.info.full_name}_{next(_BARRIERS)}'
     try:
-      build_dataset(data)
+      if process_index == 0 and not prepared:
+        build_dataset(data)
     finally:  # Release the other processes even when the build failed.
-      if _distributed():
-        _barrier(barrier, timeout_s)
-  elif _distributed():
-    _barrier(barrier, timeout_s)
+      _barrier(barrier, timeout_s)
+    if prepared:
+      _check_folder_unchanged(data, builder)
+  elif process_index == 0:
+    build_dataset(data)
   else:
     _poll_until_built(data, timeout_s)
   if not sources.get_builder(data).is_prepared():
