@@ -10,7 +10,7 @@ import pytest
 
 from tests import helpers
 from videogen import compile as compile_lib
-from videogen import config_lib
+from videogen import compile_report, config_lib
 from videogen.parallel import tpu
 
 pytestmark = pytest.mark.skipif(
@@ -108,7 +108,7 @@ def test_collective_bytes_from_hlo():
       '%rs = f32[64]{0} reduce-scatter(f32[256]{0} %g), replica_groups=[1,4]<=[4]',
     ]
   )
-  total, across = compile_lib.collective_bytes(hlo, slice_of=[0, 0, 1, 1])
+  total, across = compile_report.collective_bytes(hlo, slice_of=[0, 0, 1, 1])
   all_gather = 8 * 1024 * 2 * 3 / 4
   all_reduce = 2 * 256 * 4 * 1 / 2
   reduce_scatter = 64 * 4 * 3

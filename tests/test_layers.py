@@ -32,7 +32,7 @@ def layer(module: str) -> int:
     return MODELS
   if head in ('parallel', 'data', 'config_lib', 'weights', 'safetensors_io', 'integrity'):
     return BASE
-  return APPS  # cli, sample, eval, quickstart, export, stages, configs, serve, ...
+  return APPS  # cli, sample, eval, quickstart, export, stages, compile(_report), serve, ...
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -51,7 +51,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (local path or gs://).')
 _TOPOLOGY = flags.DEFINE_string(
-  'topology', None, 'compile: a TPU slice (v5p-128, v5e-64, v6e-256, v4-8) or topology (v5e:2x2).'
+  'topology',
+  None,
+  'compile: a TPU slice (v5p-128, v5e-64, v6e-256, v4-8) or topology (v5e:2x2); cpu or gpu: '
+  'the devices of this machine.',
 )
 _NUM_SLICES = flags.DEFINE_integer('num_slices', 1, 'compile: TPU slices joined over DCN.')
 _MODEL = flags.DEFINE_string(
@@ -270,6 +273,9 @@ def _compile() -> None:
   config = _require(_CONFIG, 'compile')
   topology = _require(_TOPOLOGY, 'compile')
   try:
+    if topology in compile_lib.LOCAL_PLATFORMS:
+      print(compile_lib.compile_local(config, topology, out=_OUT.value), flush=True)
+      return
     report = compile_lib.compile_config(config, topology, _NUM_SLICES.value, out=_OUT.value)
   except compile_lib.CompileUsageError as error:
     raise UsageError(f'videogen compile: error: {error}') from None

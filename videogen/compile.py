@@ -20,6 +20,12 @@ when it names a local tokenizer run, else from the tokenizer variant its
 size trains on (`tiny` for tiny, `base` otherwise), and the T5 of
 `config.text` (its `config.json` when `text.path` is set, else the offline
 default's sizes).
+
+`--out FILE` saves the compiled train step for `videogen train
+--config.compiled_train_step=FILE` (`videogen.train.compiled_step`), which runs
+it instead of compiling when versions, devices and config match.
+`--topology cpu` (or `gpu`) compiles for this machine's devices instead of a
+TPU slice; it prints no HBM report.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 import time
 from typing import Any
 
@@ -38,280 +43,15 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from videogen import compile_report
+from videogen.compile_report import CompileReport, ProgramReport
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import platform as platform_lib
 from videogen.parallel import sharding, tpu
 
-GIB = 2**30
-
 
 class CompileUsageError(ValueError):
   """The accelerator, slice count, mesh or batch cannot describe a run."""
-
-
-@dataclasses.dataclass
-class ProgramReport:
-  """One compiled program on one chip of the slice; times and MFU are estimates.
-
-  Attributes:
-    name: 'train step', 'decode step'.
-    compile_seconds: wall time of lowering + XLA:TPU compilation here.
-    argument_bytes, output_bytes, temp_bytes, alias_bytes, code_bytes: the
-      compiler's memory analysis, per chip (aliased = donated outputs).
-    peak_bytes: argument + output - aliased + temporary + code: what one
-      chip must hold while the step runs.
-    hbm_bytes: the chip's HBM.
-    flops: compiled FLOPs per chip per step (Pallas kernels count 0 here).
-    bytes_accessed: compiled HBM bytes per chip per step.
-    collective_bytes: bytes each chip sends in the step's collectives (ICI).
-    dcn_bytes: the part of them that crosses slices.
-    model_flops: analytic model FLOPs per chip per step (0 if unknown).
-    items: tokens (transformer) or frames (tokenizer) per step, all chips.
-    item_name: 'tokens' or 'frames'.
-    compute_s, memory_s, ici_s, dcn_s: roofline terms in seconds.
-    mosaic_kernels: Pallas (Mosaic) kernels in the executable, e.g. splash attention.
-    compiler_error: XLA:TPU's message when it refused the program for lack of
-      HBM (then only arguments and the compiler's stated need are known).
-  """
-
-  name: str
-  compile_seconds: float
-  argument_bytes: int
-  output_bytes: int
-  temp_bytes: int
-  alias_bytes: int
-  code_bytes: int
-  hbm_bytes: int
-  flops: float
-  bytes_accessed: float
-  collective_bytes: float
-  dcn_bytes: float
-  model_flops: float
-  items: int
-  item_name: str
-  compute_s: float
-  memory_s: float
-  ici_s: float
-  dcn_s: float
-  mosaic_kernels: int = 0
-  compiler_error: str = ''
-
-  @property
-  def peak_bytes(self) -> int:
-    return (
-      self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
-    )
-
-  @property
-  def fits(self) -> bool:
-    return not self.compiler_error and self.peak_bytes <= self.hbm_bytes
-
-  @property
-  def step_seconds(self) -> float:
-    """Roofline estimate: the slowest of compute, HBM, ICI and DCN, fully overlapped."""
-    return max(self.compute_s, self.memory_s, self.ici_s, self.dcn_s, 1e-12)
-
-  @property
-  def bound(self) -> str:
-    terms = {'compute': self.compute_s, 'HBM': self.memory_s, 'ICI': self.ici_s, 'DCN': self.dcn_s}
-    return max(terms, key=terms.get)
-
-  def mfu(self, peak_flops: float) -> float:
-    flops = self.model_flops or self.flops
-    return flops / (self.step_seconds * peak_flops)
-
-  def items_per_second(self) -> float:
-    return self.items / self.step_seconds
-
-  def to_json(self, peak_flops: float) -> dict[str, Any]:
-    values = dataclasses.asdict(self)
-    values.update(
-      peak_bytes=self.peak_bytes,
-      fits=self.fits,
-      estimated_step_seconds=self.step_seconds,
-      estimated_bound=self.bound,
-      estimated_mfu=self.mfu(peak_flops),
-      estimated_items_per_second=self.items_per_second(),
-    )
-    return values
-
-
-@dataclasses.dataclass
-class CompileReport:
-  """What `compile_config` found for one config on one TPU slice."""
-
-  accelerator: str
-  num_slices: int
-  chip: tpu.Chip
-  num_chips: int
-  mesh: dict[str, int]
-  description: str
-  programs: list[ProgramReport]
-  notes: list[str] = dataclasses.field(default_factory=list)
-
-  @property
-  def fits(self) -> bool:
-    return all(p.fits for p in self.programs)
-
-  def verdict(self) -> str:
-    """One line: whether every program fits in HBM, and by how much."""
-    parts = []
-    for program in self.programs:
-      room = (program.hbm_bytes - program.peak_bytes) / GIB
-      state = 'fits' if room >= 0 else 'does not fit'
-      parts.append(
-        f'the {program.name} {state} on {self.accelerator} '
-        f'({program.peak_bytes / GIB:.2f} GiB peak per chip of {program.hbm_bytes / GIB:.0f} GiB '
-        f'HBM, {abs(room):.2f} GiB {"free" if room >= 0 else "over"})'
-      )
-    advice = (
-      ''
-      if self.fits
-      else (
-        '; try a larger slice, more fsdp/tensor sharding, a smaller batch, bfloat16 '
-        'activations or --config.model.remat_policy=full'
-      )
-    )
-    return '; '.join(parts) + advice
-
-  def summary(self) -> str:
-    """The report as `videogen compile` prints it."""
-    chip = self.chip
-    slices = f' x {self.num_slices} slices' if self.num_slices > 1 else ''
-    mesh = ', '.join(f'{k}={v}' for k, v in self.mesh.items())
-    lines = [
-      f'{self.accelerator}{slices}: {self.num_chips} chips of TPU {chip.name} '
-      f'({chip.hbm_bytes / GIB:.0f} GiB HBM, {chip.peak_bf16_flops / 1e12:.0f} TFLOP/s bf16 peak); '
-      f'mesh {mesh}',
-      self.description,
-    ]
-    for program in self.programs:
-      verdict = 'fits' if program.fits else 'DOES NOT FIT'
-      room = program.hbm_bytes - program.peak_bytes
-      by = f'{abs(room) / GIB:.2f} GiB {"free" if room >= 0 else "over"}'
-      if program.compiler_error:
-        lines += [
-          f'{program.name} (compile stopped after {program.compile_seconds:.1f} s), per chip:',
-          f'  memory: arguments {program.argument_bytes / GIB:.2f} GiB; XLA:TPU: '
-          f'{program.compiler_error}',
-          f'  DOES NOT FIT: {program.peak_bytes / GIB:.2f} GiB needed of '
-          f'{program.hbm_bytes / GIB:.0f} GiB HBM ({by})',
-        ]
-        continue
-      lines += [
-        f'{program.name} (compiled in {program.compile_seconds:.1f} s), per chip:',
-        f'  memory: arguments {program.argument_bytes / GIB:.2f} GiB, outputs '
-        f'{program.output_bytes / GIB:.2f} GiB (donated {program.alias_bytes / GIB:.2f} GiB), '
-        f'temporaries {program.temp_bytes / GIB:.2f} GiB, peak {program.peak_bytes / GIB:.2f} GiB '
-        f'of {program.hbm_bytes / GIB:.0f} GiB HBM: {verdict} ({by})',
-        f'  compiled: {program.flops / 1e12:.3f} TFLOP, {program.bytes_accessed / GIB:.2f} GiB '
-        f'HBM traffic, {program.collective_bytes / GIB:.3f} GiB sent in collectives'
-        + (f' ({program.dcn_bytes / GIB:.3f} GiB across slices)' if self.num_slices > 1 else '')
-        + f', {program.mosaic_kernels} Mosaic kernels',
-        f'  ESTIMATE (roofline from published chip figures, not measured): step '
-        f'{program.step_seconds * 1e3:.2f} ms ({program.bound}-bound; compute '
-        f'{program.compute_s * 1e3:.2f}, HBM {program.memory_s * 1e3:.2f}, ICI '
-        f'{program.ici_s * 1e3:.2f} ms), {program.items_per_second():,.0f} {program.item_name}/s, '
-        f'MFU {100 * program.mfu(chip.peak_bf16_flops):.0f}%',
-      ]
-    lines += self.notes
-    return '\n'.join(lines)
-
-  def to_json(self) -> dict[str, Any]:
-    return {
-      'accelerator': self.accelerator,
-      'num_slices': self.num_slices,
-      'chip': self.chip.name,
-      'num_chips': self.num_chips,
-      'mesh': self.mesh,
-      'description': self.description,
-      'fits': self.fits,
-      'programs': [p.to_json(self.chip.peak_bf16_flops) for p in self.programs],
-      'notes': self.notes,
-    }
-
-
-# --- collectives in the optimised HLO ----------------------------------------
-
-_COLLECTIVE = re.compile(
-  r'=\s*(?P<shape>\(.*?\)|\S+)\s+(?P<op>all-gather|all-reduce|reduce-scatter|all-to-all|'
-  r'collective-permute)(?:-start)?\('
-)
-_ARRAY = re.compile(
-  r'(pred|s8|u8|s16|u16|s32|u32|s64|u64|f16|bf16|f32|f64|f8e4m3fn|f8e5m2)\[([\d,]*)\]'
-)
-_BYTES = {
-  'pred': 1, 's8': 1, 'u8': 1, 'f8e4m3fn': 1, 'f8e5m2': 1, 's16': 2, 'u16': 2, 'f16': 2,
-  'bf16': 2, 's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8,
-}  # fmt: skip
-_IOTA_GROUPS = re.compile(r'replica_groups=\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?')
-_LIST_GROUPS = re.compile(r'replica_groups=\{(\{[\d,]*\}(?:,\{[\d,]*\})*)\}')
-
-
-def _shape_bytes(shape: str) -> int:
-  total = 0
-  for dtype, dims in _ARRAY.findall(shape):
-    total += _BYTES[dtype] * math.prod(int(d) for d in dims.split(',') if d)
-  return total
-
-
-def _replica_groups(line: str) -> list[list[int]] | None:
-  match = _IOTA_GROUPS.search(line)
-  if match:
-    groups = [int(d) for d in match.group(1).split(',')]
-    dims = [int(d) for d in match.group(2).split(',')]
-    ids = np.arange(math.prod(dims)).reshape(dims)
-    if match.group(3):
-      ids = ids.transpose([int(d) for d in match.group(3).split(',')])
-    return ids.reshape(groups).tolist()
-  match = _LIST_GROUPS.search(line)
-  if match:
-    return [
-      [int(i) for i in g.split(',') if i] for g in re.findall(r'\{([\d,]*)\}', match.group(1))
-    ]
-  return None
-
-
-def collective_bytes(hlo_text: str, slice_of: list[int]) -> tuple[float, float]:
-  """Bytes one chip sends in the collectives of an optimised HLO module.
-
-  Ring algorithms: an all-gather of output S over n chips sends S(n-1)/n,
-  a reduce-scatter of output S sends S(n-1), an all-reduce of S sends
-  2S(n-1)/n; all-to-all and permutes send their output once.
-
-  Args:
-    hlo_text: `compiled.as_text()`.
-    slice_of: slice index of each logical device id (for DCN traffic).
-
-  Returns:
-    (all bytes, bytes of collectives whose groups span slices).
-  """
-  total = dcn = 0.0
-  for line in hlo_text.splitlines():
-    match = _COLLECTIVE.search(line)
-    if not match or '-done(' in line:
-      continue
-    size = _shape_bytes(match.group('shape'))
-    op = match.group('op')
-    groups = _replica_groups(line)
-    n = len(groups[0]) if groups and groups[0] else len(slice_of)
-    if n <= 1 and op != 'collective-permute':
-      continue
-    if op == 'all-gather':
-      sent = size * (n - 1) / n
-    elif op == 'reduce-scatter':
-      sent = size * (n - 1)
-    elif op == 'all-reduce':
-      sent = 2 * size * (n - 1) / n
-    else:
-      sent = size
-    total += sent
-    if groups and len({slice_of[i] for i in groups[0] if i < len(slice_of)}) > 1:
-      dcn += sent
-  return total, dcn
-
-
-# --- the programs --------------------------------------------------------------
 
 
 def _with_shardings(abstract: Any, shardings: Any) -> Any:
@@ -326,77 +66,6 @@ def _recompute_factor(config) -> float:
   model = config.get('model')
   policy = model.get('remat_policy', 'none') if model is not None else 'none'
   return 4.0 / 3.0 if policy == 'full' else 1.0
-
-
-def _analyse(
-  name: str,
-  compiled,
-  seconds: float,
-  chip: tpu.Chip,
-  slice_of: list[int],
-  *,
-  model_flops: float,
-  items: int,
-  item_name: str,
-  argument_bytes: int = 0,
-  recompute: float = 1.0,
-) -> ProgramReport:
-  if isinstance(compiled, _OutOfHbm):
-    return ProgramReport(
-      name=name,
-      compile_seconds=seconds,
-      argument_bytes=argument_bytes,
-      output_bytes=0,
-      temp_bytes=compiled.need if 'temporar' in compiled.what else 0,
-      alias_bytes=0,
-      code_bytes=0 if 'temporar' in compiled.what else compiled.need,
-      hbm_bytes=chip.hbm_bytes,
-      flops=0.0,
-      bytes_accessed=0.0,
-      collective_bytes=0.0,
-      dcn_bytes=0.0,
-      model_flops=model_flops,
-      items=items,
-      item_name=item_name,
-      compute_s=model_flops / chip.peak_bf16_flops,
-      memory_s=0.0,
-      ici_s=0.0,
-      dcn_s=0.0,
-      compiler_error=compiled.message,
-    )
-  memory = compiled.memory_analysis()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0))
-  bytes_accessed = float(cost.get('bytes accessed', 0.0))
-  hlo = compiled.as_text()
-  sent, across = collective_bytes(hlo, slice_of)
-  dcn_bandwidth = chip.dcn_bandwidth or chip.ici_bandwidth
-  return ProgramReport(
-    name=name,
-    compile_seconds=seconds,
-    argument_bytes=int(memory.argument_size_in_bytes),
-    output_bytes=int(memory.output_size_in_bytes),
-    temp_bytes=int(memory.temp_size_in_bytes),
-    alias_bytes=int(memory.alias_size_in_bytes),
-    code_bytes=int(memory.generated_code_size_in_bytes),
-    hbm_bytes=chip.hbm_bytes,
-    flops=flops,
-    bytes_accessed=bytes_accessed,
-    collective_bytes=sent,
-    dcn_bytes=across,
-    model_flops=model_flops,
-    items=items,
-    item_name=item_name,
-    # XLA's cost analysis counts a scanned layer's loop body once and a Pallas
-    # kernel (splash attention) as 0 FLOPs, so it undercounts a scanned model;
-    # the work is at least the model FLOPs plus what remat recomputes.
-    compute_s=max(flops, model_flops * recompute) / chip.peak_bf16_flops,
-    memory_s=bytes_accessed / chip.hbm_bandwidth,
-    ici_s=(sent - across) / chip.ici_bandwidth,
-    dcn_s=across / dcn_bandwidth,
-    mosaic_kernels=hlo.count('custom_call_target="tpu_custom_call"'),
-  )
 
 
 class _AbstractEncoder:
@@ -552,20 +221,6 @@ def _attention_name(backend: str) -> str:
   return 'splash (Pallas, TPU)' if resolved == 'pallas' else resolved
 
 
-_OUT_OF_HBM = re.compile(r'required for (?P<what>[\w ]+?) \((?P<need>[\d.]+)(?P<unit>[KMGT])\)')
-_UNITS = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}
-
-
-class _OutOfHbm:
-  """XLA:TPU refused to compile: what it needed does not fit in HBM."""
-
-  def __init__(self, message: str):
-    self.message = message
-    match = _OUT_OF_HBM.search(message)
-    self.what = match.group('what') if match else 'the program'
-    self.need = int(float(match.group('need')) * _UNITS[match.group('unit')]) if match else 0
-
-
 def _bytes_per_chip(tree: Any) -> int:
   """Bytes of one chip's shards of the abstract arrays in `tree`."""
   total = 0
@@ -576,11 +231,11 @@ def _bytes_per_chip(tree: Any) -> int:
   return total
 
 
-def _compile(jitted, *args: Any) -> tuple[Any, float]:
-  """Traces, lowers and compiles `jitted` for `args`; returns it (or `_OutOfHbm`
-  when the compiler finds it cannot fit) and the seconds taken."""
+def _compile(jitted, platform: str, *args: Any) -> tuple[Any, float]:
+  """Traces, lowers and compiles `jitted` for `args` on `platform`; returns it (or
+  `OutOfHbm` when the compiler finds it cannot fit) and the seconds taken."""
   start = time.perf_counter()
-  with platform_lib.target('tpu'):
+  with platform_lib.target(platform):
     lowered = jitted.lower(*args)
     traced = time.perf_counter()
     try:
@@ -588,7 +243,7 @@ def _compile(jitted, *args: Any) -> tuple[Any, float]:
     except jax.errors.JaxRuntimeError as error:
       if 'RESOURCE_EXHAUSTED' not in str(error):
         raise
-      compiled = _OutOfHbm(str(error).strip().splitlines()[0])
+      compiled = compile_report.OutOfHbm(str(error).strip().splitlines()[0])
   end = time.perf_counter()
   logging.info('Traced and lowered in %.1f s, compiled in %.1f s.', traced - start, end - traced)
   return compiled, end - start
@@ -614,6 +269,56 @@ def slice_mesh(config: ml_collections.ConfigDict, devices: list, num_slices: int
   return mesh_lib.create_mesh(mesh_config, devices)
 
 
+@dataclasses.dataclass
+class _TrainStep:
+  stage: _Stage
+  mesh: jax.sharding.Mesh
+  args: tuple[Any, Any, Any]  # Abstract (state, batch, rng), sharded over `mesh`.
+  compiled: Any  # jax.stages.Compiled, or compile_report.OutOfHbm.
+  seconds: float
+
+
+def _check_batch(config: ml_collections.ConfigDict, mesh, where: str) -> None:
+  batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
+  if config.batch_size % batch_shards:
+    raise CompileUsageError(
+      f'batch_size {config.batch_size} is not divisible by the batch axes data*fsdp = '
+      f'{batch_shards} of {where}; set --config.batch_size to a multiple of {batch_shards}.'
+    )
+
+
+def _compile_train_step(config: ml_collections.ConfigDict, mesh, platform: str) -> _TrainStep:
+  """The loop's train step (`loop.jit_train_step`) compiled for `mesh` from abstract
+  arguments; call under `sharding.axis_rules` and `platform_lib.target(platform)`."""
+  from videogen.train import loop  # noqa: PLC0415
+
+  rules = config.logical_axis_rules
+  stage = _stage(config, mesh)
+  task = stage.task
+  rng_key = jax.random.key(config.seed)
+  abstract_state = jax.eval_shape(task.init_state, rng_key)
+  state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
+  state = _with_shardings(abstract_state, state_shardings)
+  batch = {
+    key: jax.ShapeDtypeStruct(
+      shape, dtype, sharding=sharding.batch_sharding(mesh, rules, len(shape))
+    )
+    for key, (shape, dtype) in stage.batch.items()
+  }
+  rng = jax.ShapeDtypeStruct(rng_key.shape, rng_key.dtype, sharding=sharding.replicated(mesh))
+  step_fn = loop.jit_train_step(task, config, mesh, state_shardings)
+  compiled, seconds = _compile(step_fn, platform, state, batch, rng)
+  return _TrainStep(stage, mesh, (state, batch, rng), compiled, seconds)
+
+
+def _save(config, step: _TrainStep, out: str, topology: str) -> str:
+  from videogen.train import compiled_step  # noqa: PLC0415
+
+  return compiled_step.save(
+    step.compiled, out, config=config, mesh=step.mesh, args=step.args, topology=topology
+  )
+
+
 def compile_config(
   config: ml_collections.ConfigDict,
   accelerator: str,
@@ -629,7 +334,8 @@ def compile_config(
     accelerator: 'v5p-128', 'v5e-64', 'v6e-256', ... or a topology ('v5e:2x2').
     num_slices: slices joined over DCN (multi-slice).
     decode: also compile the transformer's KV-cached decode step.
-    out: write the serialized train-step executable here (see `save_executable`).
+    out: write the train step here for `videogen train --config.compiled_train_step`
+      (`videogen.train.compiled_step`).
 
   Returns:
     A CompileReport (estimates are labelled as such in its summary).
@@ -637,8 +343,6 @@ def compile_config(
   Raises:
     ValueError: unknown accelerator, a mesh or batch that does not divide.
   """
-  from videogen.train import loop  # noqa: PLC0415
-
   if num_slices < 1:
     raise CompileUsageError(f'--num_slices must be at least 1, got {num_slices}.')
   try:
@@ -647,53 +351,34 @@ def compile_config(
     mesh = slice_mesh(config, devices, num_slices)
   except ValueError as error:
     raise CompileUsageError(str(error)) from None
-  rules = config.logical_axis_rules
-  batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
-  if config.batch_size % batch_shards:
-    raise CompileUsageError(
-      f'batch_size {config.batch_size} is not divisible by the batch axes data*fsdp = '
-      f'{batch_shards} of {accelerator}; set --config.batch_size to a multiple of {batch_shards}.'
-    )
+  _check_batch(config, mesh, accelerator)
   slice_of = [getattr(d, 'slice_index', 0) for d in mesh.devices.flat]
   chip = slice_type.chip
   programs = []
-  with sharding.axis_rules(mesh, rules), platform_lib.target('tpu'):
-    stage = _stage(config, mesh)
-    task = stage.task
-    rng_key = jax.random.key(config.seed)
-    abstract_state = jax.eval_shape(task.init_state, rng_key)
-    state_shardings = sharding.tree_shardings(abstract_state, mesh, rules)
-    state = _with_shardings(abstract_state, state_shardings)
-    batch = {
-      key: jax.ShapeDtypeStruct(
-        shape, dtype, sharding=sharding.batch_sharding(mesh, rules, len(shape))
-      )
-      for key, (shape, dtype) in stage.batch.items()
-    }
-    rng = jax.ShapeDtypeStruct(rng_key.shape, rng_key.dtype, sharding=sharding.replicated(mesh))
-    step_fn = loop.jit_train_step(task, config, mesh, state_shardings)
-    compiled, seconds = _compile(step_fn, state, batch, rng)
-    cost = task.step_cost(config.batch_size)
+  with sharding.axis_rules(mesh, config.logical_axis_rules), platform_lib.target('tpu'):
+    step = _compile_train_step(config, mesh, 'tpu')
+    stage = step.stage
+    cost = stage.task.step_cost(config.batch_size)
     items = cost.tokens if stage.item_name == 'tokens' else cost.frames
     programs.append(
-      _analyse(
+      compile_report.analyse_program(
         'train step',
-        compiled,
-        seconds,
+        step.compiled,
+        step.seconds,
         chip,
         slice_of,
         model_flops=cost.flops / mesh.size,
         items=items,
         item_name=stage.item_name,
-        argument_bytes=_bytes_per_chip((state, batch, rng)),
+        argument_bytes=_bytes_per_chip(step.args),
         recompute=_recompute_factor(config),
       )
     )
     notes = []
-    if out and not isinstance(compiled, _OutOfHbm):
-      notes.append(save_executable(compiled, out))
+    if out and not isinstance(step.compiled, compile_report.OutOfHbm):
+      notes.append(_save(config, step, out, accelerator))
     if decode and config.stage == 'transformer':
-      programs.append(_decode_program(config, task, mesh, chip, slice_of))
+      programs.append(_decode_program(config, stage.task, mesh, chip, slice_of))
   return CompileReport(
     accelerator=accelerator,
     num_slices=num_slices,
@@ -704,6 +389,43 @@ def compile_config(
     programs=programs,
     notes=notes,
   )
+
+
+LOCAL_PLATFORMS = ('cpu', 'gpu')
+
+
+def compile_local(config: ml_collections.ConfigDict, platform: str, out: str | None = None) -> str:
+  """Compiles `config`'s train step for this machine's `platform` devices, on the
+  mesh `videogen train` makes of them; nothing runs.
+
+  Args:
+    config: a locked experiment config.
+    platform: 'cpu' or 'gpu'.
+    out: write the train step here for `videogen train --config.compiled_train_step`.
+
+  Returns:
+    What was compiled (and written), in lines.
+
+  Raises:
+    CompileUsageError: no such devices here, or a batch that does not divide.
+  """
+  try:
+    devices = jax.devices(platform)
+  except RuntimeError as error:
+    raise CompileUsageError(f'no {platform} devices on this machine ({error})') from None
+  mesh = mesh_lib.create_mesh(config.mesh, devices)
+  _check_batch(config, mesh, f'the {len(devices)} {platform} devices here')
+  with sharding.axis_rules(mesh, config.logical_axis_rules), platform_lib.target(platform):
+    step = _compile_train_step(config, mesh, platform)
+  mesh_text = ', '.join(f'{k}={v}' for k, v in mesh.shape.items())
+  lines = [
+    step.stage.description,
+    f'train step compiled for {len(devices)} {platform} devices (mesh {mesh_text}) in '
+    f'{step.seconds:.1f} s',
+  ]
+  if out:
+    lines.append(_save(config, step, out, platform))
+  return '\n'.join(lines)
 
 
 def _decode_program(config, task, mesh, chip: tpu.Chip, slice_of: list[int]) -> ProgramReport:
@@ -745,11 +467,11 @@ def _decode_program(config, task, mesh, chip: tpu.Chip, slice_of: list[int]) -> 
     return model.decode_step(token, index, cache)
 
   step = jax.jit(decode_step, donate_argnums=(3,))
-  compiled, seconds = _compile(step, params, token, index, cache)
+  compiled, seconds = _compile(step, 'tpu', params, token, index, cache)
   # One position of the forward pass, attending on average half the cache.
   flops = losses.forward_flops(spec, rows, 1, text_length)
   flops += rows * spec.num_layers * 2.0 * length * spec.num_heads * spec.head_dim
-  return _analyse(
+  return compile_report.analyse_program(
     'decode step',
     compiled,
     seconds,
@@ -760,16 +482,3 @@ def _decode_program(config, task, mesh, chip: tpu.Chip, slice_of: list[int]) -> 
     item_name='tokens',
     argument_bytes=_bytes_per_chip((params, token, index, cache)),
   )
-
-
-def save_executable(compiled, path: str) -> str:
-  """Writes the compiled step's serialized XLA:TPU executable to `path`.
-
-  Returns:
-    A line saying what was written.
-  """
-  from etils import epath  # noqa: PLC0415
-
-  data = compiled.runtime_executable().serialize()
-  epath.Path(path).write_bytes(data)
-  return f'Wrote the serialized train-step executable ({len(data) / 2**20:.1f} MiB) to {path}.'

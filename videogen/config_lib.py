@@ -108,6 +108,7 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.nan_policy = 'stop'  # NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
   config.compute_dtype = 'float32'  # Activations: 'float32' or 'bfloat16' (params stay float32).
   config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
+  config.compiled_train_step = ''  # `videogen compile --out FILE`: run it, not compile; '' = off.
   config.mesh = mesh_config()
   config.logical_axis_rules = [
     list(rule) for rule in sharding.DEFAULT_LOGICAL_AXIS_RULES

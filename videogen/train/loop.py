@@ -24,7 +24,7 @@ from etils import epath
 
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.train import checkpointing, preemption, throughput
+from videogen.train import checkpointing, compiled_step, preemption, throughput
 from videogen.train.task import Task
 
 
@@ -37,10 +37,13 @@ class TrainResult:
     preempted: True when a preemption notice stopped the run early.
     eval_metrics: the last evaluation's metrics (empty if none ran).
     last_train_metrics: the last logged train metrics.
+    compiled_train_step: the saved executable the steps ran (empty when the
+      loop compiled the train step itself).
   """
 
   step: int
   preempted: bool = False
+  compiled_train_step: str = ''
   eval_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
   last_train_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -235,6 +238,9 @@ def train_and_evaluate(
       f'batch_size {config.batch_size} is not divisible by the batch axes '
       f'data*fsdp = {batch_shards}.'
     )
+  saved_step = None
+  if config.get('compiled_train_step'):  # Checked before the data and the state are built.
+    saved_step = compiled_step.load(config.compiled_train_step, config, mesh)
   build.ensure_built(config.data)
   sizes = pipeline.check_split_sizes(config)  # Before any step, not at the first eval.
   logging.info('Splits: %d train and %d eval examples.', sizes['train'], sizes['eval'])
@@ -266,7 +272,15 @@ def train_and_evaluate(
       state = compilation.run_once(task.init_state, init_rng, out_shardings=state_shardings)
     logging.info('%s', task.describe(state))
 
-    step_fn = jit_train_step(task, config, mesh, state_shardings)
+    if saved_step is None:
+      step_fn = jit_train_step(task, config, mesh, state_shardings)
+    else:
+      # The same key, placed as `videogen compile` declared it: replicated over the mesh.
+      train_rng = jax.jit(
+        lambda: jax.random.split(jax.random.key(config.seed))[1],
+        out_shardings=sharding.replicated(mesh),
+      )()
+      step_fn = None
     result = _run(
       config=config,
       workdir=workdir,
@@ -278,6 +292,7 @@ def train_and_evaluate(
       train_iter=train_iter,
       start_step=start_step,
       train_rng=train_rng,
+      saved_step=saved_step,
     )
   checkpointing.finish(manager)
   manager.close()
@@ -292,12 +307,14 @@ def _run(
   mesh: jax.sharding.Mesh,
   manager: ocp.CheckpointManager,
   state: Any,
-  step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]],
+  step_fn: Callable[..., tuple[Any, dict[str, jax.Array]]] | None,
   train_iter: Iterator[Any],
   start_step: int,
   train_rng: jax.Array,
+  saved_step: compiled_step.CompiledStep | None = None,
 ) -> TrainResult:
-  """The step loop; see `train_and_evaluate`."""
+  """The step loop; see `train_and_evaluate`. Without `step_fn` the steps run
+  `saved_step`, loaded at the first step."""
   rules = config.logical_axis_rules
   is_main = jax.process_index() == 0
   log = _MetricsLog(workdir)
@@ -323,7 +340,14 @@ def _run(
     for step in range(start_step + 1, total + 1):
       batch = sharding.global_batch(skips.take(next(train_iter)), mesh, rules, keys)
       if step == start_step + 1:
-        compiled = step_fn.lower(state, batch, train_rng).compile()
+        if saved_step is None:
+          compiled = step_fn.lower(state, batch, train_rng).compile()
+        else:
+          compiled = step_fn = saved_step.bind(
+            _loop_step(task, config.nan_policy), state, batch, train_rng
+          )
+          result.compiled_train_step = saved_step.path
+          logging.info('Train step loaded from %s, not compiled here.', saved_step.path)
         _log_memory(compiled)
       state, metrics = step_fn(state, batch, train_rng)
       pending.append(metrics)
