@@ -217,8 +217,9 @@ def _count_params(module: nnx.Module) -> int:
 def _attention_name(backend: str) -> str:
   from videogen.transformer import attention  # noqa: PLC0415
 
-  resolved = attention.resolve_backend(backend, platform='tpu')
-  return 'splash (Pallas, TPU)' if resolved == 'pallas' else resolved
+  platform = platform_lib.current()  # The target `_compile_train_step` runs under.
+  resolved = attention.resolve_backend(backend, platform=platform)
+  return f'splash (Pallas, {platform.upper()})' if resolved == 'pallas' else resolved
 
 
 def _bytes_per_chip(tree: Any) -> int:
