@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -119,6 +120,29 @@ def toy_transformer_config(data_dir, **overrides):
   return config_lib.lock(config_lib.apply_overrides(config, overrides))
 
 
+def train_toy_multitask(root: pathlib.Path, **overrides) -> pathlib.Path:
+  """A `toy_transformer_config` run trained on every task (weights 1.0) at `root`/run.
+
+  The run keeps a copy of `random_tokenizer()` and trains `num_train_steps` (2)
+  steps without sampling; `overrides` (dotted keys) apply on top.
+
+  Returns:
+    The workdir, loadable with `TextToVideo.load`.
+  """
+  from videogen import stages  # noqa: PLC0415
+  from videogen.transformer import tasks  # noqa: PLC0415
+
+  weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
+  config = toy_transformer_config(
+    str(root / 'data'), **weights, **{'sampling.num_prompts': 0, **overrides}
+  )
+  frozen = toy_inference(config, root / 'frozen')
+  workdir = root / 'run'
+  frozen.tokenizer.export(workdir / 'tokenizer')  # The copy a run keeps of its tokenizer.
+  stages.train(config, str(workdir))
+  return workdir
+
+
 def random_i3d_weights(seed=0):
   """Random I3D weights by key (numpy: building the NNX model's own init is slow)."""
   rng = np.random.default_rng(seed)
@@ -134,6 +158,56 @@ def random_i3d_weights(seed=0):
       value = rng.normal(0, 0.1, shape)
     weights[key] = value.astype(np.float32)
   return weights
+
+
+NOTEBOOKS = REPO / 'colabs'
+
+
+def run_notebook(name: str, parameters: dict, tmp_path: pathlib.Path):
+  """Executes colabs/`name` (outputs must be cleared in the repo) with `parameters`
+  set in a cell after its `parameters` cell (the papermill convention), in a
+  kernel working in `tmp_path`; a failing cell raises. The executed notebook is
+  kept at `tmp_path`/`name` for a look when a test fails.
+
+  Returns:
+    The executed `nbformat.NotebookNode`.
+  """
+  import nbformat  # noqa: PLC0415
+  from nbclient import NotebookClient  # noqa: PLC0415
+
+  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+  for cell in notebook.cells:
+    assert not cell.get('outputs'), f'{name}: outputs must be cleared in the repo'
+  index = next(
+    i for i, c in enumerate(notebook.cells) if 'parameters' in c.metadata.get('tags', [])
+  )
+  source = '\n'.join(f'{k} = {v!r}' for k, v in parameters.items())
+  injected = nbformat.v4.new_code_cell(source)
+  injected.metadata['tags'] = ['injected-parameters']
+  notebook.cells.insert(index + 1, injected)
+  client = NotebookClient(
+    notebook,
+    timeout=900,
+    kernel_name='python3',
+    resources={'metadata': {'path': str(tmp_path)}},
+  )
+  client.execute()
+  nbformat.write(notebook, tmp_path / name)
+  return notebook
+
+
+def cell_text(cell) -> str:
+  """The text and JSON-dumped data outputs of one executed cell."""
+  parts = []
+  for output in cell.get('outputs', []):
+    parts.append(output.get('text', ''))
+    parts.append(json.dumps(output.get('data', {})))
+  return '\n'.join(parts)
+
+
+def notebook_text(notebook) -> str:
+  """The outputs of every cell of an executed notebook (see `cell_text`)."""
+  return '\n'.join(cell_text(cell) for cell in notebook.cells)
 
 
 def override_flags(overrides: dict) -> list[str]:

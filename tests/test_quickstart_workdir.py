@@ -11,10 +11,8 @@ exported, and must sample exactly as before.
 import json
 import shutil
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
 
 from tests import helpers
 from videogen import export, quickstart, vq, weights
@@ -22,7 +20,6 @@ from videogen.eval import i3d
 from videogen.eval import run as eval_run
 from videogen.transformer import SamplingSettings, TextToVideo
 
-NOTEBOOKS = helpers.REPO / 'colabs'
 TINY_MODEL = {
   'model.num_layers': 1,
   'model.embed_dim': 32,
@@ -38,48 +35,16 @@ OVERRIDES = {
 }
 
 
-def _run_notebook(name: str, parameters: dict, tmp_path) -> nbformat.NotebookNode:
-  """Executes colabs/`name` with `parameters` set after its `parameters` cell."""
-  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-  for cell in notebook.cells:
-    assert not cell.get('outputs'), f'{name}: outputs must be cleared in the repo'
-  index = next(
-    i for i, c in enumerate(notebook.cells) if 'parameters' in c.metadata.get('tags', [])
-  )
-  source = '\n'.join(f'{k} = {v!r}' for k, v in parameters.items())
-  injected = nbformat.v4.new_code_cell(source)
-  injected.metadata['tags'] = ['injected-parameters']
-  notebook.cells.insert(index + 1, injected)
-  client = NotebookClient(
-    notebook,
-    timeout=900,
-    kernel_name='python3',
-    resources={'metadata': {'path': str(tmp_path)}},
-  )
-  client.execute()
-  nbformat.write(notebook, tmp_path / name)  # Kept for a look when a test fails.
-  return notebook
-
-
-def _text(notebook) -> str:
-  parts = []
-  for cell in notebook.cells:
-    for output in cell.get('outputs', []):
-      parts.append(output.get('text', ''))
-      parts.append(json.dumps(output.get('data', {})))
-  return '\n'.join(parts)
-
-
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   """The quickstart notebook, run on tiny settings: it trains both stages."""
   root = tmp_path_factory.mktemp('quickstart')
-  notebook = _run_notebook(
+  notebook = helpers.run_notebook(
     'quickstart.ipynb',
     {'WORKDIR': str(root / 'run'), 'SAMPLES_PER_PROMPT': 1, 'OVERRIDES': OVERRIDES},
     root,
   )
-  text = _text(notebook)
+  text = helpers.notebook_text(notebook)
   assert '"color_accuracy"' in text and 'text/html' in text
   return root / 'run'
 
@@ -90,7 +55,7 @@ def test_quickstart_notebook_trains_both_stages(workdir):
 
 
 def test_sample_notebook(workdir, tmp_path):
-  notebook = _run_notebook(
+  notebook = helpers.run_notebook(
     'sample.ipynb',
     {
       'MODEL': str(workdir / 'transformer'),
@@ -100,17 +65,17 @@ def test_sample_notebook(workdir, tmp_path):
     },
     tmp_path,
   )
-  text = _text(notebook)
+  text = helpers.notebook_text(notebook)
   assert '(2, 5, 16, 16, 3) uint8' in text  # The text-to-video cell.
   assert '(1, 10, 16, 16, 3)' in text  # The long video: two training clips.
   assert text.count('<img') >= 5  # One video table per section.
 
 
 def test_tokenizer_notebook(workdir, tmp_path):
-  notebook = _run_notebook(
+  notebook = helpers.run_notebook(
     'tokenizer.ipynb', {'WORKDIR': str(workdir / 'tokenizer'), 'NUM_CLIPS': 2}, tmp_path
   )
-  text = _text(notebook)
+  text = helpers.notebook_text(notebook)
   assert 'mean PSNR' in text and 'codes used in these clips' in text
   assert 'image/png' in text  # The PSNR and histogram plots.
 

@@ -221,25 +221,15 @@ print('sampled', ' '.join(tasks.TASKS))
 """
 
 
-def test_checkpoint_trained_on_8_devices_samples_every_task_on_1(tmp_path):
+def test_checkpoint_trained_on_8_devices_samples_every_task_on_1(multitask_run):
   import os  # noqa: PLC0415
   import subprocess  # noqa: PLC0415
   import sys  # noqa: PLC0415
 
-  from videogen import stages  # noqa: PLC0415
-
-  assert jax.device_count() == 8
-  weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
-  config = helpers.toy_transformer_config(
-    str(tmp_path / 'data'), **weights, **{'sampling.num_prompts': 0}
-  )
-  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
-  workdir = tmp_path / 'run'
-  frozen.tokenizer.export(workdir / 'tokenizer')  # The copy a run keeps of its tokenizer.
-  stages.train(config, str(workdir))
+  assert jax.device_count() == 8  # The session's devices, which trained `multitask_run`.
   env = dict(os.environ, JAX_NUM_CPU_DEVICES='1', XLA_FLAGS='')
   result = subprocess.run(
-    [sys.executable, '-c', _SAMPLE_EVERY_TASK, str(workdir)],
+    [sys.executable, '-c', _SAMPLE_EVERY_TASK, str(multitask_run)],
     capture_output=True,
     text=True,
     env=env,
