@@ -68,3 +68,20 @@ def test_resize_video_centre_crops_then_resizes():
   assert transforms.resize_video(clip, 20, 40) is clip
   assert transforms.label_to_words('ApplyEyeMakeup') == 'apply eye makeup'
   assert transforms.label_to_words('sea_lion') == 'sea lion'
+
+
+def test_show_rows_is_one_html_table_row_per_example(monkeypatch):
+  from IPython import display  # noqa: PLC0415
+
+  shown = []
+  monkeypatch.setattr(display, 'display', shown.append)
+  clip = _clip(num_frames=3, height=16, width=16)
+  as_float = clip.astype(np.float32) / 127.5 - 1.0
+  video_io.show_rows([[clip, as_float], [clip, clip]], ('original', 'result'), ['a <b>', 'c'])
+  (page,) = shown
+  html = page.data
+  assert html.count('<img') == 4 and html.count('<td style="max-width') == 2
+  assert html.count('>original<') == 1  # Column titles above the first row only.
+  assert 'a &lt;b&gt;' in html  # Row titles are escaped text.
+  with pytest.raises(ValueError, match='2 row titles for 1 rows'):
+    video_io.show_rows([[clip]], row_titles=['a', 'b'])

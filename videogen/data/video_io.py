@@ -9,6 +9,7 @@ are lossless.
 from __future__ import annotations
 
 import functools
+import html
 import io
 import os
 import pathlib
@@ -61,6 +62,42 @@ def show_videos(videos, titles=None, *, fps: float = 8, height: int = 128, colum
     titles, videos = list(videos), list(videos.values())
   videos = [to_uint8(np.asarray(v)) for v in videos]
   _mediapy().show_videos(videos, titles, fps=fps, height=height, columns=columns, codec='gif')
+
+
+def show_rows(
+  rows: Sequence[Sequence[np.ndarray]],
+  column_titles: Sequence[str] | None = None,
+  row_titles: Sequence[str] | None = None,
+  *,
+  fps: float = 8,
+  height: int = 128,
+) -> None:
+  """Shows videos side by side in a notebook, one row per example.
+
+  E.g. original | condition | result for each clip, the column titles above
+  the first row and each row's title (a caption) at its left.
+
+  Args:
+    rows: rows of videos [T, H, W, 3], uint8 or float in [-1, 1].
+    column_titles: one title per video of a row.
+    row_titles: one title per row.
+    fps: frames per second.
+    height: display height in pixels (small clips are upscaled, unsmoothed).
+  """
+  from IPython import display  # pylint: disable=g-import-not-at-top
+
+  if row_titles is not None and len(row_titles) != len(rows):
+    raise ValueError(f'Got {len(row_titles)} row titles for {len(rows)} rows.')
+  cells = []
+  for index, row in enumerate(rows):
+    videos = [to_uint8(np.asarray(video)) for video in row]
+    titles = list(column_titles) if column_titles is not None and index == 0 else None
+    table = _mediapy().show_videos(
+      videos, titles, fps=fps, height=height, columns=len(videos), codec='gif', return_html=True
+    )
+    label = html.escape(row_titles[index]) if row_titles is not None else ''
+    cells.append(f'<tr><td style="max-width:12em; padding:4px;">{label}</td><td>{table}</td></tr>')
+  display.display(display.HTML(f'<table>{"".join(cells)}</table>'))
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

@@ -1,0 +1,27 @@
+"""colabs/tasks.ipynb on a toy run trained on every task: each task's section
+shows original | condition | result for every held-out clip."""
+
+from tests import helpers
+from videogen.transformer import tasks
+
+NUM_CLIPS = 2
+
+
+def test_tasks_notebook_shows_every_task(multitask_run, tmp_path):
+  notebook = helpers.run_notebook(
+    'tasks.ipynb', {'MODEL': str(multitask_run), 'NUM_CLIPS': NUM_CLIPS, 'SEED': 1}, tmp_path
+  )
+  text = helpers.notebook_text(notebook)
+  assert f'Trained on {", ".join(tasks.TASKS)}; clips of 5 frames at 16x16.' in text
+  assert 'skipped' not in text
+  sections = {}
+  for cell in notebook.cells:
+    head = cell.source.split('\n', 1)[0]
+    if cell.cell_type == 'code' and head.startswith("if trained('"):
+      sections[head.split("'")[1]] = helpers.cell_text(cell)
+  assert tuple(sections) == tasks.TASKS
+  for task, output in sections.items():
+    # A row of 3 videos per clip (restore: per clip and degradation); uncond: one row of samples.
+    videos = {'uncond': NUM_CLIPS, 'restore': 2 * NUM_CLIPS * 3}.get(task, NUM_CLIPS * 3)
+    assert output.count('<img') == videos, (task, output[:500])
+    assert output.count('>original<') == (task != 'uncond') * (2 if task == 'restore' else 1), task
