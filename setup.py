@@ -52,6 +52,7 @@ _TEST_REQUIRES = [
   'gradio==6.31.0',  # `videogen serve` (the `serve` extra) is tested too,
   'gradio_client==2.7.2',  # through its API
   'selenium==4.51.0',  # and in headless Chromium (Debian chromium + chromium-driver).
+  'scenedetect==0.7.2',  # Scene-cut splitting (the `scenes` extra) is tested too.
 ]
 
 # `videogen compile`: libtpu for ahead-of-time XLA:TPU compilation on any machine,
@@ -63,6 +64,10 @@ _AV_REQUIRES = ['av==18.1.0']
 
 # `videogen serve`, a web page and HTTP API for a trained model: `pip install 'videogen[serve]'`.
 _SERVE_REQUIRES = ['gradio==6.31.0']
+
+# `config.data.scene_detect`: split videos at scene cuts with PySceneDetect: `pip install
+# 'videogen[scenes]'`. It pulls opencv-python, whose cv2 loads libGL.so.1 (Debian: libgl1).
+_SCENES_REQUIRES = ['scenedetect==0.7.2']
 
 # `config.data.beam_runner`: video_folder builds as Apache Beam pipelines. Not in `test`:
 # apache-beam 2.77.0 pins protobuf<7, Pillow<13 and pyarrow<26 (pip downgrades this stack's).
@@ -86,6 +91,7 @@ setuptools.setup(
   extras_require={
     'av': _AV_REQUIRES,
     'beam': _BEAM_REQUIRES,
+    'scenes': _SCENES_REQUIRES,
     'serve': _SERVE_REQUIRES,
     'test': _TEST_REQUIRES + _TPU_REQUIRES,
     'tpu': _TPU_REQUIRES,

@@ -186,7 +186,10 @@ def _build_dataset() -> None:
   from videogen.data import build
 
   config = _require(_CONFIG, 'build-dataset')
-  report = build.build_dataset(config.data)
+  try:
+    report = build.build_dataset(config.data)
+  except (FileNotFoundError, ValueError, ImportError) as error:  # Bad folder or settings; an extra.
+    _fail('build-dataset', error, 1)
   print(report.summary(), flush=True)
 
 
@@ -378,6 +381,7 @@ _QUIET_LIBRARIES = (
   '/orbax/',
   '/tensorflow_datasets/',
   '/grain/',
+  '/scenedetect/',  # 'Detecting scenes...' per video of a scene_detect build.
   '/clu/metric_writers/',
   '/jax/_src/xla_bridge.py',
 )

@@ -26,6 +26,7 @@ from videogen.data import config as config_lib
 from videogen.data import sources, video_folder
 
 _POLL_SECONDS = 2.0
+_SHORT_SCENES_LISTED = 10  # The report lists this many short scenes, then counts the rest.
 
 
 @dataclasses.dataclass
@@ -38,6 +39,8 @@ class BuildReport:
     path: the dataset's directory (data_dir/name/config/version).
     num_examples: clips per split.
     skipped: files left out, with reasons (video_folder only).
+    short_scenes: scenes left out as shorter than one window (video_folder
+      with `scene_detect` only), named `<video>#t=<start>,<end>`.
     already_built: True when the dataset existed and nothing was written.
     seconds: wall time of the build (0 when already built).
   """
@@ -47,6 +50,7 @@ class BuildReport:
   path: str
   num_examples: dict[str, int]
   skipped: list[video_folder.SkippedFile] = dataclasses.field(default_factory=list)
+  short_scenes: list[video_folder.SkippedFile] = dataclasses.field(default_factory=list)
   already_built: bool = False
   seconds: float = 0.0
 
@@ -62,6 +66,14 @@ class BuildReport:
         f'    {f"row {item.row}, " if item.row else ""}{item.path}: {item.reason}'
         for item in self.skipped
       ]
+    if self.short_scenes:
+      lines.append(f'  scenes shorter than one window, left out: {len(self.short_scenes)}')
+      lines += [
+        f'    row {item.row}, {item.path}' if item.row else f'    {item.path}'
+        for item in self.short_scenes[:_SHORT_SCENES_LISTED]
+      ]
+      if len(self.short_scenes) > _SHORT_SCENES_LISTED:
+        lines.append(f'    ... and {len(self.short_scenes) - _SHORT_SCENES_LISTED} more')
     return '\n'.join(lines)
 
   def __str__(self) -> str:
@@ -81,6 +93,7 @@ def _report(
     path=os.fspath(builder.data_path),
     num_examples={name: split.num_examples for name, split in builder.info.splits.items()},
     skipped=[video_folder.SkippedFile(**item) for item in metadata.get('skipped', [])],
+    short_scenes=[video_folder.SkippedFile(**item) for item in metadata.get('short_scenes', [])],
     already_built=already_built,
     seconds=seconds,
   )

@@ -7,7 +7,10 @@ both decode, cut and key every clip the same way:
   manifests existed), key `<row index:08d>`;
 * a time range is decoded by seeking to it (`clip_decode`), and a video cut
   into `clip_seconds` windows gives one clip per window, keys
-  `<row index:08d>_<window:05d>`, stored path `<video>#t=<start>,<end>`.
+  `<row index:08d>_<window:05d>`, stored path `<video>#t=<start>,<end>`;
+* with `scene_detect`, a video cut into windows is first split at its scene
+  cuts (`scenes`): windows never cross a cut, and scenes shorter than one
+  window are left out and reported.
 
 TFDS orders records by a hash of their key, so equal keys and contents mean
 equal record files.
@@ -15,12 +18,14 @@ equal record files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
 
 from videogen.data import clip_decode, transforms, video_io
 from videogen.data import manifest as manifest_lib
+from videogen.data import scenes as scenes_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +55,8 @@ class ClipSettings:
     clip_seconds: window length for clips without a range; 0 = whole.
     clip_stride_seconds: seconds between windows; 0 = clip_seconds.
     from_manifest: clips come from a manifest (split by video location).
+    scene_detect: split windowed videos at scene cuts with this detector; '' = off.
+    scene_threshold: the detector's cut threshold.
   """
 
   height: int
@@ -59,6 +66,8 @@ class ClipSettings:
   clip_seconds: float
   clip_stride_seconds: float
   from_manifest: bool
+  scene_detect: str = ''
+  scene_threshold: float = scenes_lib.DEFAULT_THRESHOLD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +89,20 @@ class DecodedClip:
   split_name: str
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodedRow:
+  """What one row gave.
+
+  Attributes:
+    clips: its stored clips.
+    short_scenes: its scenes (`scene_detect`) left out as shorter than one
+      window, each named `<video>#t=<start>,<end>`.
+  """
+
+  clips: list[DecodedClip]
+  short_scenes: list[SkippedFile] = dataclasses.field(default_factory=list)
+
+
 def _is_plain(settings: ClipSettings, clip: manifest_lib.ClipRow) -> bool:
   return (
     not settings.from_manifest
@@ -96,7 +119,7 @@ def split_name(settings: ClipSettings, clip: manifest_lib.ClipRow) -> str:
 
 def decode_clip(
   settings: ClipSettings, clip: manifest_lib.ClipRow, index: int
-) -> list[DecodedClip] | SkippedFile:
+) -> DecodedRow | SkippedFile:
   """The stored clips of one row (`index`: its position among the rows)."""
   if _is_plain(settings, clip):
     return _decode_whole(settings, clip, index)
@@ -105,7 +128,7 @@ def decode_clip(
 
 def _decode_whole(
   settings: ClipSettings, clip: manifest_lib.ClipRow, index: int
-) -> list[DecodedClip] | SkippedFile:
+) -> DecodedRow | SkippedFile:
   frames = []
   try:
     for frame in video_io.iter_frames(clip.location):
@@ -118,26 +141,35 @@ def _decode_whole(
     return SkippedFile(
       clip.path, f'too short: {len(frames)} frames, a clip needs {settings.min_frames}'
     )
-  return [
-    DecodedClip(
-      f'{index:08d}', clip.path, clip.caption, np.stack(frames), split_name(settings, clip)
-    )
-  ]
+  return DecodedRow(
+    [
+      DecodedClip(
+        f'{index:08d}', clip.path, clip.caption, np.stack(frames), split_name(settings, clip)
+      )
+    ]
+  )
 
 
 def _decode_range(
   settings: ClipSettings, clip: manifest_lib.ClipRow, index: int
-) -> list[DecodedClip] | SkippedFile:
-  """Decodes a time range (seeking to it) or cuts a video into windows."""
+) -> DecodedRow | SkippedFile:
+  """Decodes a time range (seeking to it) or cuts a video into windows (within its scenes)."""
   frames = []
   windowed = clip.start is None and clip.end is None and settings.clip_seconds > 0
+  scene_split = windowed and bool(settings.scene_detect)
 
   def keep(frame: np.ndarray) -> bool:
     frames.append(transforms.resize_video(frame[None], settings.height, settings.width)[0])
     return not windowed and len(frames) == settings.max_frames
 
+  # Scene detection reads the file a second time: one local copy of a remote file serves both.
+  local_file = clip_decode.local_copy if scene_split else contextlib.nullcontext
+  scenes = None
   try:
-    decoded = clip_decode.decode_range(clip.location, keep, start=clip.start, end=clip.end)
+    with local_file(clip.location) as local:
+      decoded = clip_decode.decode_range(local, keep, start=clip.start, end=clip.end)
+      if scene_split:
+        scenes = scenes_lib.detect_scenes(local, settings.scene_detect, settings.scene_threshold)
   except (video_io.VideoReadError, FileNotFoundError) as error:
     reason = error.reason if isinstance(error, video_io.VideoReadError) else str(error)
     return SkippedFile(clip.path, f'unreadable: {reason}', clip.row)
@@ -148,19 +180,36 @@ def _decode_range(
         f'bad range: ends at {clip.end:.3f} s, after the video ({decoded.duration:.3f} s)',
         clip.row,
       )
+  short_scenes = []
   if windowed:
-    spans = clip_decode.window_starts(
-      len(frames),
-      decoded.fps,
-      settings.clip_seconds,
-      settings.clip_stride_seconds,
-      settings.min_frames,
-    )
+    parts = [(0, len(frames))]
+    if scenes is not None:
+      parts = scenes_lib.scene_spans(scenes, decoded.fps, len(frames))
+    spans = []
+    for first, last in parts:
+      windows = clip_decode.window_starts(
+        last - first,
+        decoded.fps,
+        settings.clip_seconds,
+        settings.clip_stride_seconds,
+        settings.min_frames,
+      )
+      spans += [(first + begin, first + finish) for begin, finish in windows]
+      if scenes is not None and not windows:
+        short_scenes.append(
+          SkippedFile(
+            f'{clip.path}#t={first / decoded.fps:.3f},{last / decoded.fps:.3f}',
+            f'scene of {last - first} frames, shorter than one window of '
+            f'{settings.clip_seconds} s with {settings.min_frames} frames',
+            clip.row,
+          )
+        )
     if not spans:
+      scenes_note = f' in any of its {len(parts)} scenes' if scenes is not None else ''
       return SkippedFile(
         clip.path,
         f'too short: {len(frames)} frames, no window of {settings.clip_seconds} s with '
-        f'{settings.min_frames} frames',
+        f'{settings.min_frames} frames{scenes_note}',
         clip.row,
       )
   else:
@@ -191,7 +240,7 @@ def _decode_range(
         split_name(settings, clip),
       )
     )
-  return out
+  return DecodedRow(out, short_scenes)
 
 
 def to_example(clip: DecodedClip) -> tuple[str, dict[str, object]]:
@@ -203,12 +252,16 @@ def to_example(clip: DecodedClip) -> tuple[str, dict[str, object]]:
   }
 
 
+SHORT_SCENES_DIR = 'short_scenes'  # Under a Beam build's skipped_dir.
+
+
 @dataclasses.dataclass(frozen=True)
 class BeamDecode:
   """A Beam worker's step: (row index, row) -> (key, example) per stored clip.
 
   A skipped row is counted (`videogen/skipped_rows`) and written as
-  `<skipped_dir>/<index>.json` for the build report.
+  `<skipped_dir>/<index>.json` for the build report; a row's scenes too
+  short for a window, as a list in `<skipped_dir>/<SHORT_SCENES_DIR>/<index>.json`.
   """
 
   settings: ClipSettings
@@ -227,5 +280,11 @@ class BeamDecode:
       path = epath.Path(self.skipped_dir) / f'{index:08d}.json'
       path.write_text(json.dumps(dataclasses.asdict(result)))
       return []
-    beam.metrics.Metrics.counter('videogen', 'clips').inc(len(result))
-    return [to_example(decoded) for decoded in result]
+    if result.short_scenes:
+      beam.metrics.Metrics.counter('videogen', 'short_scenes').inc(len(result.short_scenes))
+      folder = epath.Path(self.skipped_dir) / SHORT_SCENES_DIR
+      folder.mkdir(parents=True, exist_ok=True)
+      scenes = [dataclasses.asdict(scene) for scene in result.short_scenes]
+      (folder / f'{index:08d}.json').write_text(json.dumps(scenes))
+    beam.metrics.Metrics.counter('videogen', 'clips').inc(len(result.clips))
+    return [to_example(decoded) for decoded in result.clips]

@@ -63,6 +63,8 @@ def data_config(
   data.manifest_columns = ''  # video_folder: manifest column names that differ from the accepted ones, e.g. 'path=file,caption=desc'.
   data.clip_seconds = 0.0  # video_folder: cut each video (manifest row without a time range) into windows this long; 0 = one example per video/row.
   data.clip_stride_seconds = 0.0  # video_folder: seconds between window starts (clip_seconds > 0); 0 = back to back.
+  data.scene_detect = ''  # video_folder: '' = off; 'content' = split each windowed video at its scene cuts first (PySceneDetect's ContentDetector, videogen[scenes]), so no window crosses a cut.
+  data.scene_threshold = 27.0  # video_folder: ContentDetector's cut threshold (mean HSV change per frame, 0-255); lower finds more cuts.
   data.beam_runner = ''  # video_folder: build as an Apache Beam pipeline on this runner ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner'); '' = in process. Needs videogen[beam].
   data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR; '' = tokenize clips in the step.
   data.beam_options = ''  # Beam pipeline options for beam_runner, e.g. '--direct_num_workers=4 --direct_running_mode=multi_processing'.
@@ -163,6 +165,19 @@ def validate(data: ml_collections.ConfigDict) -> None:
         'config.data.clip_seconds and clip_stride_seconds must be >= 0, got '
         f'{data.clip_seconds} and {data.clip_stride_seconds}.'
       )
+    scene_detect = data.get('scene_detect', '')
+    if scene_detect not in ('', 'content'):
+      raise ValueError(
+        f"config.data.scene_detect={scene_detect!r}: use '' (off) or 'content' (PySceneDetect's "
+        'ContentDetector).'
+      )
+    if scene_detect and not data.clip_seconds > 0:
+      raise ValueError(
+        f'config.data.scene_detect={scene_detect!r} cuts each scene into clip_seconds windows; '
+        'set config.data.clip_seconds > 0.'
+      )
+    if scene_detect and not data.get('scene_threshold', 27.0) > 0:
+      raise ValueError(f'config.data.scene_threshold must be > 0, got {data.scene_threshold}.')
     if not 0.0 < data.test_fraction < 1.0:
       raise ValueError(f'config.data.test_fraction must be in (0, 1), got {data.test_fraction}.')
     if data.source_num_frames and data.source_num_frames < clip_span(data):

@@ -28,7 +28,11 @@ stretch) are skipped and reported by row. A clip without a time range can
 be cut into windows of `clip_seconds` every `clip_stride_seconds`, all with
 its caption; all clips of one video land in the same split. Time ranges and
 windows are decoded by seeking to their start (`clip_decode`); a stored
-clip's `path` is then `<video>#t=<start>,<end>` (seconds).
+clip's `path` is then `<video>#t=<start>,<end>` (seconds). With
+`config.data.scene_detect` (PySceneDetect, the `scenes` extra) a video is
+split at its scene cuts first and windows stay within one scene; scenes
+shorter than one window are left out and listed in the build report
+(`short_scenes`).
 
 The builder config name is `<folder>_<H>x<W>_<frames>f_<hash of the folder
 path and settings>`, so other settings build next to it. The build also saves
@@ -57,6 +61,7 @@ from etils import epath
 from videogen.data import clip_examples, video_io
 from videogen.data import config as config_lib
 from videogen.data import manifest as manifest_lib
+from videogen.data import scenes as scenes_lib
 
 SkippedFile = clip_examples.SkippedFile  # A video or manifest row left out, and why.
 
@@ -191,6 +196,8 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
   manifest_columns: str = ''  # Column-name overrides, 'path=a,caption=b'.
   clip_seconds: float = 0.0  # Cut clips without a time range into windows; 0 = whole.
   clip_stride_seconds: float = 0.0  # Seconds between window starts; 0 = clip_seconds.
+  scene_detect: str = ''  # Split windowed videos at scene cuts with this detector; '' = off.
+  scene_threshold: float = 0.0  # The scene detector's cut threshold (set with scene_detect).
 
 
 def video_folder_config(data: ml_collections.ConfigDict) -> VideoFolderConfig:
@@ -216,7 +223,10 @@ def video_folder_config(data: ml_collections.ConfigDict) -> VideoFolderConfig:
     manifest_columns=data.get('manifest_columns', ''),
     clip_seconds=float(data.get('clip_seconds', 0.0)),
     clip_stride_seconds=float(data.get('clip_stride_seconds', 0.0)),
+    scene_detect=data.get('scene_detect', ''),
   )
+  if clips['scene_detect']:
+    clips['scene_threshold'] = float(data.get('scene_threshold', scenes_lib.DEFAULT_THRESHOLD))
   settings.update({key: value for key, value in clips.items() if value})  # Old names stay.
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
   named = pathlib.Path(manifest).stem if manifest else source_dir.name
@@ -374,6 +384,12 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
         skipped.append(SkippedFile(**json.loads(path.read_text())))
       skipped.sort(key=lambda item: item.row)
       self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
+      if self.builder_config.scene_detect:
+        short_scenes = []
+        scenes_dir = self._beam_skipped_dir / clip_examples.SHORT_SCENES_DIR
+        for path in sorted(scenes_dir.glob('*.json')) if scenes_dir.exists() else []:
+          short_scenes += json.loads(path.read_text())  # One file per row, in row order.
+        self.info.metadata['short_scenes'] = short_scenes
     return result
 
   def _beam_split_generators(self, clips, skipped):
@@ -404,6 +420,8 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       clip_seconds=config.clip_seconds,
       clip_stride_seconds=config.clip_stride_seconds,
       from_manifest=bool(config.manifest),
+      scene_detect=config.scene_detect,
+      scene_threshold=config.scene_threshold,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -414,10 +432,13 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     if config.manifest:
       self.info.metadata['manifest'] = config.manifest
     self.info.metadata['fingerprint'] = fingerprint
+    if config.scene_detect:  # Before any decoding: a missing extra is one line, not N skips.
+      scenes_lib.require_scenedetect(config.scene_detect)
     if self._beam_skipped_dir:
       return self._beam_split_generators(clips, skipped)
     settings = self._settings()
     prepared = []
+    short_scenes = []
     for index, clip in enumerate(clips):
       result = clip_examples.decode_clip(settings, clip, index)
       if isinstance(result, SkippedFile):
@@ -425,7 +446,8 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
         logging.warning('Skipping %s%s: %s', row, result.path, result.reason)
         skipped.append(result)
       else:
-        for decoded in result:
+        short_scenes += result.short_scenes
+        for decoded in result.clips:
           array_file = os.path.join(self._scratch_dir, f'{decoded.key}.npy')
           np.save(array_file, decoded.video, allow_pickle=False)
           prepared.append(dataclasses.replace(decoded, video=array_file))
@@ -433,6 +455,9 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
         logging.info('Decoded %d of %d clips.', index + 1, len(clips))
     skipped.sort(key=lambda item: item.row)  # Manifest rows in order; folder files first.
     self.info.metadata['skipped'] = [dataclasses.asdict(item) for item in skipped]
+    if config.scene_detect:
+      self.info.metadata['short_scenes'] = [dataclasses.asdict(item) for item in short_scenes]
+      logging.info('Left out %d scenes shorter than one window.', len(short_scenes))
     try:
       splits = assign_splits([item.split_name for item in prepared], config.test_fraction)
     except ValueError as error:
