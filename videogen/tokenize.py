@@ -267,49 +267,6 @@ def _fps(path: str) -> float:
 # --- a dataset split into token shards (`videogen tokenize --config`) ---------
 
 
-def device_encoder(tokenizer, per_device_batch: int):
-  """An `encode` that keeps every local device of this process busy.
-
-  The tokenizer's variables are replicated over the local devices and each
-  call's clips are split between them (a call with fewer clips than a
-  multiple of the device count is padded with copies of its last clip).
-
-  Returns:
-    (encode: float32 [b, T, H, W, 3] -> int32 numpy [b, t, h, w], the batch
-    to call it with: per_device_batch * local devices).
-  """
-  import functools  # noqa: PLC0415
-
-  import jax  # noqa: PLC0415
-  from jax.sharding import NamedSharding, PartitionSpec  # noqa: PLC0415
-
-  from videogen import vq  # noqa: PLC0415
-  from videogen.parallel import sharding  # noqa: PLC0415
-
-  devices = jax.local_devices()
-  mesh = jax.sharding.Mesh(np.array(devices), ('clips',))
-  replicated = NamedSharding(mesh, PartitionSpec())
-  by_clip = NamedSharding(mesh, PartitionSpec('clips'))
-  state = jax.device_put(tokenizer.state, replicated)
-  encode_fn = jax.jit(
-    functools.partial(vq.encode_fn, tokenizer.graphdef),
-    in_shardings=(replicated, by_clip),
-    out_shardings=by_clip,
-  )
-
-  def encode(video: np.ndarray) -> np.ndarray:
-    video = np.asarray(video, np.float32)
-    count = len(video)
-    missing = -count % len(devices)
-    if missing:
-      video = np.concatenate([video, np.repeat(video[-1:], missing, axis=0)])
-    with sharding.local_computation():
-      tokens = encode_fn(state, jax.device_put(video, by_clip))  # Local devices only.
-    return np.asarray(tokens, np.int32)[:count]
-
-  return encode, per_device_batch * len(devices)
-
-
 @dataclasses.dataclass
 class DatasetReport:
   """What `tokenize_dataset` did on this process."""
@@ -372,7 +329,12 @@ def tokenize_dataset(
       f'{per_device_batch}.'
     )
   build.ensure_built(data)
-  encode, batch = device_encoder(tokenizer, per_device_batch)
+  encode_clips = tokenizer.device_encoder()
+
+  def encode(video: np.ndarray) -> np.ndarray:
+    return np.asarray(encode_clips(video), np.int32)
+
+  batch = per_device_batch * jax.local_device_count()
   index, count = jax.process_index(), jax.process_count()
   splits = [
     token_shards.write_split(

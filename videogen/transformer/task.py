@@ -313,7 +313,7 @@ class TransformerTask(Task):
     if not self.config.tokenizer.cache_tokens:
       return None
     directory = token_cache.cache_directory(self.config, self.workdir)
-    token_cache.build_token_cache(self.config, directory, self.tokenizer.encode)
+    token_cache.build_token_cache(self.config, directory, self.tokenizer.device_encoder())
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_features())

@@ -75,7 +75,8 @@ def build_token_cache(
   Args:
     config: the training config (data, batch size, seed).
     directory: the cache directory (`cache_directory`).
-    encode: video float32 [b, T, H, W, 3] in [-1, 1] -> int tokens [b, t, h, w].
+    encode: video float32 [b, T, H, W, 3] in [-1, 1] -> int tokens [b, t, h, w]
+      (numpy, or a JAX array still being computed: see `Tokenizer.device_encoder`).
     process_index, process_count: default from JAX.
 
   Returns:
@@ -97,10 +98,17 @@ def build_token_cache(
     process_count=count,
     drop_remainder=False,
   )
-  tokens, captions = [], []
+  tokens, captions, pending = [], [], None
   for batch in iterator:
-    tokens.append(np.asarray(encode(batch['video']), np.int32))
+    # Read the previous batch's tokens only after this one is dispatched, so the
+    # devices encode while the host reads and decodes the next clips.
+    encoded = encode(batch['video'])
+    if pending is not None:
+      tokens.append(np.asarray(pending, np.int32))
+    pending = encoded
     captions.extend(str(caption) for caption in batch['caption'])
+  if pending is not None:
+    tokens.append(np.asarray(pending, np.int32))
   tokens = np.concatenate(tokens) if tokens else np.zeros((0,), np.int32)
   for prefix, array in (
     ('tokens', tokens),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -241,3 +241,44 @@ class Tokenizer:
     """tokens: int32 [batch, t, h, w] -> uint8 numpy [batch, T, H, W, 3]."""
     video = np.asarray(self.decode(tokens))
     return np.round((video + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+  def device_encoder(self) -> Callable[[np.ndarray], jax.Array]:
+    """An `encode` for bulk encoding that keeps every local device of this process busy.
+
+    The variables are replicated over the local devices and each call's clips
+    are split between them (a call whose clip count is not a multiple of the
+    device count is padded with copies of its last clip). Calls do not block
+    until their result is read, so the caller can prepare the next batch while
+    the devices encode this one. Each process encodes on its own devices only:
+    multi-process callers give each process its own clips.
+
+    Returns:
+      encode: float [b, T, H, W, 3] in [-1, 1] -> int32 tokens [b, t, h, w]
+      (a lazy array; `np.asarray` it to wait).
+    """
+    from jax.sharding import NamedSharding, PartitionSpec  # noqa: PLC0415
+
+    devices = jax.local_devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ('clips',))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    by_clip = NamedSharding(mesh, PartitionSpec('clips'))
+    state = jax.device_put(self.state, replicated)
+    encode = jax.jit(
+      functools.partial(encode_fn, self.graphdef),
+      in_shardings=(replicated, by_clip),
+      out_shardings=by_clip,
+    )
+
+    def encode_clips(video: np.ndarray) -> jax.Array:
+      video = np.asarray(video, np.float32)
+      if video.ndim != 5 or video.shape[-1] != 3:
+        raise ValueError(f'encode expects video [batch, T, H, W, 3], got shape {video.shape}')
+      count = len(video)
+      missing = -count % len(devices)
+      if missing:
+        video = np.concatenate([video, np.repeat(video[-1:], missing, axis=0)])
+      with sharding.local_computation():
+        tokens = encode(state, jax.device_put(video, by_clip))  # Local devices only.
+      return tokens[:count] if missing else tokens
+
+    return encode_clips
