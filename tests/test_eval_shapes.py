@@ -86,6 +86,22 @@ def test_a_wrong_caption_scores_wrong():
   assert not result.all_correct
 
 
+def test_shape_accuracy_is_also_reported_per_class():
+  examples = [shapes.generate_example(seed, 9, 32, 32, max_objects=1) for seed in range(12)]
+  captions = [e.caption for e in examples]
+  # Re-caption the squares as circles: only the square class loses its shape figure.
+  wrong = [c.replace('square', 'circle') for c in captions]
+  report = shapes_eval.evaluate_clips([e.video for e in examples], wrong)
+  asked = {o.shape for e in examples for o in e.objects}
+  assert 'square' in asked and len(asked) > 1
+  assert set(report.shape_accuracy_by_class) == (asked - {'square'}) | {'circle'}
+  assert report.shape_accuracy_by_class['circle'] < 1.0
+  assert all(v == 1.0 for k, v in report.shape_accuracy_by_class.items() if k != 'circle')
+  correct = shapes_eval.evaluate_clips([e.video for e in examples], captions)
+  assert correct.shape_accuracy_by_class == dict.fromkeys(asked, 1.0)
+  assert correct.to_dict()['shape_accuracy_by_class'] == correct.shape_accuracy_by_class
+
+
 def _detected(color, shape, motion):
   return shapes_eval.DetectedObject(
     color,

@@ -140,6 +140,9 @@ class AlignmentReport:
     object_correct: see color_correct.
     missing_objects: captioned objects not found.
     extra_objects: detected objects not asked for.
+    shape_accuracy_by_class: shape accuracy over the captioned objects of
+      each shape ('square', 'circle', 'triangle'; shapes never asked for are
+      left out).
     clips: per-clip results (not part of `to_dict`).
   """
 
@@ -157,6 +160,7 @@ class AlignmentReport:
   object_correct: int
   missing_objects: int
   extra_objects: int
+  shape_accuracy_by_class: dict[str, float] = dataclasses.field(default_factory=dict)
   clips: list[ClipResult] = dataclasses.field(repr=False, default_factory=list)
 
   def to_dict(self) -> dict[str, Any]:
@@ -364,10 +368,17 @@ def evaluate_clips(
   """
   if len(videos) != len(captions):
     raise ValueError(f'{len(videos)} videos but {len(captions)} captions.')
-  clips = [
-    evaluate_clip(video, caption, **detect_kwargs)
-    for video, caption in zip(videos, captions, strict=True)
-  ]
+  return summarize(
+    [
+      evaluate_clip(video, caption, **detect_kwargs)
+      for video, caption in zip(videos, captions, strict=True)
+    ]
+  )
+
+
+def summarize(clips: Sequence[ClipResult]) -> AlignmentReport:
+  """The `AlignmentReport` of already scored clips (e.g. a subset of a report's `clips`)."""
+  clips = list(clips)
   num_objects = sum(len(c.expected) for c in clips)
 
   def fraction(count: int, total: int) -> float:
@@ -377,6 +388,11 @@ def evaluate_clips(
     attr: sum(getattr(c, f'{attr}_correct') for c in clips)
     for attr in ('color', 'shape', 'motion', 'object')
   }
+  asked, right = dict.fromkeys(shapes.SHAPES, 0), dict.fromkeys(shapes.SHAPES, 0)
+  for clip in clips:
+    for spec, match in zip(clip.expected, clip.matches, strict=True):
+      asked[spec.shape] += 1
+      right[spec.shape] += match is not None and clip.detected[match].shape == spec.shape
   return AlignmentReport(
     num_clips=len(clips),
     num_objects=num_objects,
@@ -392,6 +408,9 @@ def evaluate_clips(
     object_correct=totals['object'],
     missing_objects=sum(c.missing for c in clips),
     extra_objects=sum(c.extra for c in clips),
+    shape_accuracy_by_class={
+      shape: fraction(right[shape], asked[shape]) for shape in shapes.SHAPES if asked[shape]
+    },
     clips=clips,
   )
 
