@@ -1,12 +1,15 @@
 """Transformer speed: train-step tokens/s and MFU; decode tokens/s with and without the KV cache.
 
-  python benchmarks/transformer.py [--train_variants tiny,small,base]
+  python benchmarks/transformer.py [--train_variants quickstart,tiny,small,base]
       [--decode_variants tiny,small] [--decode_lengths 320,1280] [--decode_batches 1,8]
 
 Train: one optimizer step (forward, backward, AdamW) of the transformer on
 random tokens and random text embeddings (the frozen T5 and video tokenizer
 are not part of it: training reads cached tokens), clips of 5x8x8 = 320
-tokens, vocab 1024, 32 text tokens of width 64. MFU = analytic model FLOPs/s
+tokens, vocab 1024, 32 text tokens of width 64; variant `quickstart` is the
+quickstart's own model on its own clips (3x8x8 tokens, vocab 1000) at its
+batch of 32, split over every device as `videogen quickstart` splits it (on
+2 CPU cores: 2 devices), so its gain is tracked. MFU = analytic model FLOPs/s
 (`videogen.transformer.losses.train_step_flops`) over the reference FLOP/s:
 the chip's peak on GPU/TPU, on CPU a 2048x2048 float32 matmul measured in the
 same run (the machine is shared, so both move with its load, which is
@@ -36,6 +39,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -50,6 +54,9 @@ TEXT_LENGTH, TEXT_DIM = 32, 64
 TRAIN_LATENT = (5, 8, 8)
 DECODE_LATENTS = {320: (5, 8, 8), 1280: (5, 16, 16)}
 TRAIN_BATCH = {'tiny': 8, 'small': 4, 'base': 2, 'large': 1, 'xl': 1}
+QUICKSTART = 'quickstart'  # Train variant: the quickstart's model, batch and device split.
+QUICKSTART_VOCAB = 1000
+QUICKSTART_LATENT = (3, 8, 8)
 
 
 @dataclasses.dataclass
@@ -124,6 +131,25 @@ def _best_time(fn, repeats: int) -> float:
   return best
 
 
+def quickstart_spec() -> tuple[TransformerSpec, int]:
+  """The quickstart's own transformer (`configs/shapes/transformer.py:size=tiny`) and batch.
+
+  Its clips are 9x32x32 frames = 3x8x8 tokens of the tiny FSQ tokenizer
+  (1000 codes); its captions come from the default T5 (width 64).
+  """
+  from videogen import quickstart  # noqa: PLC0415
+
+  config = quickstart.stage_config('transformer', pathlib.Path('unused'))
+  spec = TransformerSpec.from_config(
+    config.model,
+    vocab_size=QUICKSTART_VOCAB,
+    latent_shape=QUICKSTART_LATENT,
+    text_dim=TEXT_DIM,
+    compute_dtype=config.compute_dtype,
+  )
+  return spec, config.batch_size
+
+
 def bench_train(
   variant: str,
   dtype: str,
@@ -133,16 +159,29 @@ def bench_train(
   batch: int = 0,
   attention_backend: str = 'auto',
 ) -> TrainRow:
-  """One train step of `variant` on clips of `latent` tokens; batch 0 = `TRAIN_BATCH`."""
-  spec = make_spec(variant, latent, dtype, attention_backend)
-  batch = batch or TRAIN_BATCH[variant]
+  """One train step of `variant` on clips of `latent` tokens; batch 0 = `TRAIN_BATCH`.
+
+  Variant 'quickstart' is the quickstart's transformer at its batch, split
+  over every device as its training splits it (`quickstart_spec`).
+  """
+  if variant == QUICKSTART:
+    spec, batch = quickstart_spec()
+    vocab = QUICKSTART_VOCAB
+  else:
+    spec = make_spec(variant, latent, dtype, attention_backend)
+    batch = batch or TRAIN_BATCH[variant]
+    vocab = VOCAB
   net = model.init_transformer(spec, jax.random.key(0, impl='unsafe_rbg'))
   graphdef, params = nnx.split(net, nnx.Param)
   optimizer = optax.adamw(1e-4)
   keys = jax.random.split(jax.random.key(1), 2)
-  tokens = jax.random.randint(keys[0], (batch, spec.seq_length), 0, VOCAB)
+  tokens = jax.random.randint(keys[0], (batch, spec.seq_length), 0, vocab)
   text = jax.random.normal(keys[1], (batch, TEXT_LENGTH, TEXT_DIM))
   mask = jnp.ones((batch, TEXT_LENGTH), jnp.int32)
+  if variant == QUICKSTART:  # Batch over every device, parameters replicated.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+    by_example = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+    tokens, text, mask = (jax.device_put(x, by_example) for x in (tokens, text, mask))
 
   def step(params, opt_state, tokens, text, mask):
     def loss_fn(params):
@@ -245,12 +284,17 @@ def markdown(result: dict) -> str:
     '',
     '## Train step (5x8x8 = 320 tokens per clip, vocab 1024)',
     '',
-    '| variant | params | batch | step s | tokens/s | model TFLOP/s | ref TFLOP/s | MFU |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    'Row "quickstart": the quickstart\'s transformer (3 layers, width 96) on its own clips '
+    '(3x8x8 = 192 tokens, vocab 1000) at its batch, split over every device like its run.',
+    '',
+    '| variant | params | batch | tokens/clip | step s | tokens/s | model TFLOP/s | ref TFLOP/s '
+    '| MFU |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for row in result['train']:
     lines.append(
       f'| {row["variant"]} | {row["params"] / 1e6:.1f}M | {row["batch"]} | '
+      f'{row["tokens_per_step"] // row["batch"]} | '
       f'{row["step_seconds"]:.3f} | {row["tokens_per_second"]:.0f} | '
       f'{row["model_tflops_per_second"]:.4f} | {row["reference_tflops_per_second"]:.4f} | '
       f'{row["mfu"]:.1%} |'
@@ -273,7 +317,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--train_variants', default='tiny,small,base')
+  parser.add_argument('--train_variants', default='quickstart,tiny,small,base')
   parser.add_argument('--decode_variants', default='tiny,small')
   parser.add_argument('--decode_lengths', default='320,1280')
   parser.add_argument('--decode_batches', default='1,8')
