@@ -35,10 +35,14 @@ TOKENIZER_SCHEDULES = {
   'small': (20000, 16, 1e-3),
   'base': (100000, 64, 1e-4),
 }
-# Tiny transformer: 1700 steps take ~13 min with its token cache on 2 CPU
-# cores as 2 devices.
+# Tiny transformer: 2000 steps take ~9 min with its token cache on 2 CPU
+# cores as 2 devices (3.8 steps/s). Measured on the quickstart's held-out
+# prompts: 2000 steps at batch 32 drew right squares in 47% of samples
+# against 35% after 1700; the same examples as 3400 steps at batch 16 or
+# 6800 at batch 8 reach a lower loss (0.73, 0.65 against 0.77) but leave
+# more objects out at low sampling temperatures (colour 95%, 82%).
 TRANSFORMER_SCHEDULES = {
-  'tiny': (1700, 32, 3e-3),
+  'tiny': (2000, 32, 3e-3),
   'small': (50000, 64, 3e-4),
   'base': (100000, 128, 3e-4),
   'large': (200000, 256, 2e-4),
