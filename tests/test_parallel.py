@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from videogen import config_lib
-from videogen.parallel import host_memory, sharding
+from videogen.parallel import distributed, host_memory, sharding
 from videogen.parallel import mesh as mesh_lib
 
 RULES = sharding.DEFAULT_LOGICAL_AXIS_RULES
@@ -115,10 +115,11 @@ def test_parse_arg_and_missing_key_messages():
 
 
 _SET_AND_COUNT = (
-  'import sys, jax\n'
+  'import os, sys, jax\n'
   'from videogen.parallel import distributed\n'
   'print(distributed.set_cpu_devices(*map(int, sys.argv[1:])))\n'
   'print(jax.device_count())\n'
+  "print(repr(os.environ['XLA_FLAGS']), file=sys.stderr)\n"
 )
 
 
@@ -133,6 +134,26 @@ def _set_and_count(*args: str, **env: str) -> list[str]:
     check=True,
   )
   return result.stdout.split()
+
+
+def test_cpu_xla_flags_are_added_and_a_users_own_value_is_kept():
+  def flags(**env):
+    clean = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    result = subprocess.run(
+      [sys.executable, '-c', _SET_AND_COUNT, '2'],
+      env={**clean, **env},
+      capture_output=True,
+      text=True,
+      check=True,
+    )
+    return result.stderr.strip().splitlines()[-1]
+
+  assert flags() == repr(' '.join(distributed.CPU_XLA_FLAGS))
+  assert flags(XLA_FLAGS='--xla_force_host_platform_device_count=2') == repr(
+    ' '.join(('--xla_force_host_platform_device_count=2', *distributed.CPU_XLA_FLAGS))
+  )
+  own = '--xla_cpu_enable_concurrency_optimized_scheduler=true'
+  assert flags(XLA_FLAGS=own) == repr(own)
 
 
 def test_cpu_split_into_devices_one_per_core_unless_the_environment_says():

@@ -133,8 +133,10 @@ def run(
   from videogen import sample, stages
   from videogen.data import build
   from videogen.eval import shapes_eval
+  from videogen.parallel import distributed
   from videogen.transformer.inference import TextToVideo
 
+  distributed.set_cpu_xla_flags()  # A notebook or script calling run() without the CLI.
   logging.set_verbosity(logging.INFO)
   root = epath.Path(workdir)
   root.mkdir(parents=True, exist_ok=True)

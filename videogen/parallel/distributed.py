@@ -61,8 +61,28 @@ def initialize(
 _MAX_AUTO_CPU_DEVICES = 8
 
 
+# XLA:CPU flags for small models on few cores. The concurrency-optimised scheduler
+# (on by default in jaxlib 0.10) orders a tiny model's hundreds of small ops so that
+# the threads of the two devices wait on each other: without it the quickstart
+# transformer trains at 3.8 steps/s against 3.4, with the same losses bit for bit.
+CPU_XLA_FLAGS = ('--xla_cpu_enable_concurrency_optimized_scheduler=false',)
+
+
+def set_cpu_xla_flags() -> None:
+  """Adds `CPU_XLA_FLAGS` to $XLA_FLAGS (those it names already are kept as they are).
+
+  Takes effect only before JAX's first operation creates its backends.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  for flag in CPU_XLA_FLAGS:
+    if flag.split('=')[0] not in flags:
+      flags = f'{flags} {flag}'.strip()
+  os.environ['XLA_FLAGS'] = flags
+
+
 def set_cpu_devices(count: int = -1) -> int | None:
-  """Splits the CPU into `count` JAX devices; call before any JAX operation.
+  """Splits the CPU into `count` JAX devices and sets `CPU_XLA_FLAGS`; call before any
+  JAX operation.
 
   XLA:CPU runs one small program (a tiny model's step) on fewer threads than
   the machine has, so a mesh of one device per core keeps more cores busy:
@@ -77,9 +97,11 @@ def set_cpu_devices(count: int = -1) -> int | None:
     The count set, or None when JAX_NUM_CPU_DEVICES or XLA_FLAGS' host device
     count already decide it (tests and launch scripts set those).
   """
-  if 'JAX_NUM_CPU_DEVICES' in os.environ or 'xla_force_host_platform_device_count' in (
+  decided = 'JAX_NUM_CPU_DEVICES' in os.environ or 'xla_force_host_platform_device_count' in (
     os.environ.get('XLA_FLAGS', '')
-  ):
+  )
+  set_cpu_xla_flags()
+  if decided:
     return None
   if count < 1:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
