@@ -43,6 +43,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from videogen.parallel import distributed
 from videogen.train import throughput
 from videogen.transformer import config as transformer_config
 from videogen.transformer import losses, model, sampling
@@ -326,6 +327,9 @@ def main() -> None:
   parser.add_argument('--dtype', default='float32')
   parser.add_argument('--out', default=str(RESULTS / 'transformer.json'))
   args = parser.parse_args()
+  # The CPU split into devices and XLA:CPU flags as `videogen` sets them (the quickstart row
+  # runs as the quickstart does); no effect on GPU/TPU.
+  distributed.set_cpu_devices()
 
   load_before = os.getloadavg()[0]
   reference, reference_name = throughput.reference_flops()
