@@ -73,16 +73,11 @@ def held_out_alignment(model, prompts, *, seeds=(0, 1, 2), samples_per_prompt: i
     'shape_accuracy_by_class' pooled over every seed, 'per_seed': [...]}.
   """
   from videogen.eval import shapes_eval
-  from videogen.transformer.inference import SamplingSettings
 
   prompts = list(prompts)
   captions = [p for p in prompts for _ in range(samples_per_prompt)]
   videos = [
-    model.generate(
-      prompts,
-      SamplingSettings.from_config(model.config.sampling, seed=seed),
-      num_samples=samples_per_prompt,
-    )
+    model.generate(prompts, model.default_settings(seed=seed), num_samples=samples_per_prompt)
     for seed in seeds
   ]
   pooled = shapes_eval.evaluate_clips(np.concatenate(videos), captions * len(seeds))
