@@ -109,6 +109,7 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.compute_dtype = 'float32'  # Activations: 'float32' or 'bfloat16' (params stay float32).
   config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.
   config.compiled_train_step = ''  # `videogen compile --out FILE`: run it, not compile; '' = off.
+  config.init_from = ''  # Step 0 from another run's weights (workdir, its checkpoints/<step>, or export); grown embedding rows keep their init; a resumed run ignores it.
   config.mesh = mesh_config()
   config.logical_axis_rules = [
     list(rule) for rule in sharding.DEFAULT_LOGICAL_AXIS_RULES

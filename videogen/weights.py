@@ -207,7 +207,10 @@ def restore_model_at(
   shardings: Mapping[str, Any] | None = None,
   fallback: bool | None = None,
 ) -> tuple[int, Any, Any]:
-  """`restore_model`, also returning the step it restored: (step, params, model_state)."""
+  """`restore_model`, also returning the step it restored: (step, params, model_state).
+
+  `abstract_params=None` restores the parameters as saved (no model_state).
+  """
   workdir, named_step = split_path(path)
   if named_step is not None:
     steps, fallback = [named_step], False
@@ -254,8 +257,13 @@ def _restore_model_step(
   saved_keys = set(tree.keys()) if hasattr(tree, 'keys') else set()
   params_key = 'ema_params' if use_ema and _has_values(tree, 'ema_params') else 'params'
   where = f'checkpoint {step_dir}'
+  if abstract_params is None:  # As saved (`read_params`).
+    abstract_params = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree[params_key]
+    )
+    abstract_model_state = {}
   check_compatible(tree[params_key], abstract_params, where)
-  if 'model_state' in saved_keys:
+  if 'model_state' in saved_keys and abstract_model_state:
     check_compatible(tree['model_state'], abstract_model_state, where)
   shardings = shardings or {}
   target = {
@@ -277,6 +285,38 @@ def _restore_model_step(
       ),
     )
   return restored[params_key], restored['model_state']
+
+
+def read_params(
+  path: str | epath.Path, *, use_ema: bool = True
+) -> tuple[int | None, dict[str, np.ndarray]]:
+  """A run's or an export's parameters as they were saved, by logical path, on the host.
+
+  For warm starts (`config.init_from`), where the new model may differ from
+  the saved one, so no abstract tree of the new model is needed.
+
+  Args:
+    path: a workdir (its newest step that restores), `workdir/checkpoints/<step>`,
+      or an export directory (its one top-level `*.safetensors` file).
+    use_ema: take `ema_params` when the run kept them.
+
+  Returns:
+    (the step read, None for an export; {logical/path: numpy array}).
+  """
+  path = epath.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f'No workdir, checkpoint or export at {path}')
+  if is_workdir(path):
+    step, params, _ = restore_model_at(path, None, None, use_ema=use_ema)
+    return step, {name: np.asarray(jax.device_get(leaf)) for name, leaf in flatten(params).items()}
+  files = sorted(path.glob('*.safetensors'))
+  if len(files) != 1:
+    raise FileNotFoundError(
+      f'{path} is neither a workdir (no checkpoints/) nor an export with one *.safetensors '
+      f'file ({len(files)} found).'
+    )
+  tensors = SafetensorsFile(files[0])
+  return None, {name: np.asarray(tensors.get(name)) for name in tensors.names}
 
 
 def _has_values(tree: Any, key: str) -> bool:

@@ -35,6 +35,7 @@ SIDECAR_SUFFIX = '.json'
 # weights' shapes are checked with the step's arguments.
 NOT_IN_STEP = (
   'compiled_train_step',
+  'init_from',
   'log_every_steps',
   'eval_every_steps',
   'checkpoint_every_steps',

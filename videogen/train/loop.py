@@ -24,7 +24,7 @@ from etils import epath
 
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.train import checkpointing, compiled_step, preemption, throughput
+from videogen.train import checkpointing, compiled_step, preemption, throughput, warm_start
 from videogen.train.task import Task
 
 
@@ -270,6 +270,8 @@ def train_and_evaluate(
     else:
       start_step = 0
       state = compilation.run_once(task.init_state, init_rng, out_shardings=state_shardings)
+      if config.get('init_from'):
+        state = warm_start.apply(state, config.init_from)
     logging.info('%s', task.describe(state))
 
     if saved_step is None:
