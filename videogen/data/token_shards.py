@@ -295,6 +295,30 @@ def check_compatible(directory: str, latent_shape, codebook_size: int) -> None:
     )
 
 
+def token_space(directory: str, data: ml_collections.ConfigDict) -> tuple[tuple[int, ...], int]:
+  """(latent shape (t, h, w), codebook size) of DIR's tokens, as tokens_info.json records them.
+
+  What a run that trains on the shards without loading the tokenizer sizes its
+  model by.
+
+  Args:
+    directory: a `videogen tokenize --config` output.
+    data: the run's `config.data`; its clips must be the ones DIR was tokenized from.
+
+  Raises:
+    ValueError: DIR's clips have another frame count, frame stride or size.
+  """
+  info = read_info(directory)
+  clip = info.get('clip')
+  wanted = {key: data[key] for key in ('num_frames', 'frame_stride', 'height', 'width')}
+  if clip is not None and {key: clip.get(key) for key in wanted} != wanted:
+    raise ValueError(
+      f'Token shards in {directory} are of clips {clip}; this run trains on clips {wanted} '
+      '(config.data). Tokenize with this config, or set config.data to the clips of the shards.'
+    )
+  return tuple(int(size) for size in info['latent_shape']), int(info['codebook_size'])
+
+
 class TokenShardSource:
   """Random access to every clip of a tokenized split, in clip order.
 

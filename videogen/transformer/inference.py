@@ -302,8 +302,7 @@ class TextToVideo(TaskSampling):
 
   def tokenize_prompts(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Prompts -> (ids int32 [B, L], mask int32 [B, L]) for the T5."""
-    ids, mask = self.text_encoder.tokenizer(list(prompts), self.config.text.max_length)
-    return np.asarray(ids, np.int32), np.asarray(mask, np.int32)
+    return tokenize_prompts(self.text_encoder, prompts, self.config.text.max_length)
 
   def generate(
     self,
@@ -452,6 +451,14 @@ class TextToVideo(TaskSampling):
       else jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     )
     return tuple(jax.device_put(a, target) for a in arrays)
+
+
+def tokenize_prompts(
+  text_encoder: text.T5Encoder, prompts: Sequence[str], max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Prompts -> (ids int32 [B, max_length], mask int32 [B, max_length]) for `text_encoder`."""
+  ids, mask = text_encoder.tokenizer(list(prompts), max_length)
+  return np.asarray(ids, np.int32), np.asarray(mask, np.int32)
 
 
 def find_tokenizer(path: epath.Path, config: ml_collections.ConfigDict) -> epath.Path:

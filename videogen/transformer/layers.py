@@ -154,11 +154,11 @@ class TransformerSpec:
       attention_backend=model.attention_backend,
       dtype=compute_dtype,
       param_dtype=model.param_dtype,
-      tasks=_trained_tasks(model),
+      tasks=trained_tasks(model),
     )
 
 
-def _trained_tasks(model: ml_collections.ConfigDict) -> tuple[str, ...]:
+def trained_tasks(model: ml_collections.ConfigDict) -> tuple[str, ...]:
   """Tasks with a weight > 0 in `model.tasks` (runs from before tasks: t2v)."""
   from videogen.transformer import tasks  # noqa: PLC0415
 
