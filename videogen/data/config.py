@@ -66,7 +66,7 @@ def data_config(
   data.scene_detect = ''  # video_folder: '' = off; 'content' = split each windowed video at its scene cuts first (PySceneDetect's ContentDetector, videogen[scenes]), so no window crosses a cut.
   data.scene_threshold = 27.0  # video_folder: ContentDetector's cut threshold (mean HSV change per frame, 0-255); lower finds more cuts.
   data.beam_runner = ''  # video_folder: build as an Apache Beam pipeline on this runner ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner'); '' = in process. Needs videogen[beam].
-  data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR; '' = tokenize clips in the step.
+  data.tokens_dir = ''  # Transformer stage: train on the token shards `videogen tokenize --config C --out DIR` wrote to DIR (no tokenizer in the train state; samples need tokenizer.checkpoint); '' = tokenize clips in the step.
   data.beam_options = ''  # Beam pipeline options for beam_runner, e.g. '--direct_num_workers=4 --direct_running_mode=multi_processing'.
   data.num_frames = num_frames  # Frames per clip given to the model.
   data.height = resolution  # Clip height in pixels; stored clips of another size are centre-cropped and resized.

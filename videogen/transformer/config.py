@@ -119,7 +119,7 @@ def task_weights(**weights: float) -> ml_collections.ConfigDict:
 def tokenizer_config() -> ml_collections.ConfigDict:
   """The frozen video tokenizer the transformer stage reads (`config.tokenizer`)."""
   config = ml_collections.ConfigDict()
-  config.checkpoint = ''  # Tokenizer workdir or workdir/checkpoints/<step> (required).
+  config.checkpoint = ''  # Tokenizer workdir or workdir/checkpoints/<step>; required, except with data.tokens_dir (then only to decode periodic samples and copy it into the workdir for `sample`).
   config.cache_tokens = True  # Encode the train split once into <workdir>/token_cache; train on it.
   return config
 

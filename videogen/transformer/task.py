@@ -5,11 +5,18 @@ the frozen T5 turns caption ids into embeddings (both under stop_gradient;
 their weights ride in the train state as `frozen`, so they are sharded
 arguments rather than compile-time constants). Captions are dropped with
 probability `model.text_dropout_prob` for classifier-free guidance.
+
+A text-to-video model trained from token shards (`config.data.tokens_dir`)
+holds no tokenizer: the shards' metadata sizes the model, the step reads
+tokens, evaluation reads the shards' eval split, and the tokenizer is loaded
+only for the call that decodes periodic samples (and, once, by process 0 to
+copy it into the workdir).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any, Callable, Iterable, Mapping
 
 import flax.struct
@@ -31,6 +38,7 @@ from videogen.train import state as state_lib
 from videogen.train.task import StepCost, Task, TrainState
 from videogen.transformer import inference, losses, tasks, token_cache
 from videogen.transformer.inference import TextToVideo
+from videogen.transformer.layers import TransformerSpec, trained_tasks
 from videogen.transformer.model import Transformer, shift_right
 
 
@@ -39,9 +47,9 @@ class TransformerTrainState(TrainState):
   """TrainState plus the frozen encoders' weights.
 
   Attributes:
-    frozen: {'tokenizer': video tokenizer state, 'text': T5 state}; never
-      updated (gradients are stopped), carried so the step takes them as
-      sharded arguments.
+    frozen: {'tokenizer': video tokenizer state, 'text': T5 state} ('text'
+      only when training from token shards); never updated (gradients are
+      stopped), carried so the step takes them as sharded arguments.
   """
 
   frozen: Any
@@ -58,19 +66,56 @@ def load_inference(config: ml_collections.ConfigDict, workdir: str | epath.PathL
   `<workdir>/text_encoder/`. Both encoders load onto each host's first
   device; `init_state` hands their weights to the sharded train state.
   """
+  tokenizer = load_tokenizer(config, workdir)
+  return TextToVideo(config, tokenizer, load_text_encoder(config, workdir))
+
+
+def load_tokenizer(
+  config: ml_collections.ConfigDict,
+  workdir: str | epath.PathLike,
+  *,
+  check: Callable[[vq.Tokenizer], None] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+) -> vq.Tokenizer:
+  """The run's video tokenizer: the workdir's copy (`<workdir>/tokenizer/`), else
+  `config.tokenizer.checkpoint`, which process 0 then copies into the workdir.
+
+  Args:
+    config: a transformer config.
+    workdir: the run directory.
+    check: raises when the tokenizer does not fit the run; called before the
+      copy is written, so a refused tokenizer is not copied.
+    mesh: shard its weights over this mesh; None: this host's first device.
+
+  Raises:
+    ValueError: neither the copy nor `config.tokenizer.checkpoint` exists.
+  """
+  copy = epath.Path(workdir) / inference.TOKENIZER_DIR
+  if (copy / 'config.json').exists():
+    tokenizer = vq.Tokenizer.load(str(copy), mesh=mesh)
+    if check is not None:
+      check(tokenizer)
+    return tokenizer
+  if not config.tokenizer.checkpoint:
+    raise ValueError('config.tokenizer.checkpoint must name the trained tokenizer workdir.')
+  tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint, mesh=mesh)
+  if check is not None:
+    check(tokenizer)
+  if jax.process_index() == 0:
+    tokenizer.export(copy)
+  return tokenizer
+
+
+def load_text_encoder(
+  config: ml_collections.ConfigDict, workdir: str | epath.PathLike
+) -> text.T5Encoder:
+  """The frozen T5 of `config.text`, on this host's first device. On first use
+  process 0 builds the offline default from the training captions into
+  `<workdir>/text_encoder/`; every process then waits for process 0 (and for
+  its copy of the tokenizer, when it writes one before this)."""
   from videogen.data import pipeline  # noqa: PLC0415  (heavy; only for real runs)
   from videogen.text import default as default_t5  # noqa: PLC0415
 
-  workdir = epath.Path(workdir)
-  copy = workdir / inference.TOKENIZER_DIR
-  if (copy / 'config.json').exists():
-    tokenizer = vq.Tokenizer.load(str(copy))
-  else:
-    if not config.tokenizer.checkpoint:
-      raise ValueError('config.tokenizer.checkpoint must name the trained tokenizer workdir.')
-    tokenizer = vq.Tokenizer.load(config.tokenizer.checkpoint)
-    if jax.process_index() == 0:
-      tokenizer.export(copy)
   default_dir = epath.Path(text.encoder_dir(config.text, workdir))
   if not config.text.path and not (default_dir / 'config.json').exists():
     if jax.process_index() == 0:
@@ -78,8 +123,7 @@ def load_inference(config: ml_collections.ConfigDict, workdir: str | epath.PathL
       default_t5.ensure_default_from_config(default_dir, captions, config.text.default_model)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('videogen_frozen_models')
-  encoder = text.load_text_encoder(config.text, workdir=workdir)
-  return TextToVideo(config, tokenizer, encoder)
+  return text.load_text_encoder(config.text, workdir=workdir)
 
 
 class TransformerTask(Task):
@@ -100,24 +144,88 @@ class TransformerTask(Task):
       mesh: the training mesh.
       workdir: the run directory (caches, the tokenizer copy, the default T5).
       model: the frozen encoders as a weightless `TextToVideo`; default
-        `load_inference(config, workdir)`.
+        `load_inference(config, workdir)`. When training from token shards
+        only its text encoder is used, and its tokenizer decodes the samples.
     """
     super().__init__(config, mesh)
     self.workdir = epath.Path(workdir)
-    model = model or load_inference(config, self.workdir)
-    # The sampling model on the training mesh; `evaluate` gives it the live weights.
-    self.inference = TextToVideo(config, model.tokenizer, model.text_encoder, mesh=mesh)
-    self.tokenizer = model.tokenizer
-    self.text_encoder = model.text_encoder
-    self.latent_shape = self.inference.latent_shape
-    self.spec = self.inference.spec
-    self.graphdef = self.inference.graphdef
+    self.tokens_dir = config.data.get('tokens_dir', '')
+    # A text-to-video model trained from token shards never runs the tokenizer
+    # in a step: it stays out of the train state (multi-task training encodes clips).
+    self.from_shards = bool(self.tokens_dir) and trained_tasks(config.model) == ('t2v',)
     self.optimizer = optim.make_optimizer(config.optimizer, config.num_train_steps)
     self.schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
-    self._tokenizer_graphdef = self.tokenizer.graphdef
+    if self.from_shards:
+      self._init_from_shards(model)
+    else:
+      model = model or load_inference(config, self.workdir)
+      # The sampling model on the training mesh; `evaluate` gives it the live weights.
+      self.inference = TextToVideo(config, model.tokenizer, model.text_encoder, mesh=mesh)
+      self.tokenizer = model.tokenizer
+      self.text_encoder = model.text_encoder
+      self.latent_shape = self.inference.latent_shape
+      self.spec = self.inference.spec
+      self.graphdef = self.inference.graphdef
+      self._tokenizer_graphdef = self.tokenizer.graphdef
+      self.can_sample = True
     self._text_graphdef = self.text_encoder.graphdef
     self._eval_step = jax.jit(self._eval_sums)
     self.text_cache = self._open_text_cache()
+
+  def _init_from_shards(self, model: TextToVideo | None) -> None:
+    """`__init__` of a text-to-video run on token shards: no tokenizer in the task.
+
+    The model is sized by the given model's tokenizer, else by the shards'
+    metadata. Samples are decoded by the given model's tokenizer, else by
+    the run's (`load_tokenizer`, loaded per sampling call); without either
+    there are no samples.
+    """
+    config = self.config
+    self.inference = None  # Built per sampling call, around a freshly loaded tokenizer.
+    self.tokenizer = None
+    self._sample_tokenizer = model.tokenizer if model is not None else None
+    if model is not None:
+      self.text_encoder = model.text_encoder
+      data = config.data
+      self.latent_shape = tuple(
+        int(s) for s in model.tokenizer.latent_shape(data.num_frames, data.height, data.width)
+      )
+      codebook_size = model.tokenizer.codebook_size
+      self.can_sample = True
+    else:
+      from videogen.data import token_shards  # noqa: PLC0415  (TFDS, TensorFlow)
+
+      self.latent_shape, codebook_size = token_shards.token_space(self.tokens_dir, config.data)
+      copy = self.workdir / inference.TOKENIZER_DIR
+      has_copy = (copy / 'config.json').exists()
+      self.can_sample = has_copy or bool(config.tokenizer.checkpoint)
+      if not has_copy and config.tokenizer.checkpoint and jax.process_index() == 0:
+        # Writes the workdir's copy (checked against the shards first); released at once.
+        load_tokenizer(config, self.workdir, check=self._check_tokenizer)
+      self.text_encoder = load_text_encoder(config, self.workdir)
+    self.spec = TransformerSpec.from_config(
+      config.model,
+      vocab_size=codebook_size,
+      latent_shape=self.latent_shape,
+      text_dim=self.text_encoder.embed_dim,
+      compute_dtype=config.compute_dtype,
+    )
+    abstract = nnx.eval_shape(lambda: Transformer(self.spec, rngs=nnx.Rngs(0)))
+    self.graphdef = nnx.split(abstract, nnx.Param, ...)[0]
+    if not self.can_sample and config.sampling.num_prompts > 0:
+      logging.info(
+        'No periodic samples: training from token shards (%s) without a video tokenizer to '
+        'decode them; set config.tokenizer.checkpoint to the tokenizer the shards were made with.',
+        self.tokens_dir,
+      )
+
+  def _check_tokenizer(self, tokenizer: vq.Tokenizer) -> None:
+    """Raises ValueError when `tokenizer` did not make the run's token shards."""
+    from videogen.data import token_shards  # noqa: PLC0415
+
+    data = self.config.data
+    latent_shape = tokenizer.latent_shape(data.num_frames, data.height, data.width)
+    token_shards.check_compatible(self.tokens_dir, latent_shape, tokenizer.codebook_size)
 
   # --- Task interface --------------------------------------------------------
 
@@ -140,7 +248,9 @@ class TransformerTask(Task):
 
   def text_tokenizer(self) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
     """Prompts -> (ids int32 [B, L], mask int32 [B, L]) for the frozen T5."""
-    return self.inference.tokenize_prompts
+    return functools.partial(
+      inference.tokenize_prompts, self.text_encoder, max_length=self.config.text.max_length
+    )
 
   def init_state(self, rng: jax.Array) -> TransformerTrainState:
     model = Transformer(self.spec, rngs=nnx.Rngs(params=rng))
@@ -151,8 +261,14 @@ class TransformerTask(Task):
       self.optimizer,
       self.config.optimizer,
       state_class=TransformerTrainState,
-      frozen={'tokenizer': self.tokenizer.state, 'text': self.text_encoder.state},
+      frozen=self._frozen_states(),
     )
+
+  def _frozen_states(self) -> dict[str, Any]:
+    """The frozen encoders' weights of the train state: no tokenizer from token shards."""
+    if self.from_shards:
+      return {'text': self.text_encoder.state}
+    return {'tokenizer': self.tokenizer.state, 'text': self.text_encoder.state}
 
   def train_step(
     self, state: TransformerTrainState, batch: Mapping[str, jax.Array], rng: jax.Array
@@ -254,17 +370,25 @@ class TransformerTask(Task):
     step: int,
     sample_dir: str | None,
   ) -> dict[str, float]:
+    """`Task.evaluate`. Training from token shards, the video `batches` are not
+    read: the state has no tokenizer to encode them, so the first
+    `config.num_eval_batches` batches of the shards' `config.data.eval_split`
+    (the same tokens) are evaluated instead. Samples are written when the run
+    has a tokenizer to decode them."""
     rules = self.config.logical_axis_rules
-    keys = ('video', EVAL_MASK, *self._text_keys())
+    clips = 'tokens' if self.from_shards else 'video'
+    keys = (clips, EVAL_MASK, *self._text_keys())
+    if self.from_shards:
+      batches = self._shard_eval_batches()
     sums = state_lib.EvalSums()
     with sharding.axis_rules(self.mesh, rules):
       for local_batch in batches:
         if EVAL_MASK not in local_batch:  # Batches without padding count every clip.
-          local_batch = dict(local_batch, **{EVAL_MASK: np.ones(len(local_batch['video']))})
+          local_batch = dict(local_batch, **{EVAL_MASK: np.ones(len(local_batch[clips]))})
         batch = sharding.global_batch(local_batch, self.mesh, rules, keys)
         sums.add(self._eval_step(state, batch))
     results = sums.means()
-    if self.config.sampling.num_prompts > 0:
+    if self.config.sampling.num_prompts > 0 and self.can_sample:
       videos, prompts = self.sample_prompts(state)
       if sample_dir is not None:
         path = epath.Path(sample_dir) / f'samples_{step:06d}.gif'
@@ -298,14 +422,13 @@ class TransformerTask(Task):
     `config.tokenizer.cache_tokens`: the in-job cache, built on first use
     (every process encodes its shard, then all wait for each other).
     """
-    tokens_dir = self.config.data.get('tokens_dir', '')
-    if tokens_dir:
+    if self.tokens_dir:
       from videogen.data import token_shards  # noqa: PLC0415  (TFDS, TensorFlow)
 
-      token_shards.check_compatible(tokens_dir, self.latent_shape, self.tokenizer.codebook_size)
+      token_shards.check_compatible(self.tokens_dir, self.latent_shape, self.spec.vocab_size)
       return token_shards.token_shard_iterator(
         self.config,
-        tokens_dir,
+        self.tokens_dir,
         self.config.data.train_split,
         train=True,
         text_features=self.text_features(),
@@ -318,9 +441,27 @@ class TransformerTask(Task):
       multihost_utils.sync_global_devices('videogen_token_cache')
     return token_cache.token_iterator(self.config, directory, self.text_features())
 
+  def _shard_eval_batches(self) -> Iterable[Mapping[str, np.ndarray]]:
+    """This process's eval batches of the token shards (`evaluate`)."""
+    from videogen.data import token_shards  # noqa: PLC0415
+
+    iterator = token_shards.token_shard_iterator(
+      self.config,
+      self.tokens_dir,
+      self.config.data.eval_split,
+      train=False,
+      text_features=self.text_features(),
+    )
+    return itertools.islice(iterator, self.config.num_eval_batches)
+
   def _tokens(self, state, batch) -> jax.Array:
     if 'tokens' in batch:
       return batch['tokens'].astype(jnp.int32)
+    if self.from_shards:
+      raise ValueError(
+        'Training from token shards (config.data.tokens_dir), the step takes `tokens`, '
+        'not clips: there is no video tokenizer in the train state.'
+      )
     tokens = vq.encode_fn(self._tokenizer_graphdef, state.frozen['tokenizer'], batch['video'])
     return jax.lax.stop_gradient(tokens).astype(jnp.int32)
 
@@ -391,15 +532,46 @@ class TransformerTask(Task):
     """
     config = self.config.sampling
     prompts = list(config.prompts)[: config.num_prompts]
-    model = self.inference.with_weights(
-      state_lib.eval_params(state),
-      tokenizer_state=state.frozen['tokenizer'],
-      text_state=state.frozen['text'],
-    )
+    model = self._sampling_model(state)
     frames = (
-      self.tokenizer.num_frames(config.num_latent_frames) if config.num_latent_frames else None
+      model.tokenizer.num_frames(config.num_latent_frames) if config.num_latent_frames else None
     )
     return model.generate(prompts, model.default_settings(num_frames=frames)), prompts
+
+  def _sampling_model(self, state: TransformerTrainState) -> TextToVideo:
+    """The text-to-video model with the live weights, on the training mesh.
+
+    Training from token shards, its tokenizer is loaded for this call only
+    (sharded over the mesh) and released with the returned model.
+
+    Raises:
+      ValueError: training from token shards without a tokenizer.
+    """
+    params = state_lib.eval_params(state)
+    if not self.from_shards:
+      return self.inference.with_weights(
+        params, tokenizer_state=state.frozen['tokenizer'], text_state=state.frozen['text']
+      )
+    if not self.can_sample:
+      raise ValueError(
+        'No video tokenizer to decode samples: this run trains from token shards '
+        '(config.data.tokens_dir); set config.tokenizer.checkpoint.'
+      )
+    if self._sample_tokenizer is None:
+      tokenizer = load_tokenizer(
+        self.config, self.workdir, check=self._check_tokenizer, mesh=self.mesh
+      )
+      tokenizer_state = tokenizer.state
+    else:
+      tokenizer = self._sample_tokenizer
+      rules = self.config.logical_axis_rules
+      tokenizer_state = jax.device_put(
+        tokenizer.state, sharding.tree_shardings(tokenizer.state, self.mesh, rules)
+      )
+    model = TextToVideo(self.config, tokenizer, self.text_encoder, mesh=self.mesh)
+    return model.with_weights(
+      params, tokenizer_state=tokenizer_state, text_state=state.frozen['text']
+    )
 
 
 def _task_metrics(spec, logits, task_batch: tasks.TaskBatch, z_loss: float, weights=None):
