@@ -86,12 +86,13 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
   """Failures of the work itself that are the user's to fix (exit 1, one line)."""
   from videogen import integrity, weights
   from videogen.data import video_io
-  from videogen.train import checkpointing, compiled_step
+  from videogen.train import checkpointing, compiled_step, warm_start
 
   errors = [
     integrity.NoRestorableCheckpointError,
     checkpointing.CheckpointSaveError,
     compiled_step.CompiledStepMismatchError,
+    warm_start.WarmStartError,
     checkpointing.CheckpointMismatchError,
     weights.CheckpointMismatchError,
     video_io.VideoReadError,

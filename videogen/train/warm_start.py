@@ -24,6 +24,10 @@ from videogen import weights
 from videogen.train.task import TrainState
 
 
+class WarmStartError(ValueError):
+  """`config.init_from` names nothing that holds weights."""
+
+
 @dataclasses.dataclass
 class WarmStart:
   """What `merge` did, by logical parameter path.
@@ -115,7 +119,13 @@ def apply(state: TrainState, path: str) -> TrainState:
     state: the initialised train state.
     path: a workdir, `workdir/checkpoints/<step>` or an export (`weights.read_params`).
   """
-  step, saved = weights.read_params(path)
+  try:
+    step, saved = weights.read_params(path)
+  except FileNotFoundError as error:
+    raise WarmStartError(
+      f'config.init_from: {error}; name a run (workdir or workdir/checkpoints/<step>) or an '
+      'export, or set --config.init_from= to start from random weights.'
+    ) from error
   what = f'config.init_from {path}' + (f' (step {step})' if step is not None else '')
   params, report = merge(state.params, saved, what)
   logging.info('Warm start from %s: %s.', what, report.describe())
