@@ -210,6 +210,9 @@ def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path
   )
   results = task.evaluate(state, batches, step=2, sample_dir=str(tmp_path))
   assert np.isfinite(results['loss']) and (tmp_path / 'samples_000002.gif').exists()
+  for name in tasks.TASKS:  # Every trained task on every clip, besides the training mix.
+    assert np.isfinite(results[f'{name}/cross_entropy'])
+    assert 0 <= results[f'{name}/accuracy'] <= 1
 
   model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, jax.device_get(state.params))
   model = model.with_weights(jax.device_put(jax.device_get(state.params), jax.devices()[0]))

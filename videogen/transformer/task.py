@@ -344,13 +344,16 @@ class TransformerTask(Task):
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     return state.replace(**fields), metrics
 
-  def _task_batch(self, state, batch, key) -> tasks.TaskBatch:
+  def _task_batch(self, state, batch, key, weights=None) -> tasks.TaskBatch:
+    """The batch's task sequences; `weights` (task -> weight) default `config.model.tasks`."""
+
     def encode(video):
       tokens = vq.encode_fn(self._tokenizer_graphdef, state.frozen['tokenizer'], video)
       return jax.lax.stop_gradient(tokens)
 
+    weights = self.config.model.tasks if weights is None else weights
     return tasks.build_task_batch(
-      self.spec, key, batch['video'].astype(jnp.float32), encode, self.config.model.tasks
+      self.spec, key, batch['video'].astype(jnp.float32), encode, weights
     )
 
   def step_cost(self, batch_size: int) -> StepCost:
@@ -513,16 +516,24 @@ class TransformerTask(Task):
     return {'count': count, **{name: value * count for name, value in metrics.items()}}
 
   def _multitask_eval_sums(self, state, batch) -> dict[str, jax.Array]:
-    """`_eval_sums` of a multi-task model: the same draw of tasks and masks every
-    evaluation (a fixed key)."""
+    """`_eval_sums` of a multi-task model: the training mix of tasks, and each
+    trained task on every clip (`<task>/cross_entropy`, `<task>/accuracy`),
+    with the same draw of tasks and masks every evaluation (a fixed key)."""
     text_emb = self._batch_text_embeddings(state, batch)
     model = nnx.merge(self.graphdef, state_lib.eval_params(state), state.model_state)
-    task_batch = self._task_batch(state, batch, jax.random.key(0))
-    logits = model(task_batch.inputs, text_emb, batch['text_mask'], text_drop=task_batch.no_text)
     weights = batch[EVAL_MASK].astype(jnp.float32)
-    _, metrics = _task_metrics(self.spec, logits, task_batch, self.config.model.z_loss, weights)
     count = jnp.sum(weights)
-    return {'count': count, **{name: value * count for name, value in metrics.items()}}
+    sums = {'count': count}
+    for name in (None, *self.spec.tasks):  # None: the training mix.
+      task_batch = self._task_batch(
+        state, batch, jax.random.key(0), None if name is None else {name: 1.0}
+      )
+      logits = model(task_batch.inputs, text_emb, batch['text_mask'], text_drop=task_batch.no_text)
+      _, metrics = _task_metrics(self.spec, logits, task_batch, self.config.model.z_loss, weights)
+      if name is not None:
+        metrics = {f'{name}/{k}': metrics[k] for k in ('cross_entropy', 'accuracy')}
+      sums.update({k: value * count for k, value in metrics.items()})
+    return sums
 
   def sample_prompts(self, state: TransformerTrainState) -> tuple[np.ndarray, list[str]]:
     """Samples the fixed prompts of `config.sampling` (every process takes part).
