@@ -107,7 +107,11 @@ def test_prefix_of_every_task(frozen):
     np.testing.assert_array_equal(batch.no_text, np.full(4, name == 'uncond'))
     loss_mask = np.asarray(batch.loss_mask).reshape(4, 2, 4, 4)
     given_frames = {'i2v': 1, 'predict': 1}.get(name, 0)  # 2 latent frames: predict keeps 1.
-    assert (loss_mask[:, :given_frames] == 0).all() and (loss_mask[:, given_frames:] == 1).all()
+    assert (loss_mask[:, :given_frames] == 0).all()
+    if name in tasks.KEEP_CANVAS_TASKS:  # Only the masked tokens are generated.
+      np.testing.assert_array_equal(loss_mask, canvas == mask)
+    else:
+      assert (loss_mask[:, given_frames:] == 1).all()
     if name in ('t2v', 'uncond'):
       assert (canvas == mask).all()
     elif name in ('i2v', 'predict'):
@@ -194,6 +198,12 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
     model, text_emb, text_mask, cfg_scale=2.0, use_cache=False, **common
   )
   np.testing.assert_array_equal(with_cache, without)
+  # Inpaint (5) and outpaint (6) rows keep the canvas's tokens outside the mask.
+  kept = np.asarray(canvas) != tasks.mask_id(spec)
+  np.testing.assert_array_equal(np.asarray(with_cache)[kept], np.asarray(canvas)[kept])
+  restore = tasks.task_prefix(spec, jnp.asarray([7, 7]), canvas)  # Restore regenerates all.
+  _, keep = tasks.kept_tokens(spec, restore)
+  assert not np.asarray(keep).any()
   with pytest.raises(ValueError, match='needs task_prefix'):
     sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
 

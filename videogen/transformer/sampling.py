@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from videogen.transformer import tasks
 from videogen.transformer.model import Transformer, shift_right, unstack_layers
 
 
@@ -186,10 +187,18 @@ def sample_window(
   # Sequence positions before the window: the task prefix (multi-task models).
   task_length = 0 if task_prefix is None else task_prefix.shape[1]
 
+  if task_prefix is not None:  # Inpaint/outpaint copy the tokens outside their mask.
+    canvas_tokens, keep = tasks.kept_tokens(spec, task_prefix)
+    canvas_tokens, keep = canvas_tokens[:, :length], keep[:, :length]
+
   def choose(logits, index, rng, tokens, log_probs):
     if guided:
       logits = guide(logits, cfg_scale)
     chosen = sample_logits(logits, jax.random.fold_in(rng, index), temperature, top_k, top_p)
+    if task_prefix is not None:
+      kept = jax.lax.dynamic_index_in_dim(keep, index, 1, keepdims=False)
+      given = jax.lax.dynamic_index_in_dim(canvas_tokens, index, 1, keepdims=False)
+      chosen = jnp.where(kept, given, chosen)
     tokens = jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1)
     if return_log_probs:
       log_prob = chosen_log_prob(logits, chosen, temperature, top_k, top_p)

@@ -182,6 +182,29 @@ def task_prefix(spec: TransformerSpec, task: jax.Array, canvas: jax.Array) -> ja
   return jnp.concatenate([token[:, None], flat], axis=1)
 
 
+# Tasks whose output keeps the canvas's given tokens (the clip outside the mask): the
+# loss counts only the tokens to fill, and sampling copies the others (as i2v and
+# predict keep their given frames), so the unmasked video is the tokenizer's own.
+KEEP_CANVAS_TASKS = ('inpaint', 'outpaint')
+
+
+def kept_tokens(spec: TransformerSpec, prefix: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The clip tokens a task sequence keeps from its canvas.
+
+  Args:
+    prefix: int32 [batch, 1 + t*h*w], `task_prefix`'s task token and canvas.
+
+  Returns:
+    (tokens int32 [batch, t*h*w], keep bool [batch, t*h*w]): keep is True at
+    the given (unmasked) canvas positions of `KEEP_CANVAS_TASKS` rows.
+  """
+  prefix = jnp.asarray(prefix, jnp.int32)
+  task = prefix[:, 0] - (spec.vocab_size + 2)
+  keeps = jnp.isin(task, jnp.asarray([TASKS.index(name) for name in KEEP_CANVAS_TASKS]))
+  canvas = prefix[:, 1:]
+  return canvas, keeps[:, None] & (canvas != mask_id(spec))
+
+
 # --- pixel degradations (video in [-1, 1], [batch, T, H, W, 3]) --------------------
 
 
@@ -216,7 +239,8 @@ class TaskBatch:
     inputs: int32 [batch, prefix_length + t*h*w]: task prefix, BOS, clip tokens but the last.
     targets: int32 [batch, t*h*w]: the clean clip's tokens.
     loss_mask: float32 [batch, t*h*w]: 1 at generated tokens (0 at the given
-      frames of i2v/predict, which sampling fixes).
+      frames of i2v/predict and the unmasked tokens of inpaint/outpaint, which
+      sampling fixes).
     task: int32 [batch], index into `TASKS`.
     no_text: bool [batch], rows that must see the null text (uncond).
   """
@@ -306,7 +330,9 @@ def build_task_batch(
 
   flat = tokens.reshape(batch, -1)
   bos = jnp.full((batch, 1), spec.bos_id, jnp.int32)
-  inputs = jnp.concatenate([task_prefix(spec, task, canvas), bos, flat[:, :-1]], axis=1)
+  prefix = task_prefix(spec, task, canvas)
+  inputs = jnp.concatenate([prefix, bos, flat[:, :-1]], axis=1)
   frame_of_token = jnp.repeat(jnp.arange(frames), spec.tokens_per_frame)[None, :]
-  loss_mask = (frame_of_token >= num_given[:, None]).astype(jnp.float32)
+  _, keep = kept_tokens(spec, prefix)
+  loss_mask = ((frame_of_token >= num_given[:, None]) & ~keep).astype(jnp.float32)
   return TaskBatch(inputs, flat, loss_mask, task, is_task('uncond'))
