@@ -3,6 +3,7 @@
 videogen quickstart --workdir DIR
 videogen train --config configs/X.py[:arg] --workdir DIR [--config.key=value ...]
 videogen sample --model DIR --prompt "a red circle moving left" --out OUTDIR
+videogen sample --model DIR --task inpaint --video V.mp4 --box 0,9,8,24,8,24 --prompt P --out OUTDIR
 videogen export --workdir DIR --out MODEL_DIR [--dtype bfloat16]
 videogen eval --workdir DIR [--split test] [--i3d_weights FILE] [--fvd_num_videos N]
 videogen build-dataset --config configs/X.py

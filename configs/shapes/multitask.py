@@ -45,14 +45,14 @@ def get_config(arg=None):
   config.model.tasks.update(TASK_WEIGHTS)
   # Restore, restyle and interpolation need the clips' pixels in the step.
   config.tokenizer.cache_tokens = False
-  # Measured on the 1400-step run (160 held-out t2v samples, 32 clips per task): at the
-  # quickstart's temperature 0.4 / top-k 5 its t2v samples were half empty (colour 50%) and
-  # uncond ones all empty; at 1.0 / no top-k, t2v 97.5/77.5/96.3% and uncond 72% valid.
+  # Measured on the 1400-step run (480 held-out t2v samples, 64 clips per task; README): at
+  # the quickstart's temperature 0.4 / top-k 5 half its t2v samples were empty (colour 50%)
+  # and every uncond one; at 1.0 without top-k, t2v 98.8/76.3/95.8% and uncond 75% valid.
+  # The copying tasks (interpolate, restore, restyle) did better at 0.4 (README table).
   config.sampling.temperature = 1.0
   config.sampling.top_k = 0
   if arg.size == 'tiny' and not arg.runlocal:
-    # Sequences of 385 tokens trained at ~1.05 steps/s over a 40-step probe on 2 idle CPU
-    # cores (the quickstart: 2.3 on 192), so 1400 steps were sized for ~22 min; a complete
-    # run within 30 minutes has not been measured yet.
+    # Sequences of 385 tokens at 0.8-0.9 steps/s on 2 idle CPU cores (the quickstart: 3.7 on
+    # 192): warm-started from the quickstart, the whole run took 29 min 39 s wall clock.
     config.num_train_steps = 1400
   return config
