@@ -556,7 +556,7 @@ def tokenizer_train_section(suite: Suite, record: dict) -> None:
         fields = {'step': step, 'elapsed_seconds': round(now - start, 1)}
         suite.case(record, fields, evaluate, force=True)
         next_eval = now + sizes.eval_every_seconds
-        if now - start >= seconds:
+        if now - start >= seconds and step > 0:  # A loaded machine still trains a step.
           break
       batch = sharding.global_batch({'video': pool.batch(rng, config.batch_size)}, mesh, rules)
       state, metrics = step_fn(state, batch, jax.random.key(step))
