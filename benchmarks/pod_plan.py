@@ -100,6 +100,12 @@ def plan_row(label: str, path: str, accelerator: str, num_slices: int) -> dict:
       'estimated_bound': train.bound,
       'estimated_step_ms': train.step_seconds * 1e3,
       'mosaic_kernels': train.mosaic_kernels,
+      'costliest': (
+        f'{train.top_ops[0][0]} ({100 * train.top_ops[0][1] / train.step_seconds:.0f}%, '
+        f'{train.top_ops[0][2]})'
+        if train.top_ops
+        else '-'
+      ),
       'compile_s': time.perf_counter() - start,
       'description': report.description,
       'program': train.to_json(peak),
@@ -118,16 +124,19 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
   lines = [
     '# Pod plan (train step compiled with XLA:TPU via libtpu on a 2-core CPU machine)',
     '',
-    "Memory is the compiler's per-chip figure. Step time, tokens/s and MFU are roofline",
-    'ESTIMATES (compute, HBM and ICI time from published chip figures, perfectly overlapped),',
-    'not measurements: upper bounds. XLA counts a scanned layer once and Pallas kernels as 0',
-    'FLOPs, so the compute term is the analytic model FLOPs (x4/3 with full remat); MFU then',
-    'reads 100% without remat and 75% with it. bfloat16 activations, float32 parameters and',
-    'AdamW state.',
+    "Memory is the compiler's per-chip figure. Step time, tokens/s and MFU are ESTIMATES, not",
+    'measurements: a per-operation roofline of the compiled program (videogen/parallel/',
+    'hlo_roofline.py): each operation at max(its matmul FLOPs / peak, its HBM bytes at tiled',
+    'layout sizes / bandwidth), summed in program order, scanned layers once per trip, splash',
+    'kernels by their matmuls at the causal block density, collectives overlapped. MFU is the',
+    'analytic model FLOPs over that time at peak: it is lowered by what remat and the attention',
+    "kernels' backward recompute, by layout padding and by HBM-bound operations. Vector-unit",
+    'time, ICI latency and scheduling gaps are not modelled, so real MFU will be lower still.',
+    'bfloat16 activations, float32 parameters and AdamW state.',
     '',
     '| model | slice | chips | mesh (fsdp x tensor) | remat | batch | peak GiB/chip | HBM | fits |'
-    ' est. MFU | est. tokens/s | bound | compile s |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ' est. MFU | est. tokens/s | bound | costliest operation | compile s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for r in rows:
     mesh = f'{r["mesh"]["fsdp"]} x {r["mesh"]["tensor"]}'
@@ -135,7 +144,7 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
       f'| {r["row"]} | {r["accelerator"]} | {r["chips"]} | {mesh} | {r["remat"]} | {r["batch"]} '
       f'| {r["peak_gib"]:.1f} | {r["hbm_gib"]:.0f} | {"yes" if r["fits"] else "NO"} '
       f'| {100 * r["estimated_mfu"]:.0f}% | {r["estimated_items_per_s"]:,.0f} {r["item"]} '
-      f'| {r["estimated_bound"]} | {r["compile_s"]:.0f} |'
+      f'| {r["estimated_bound"]} | {r["costliest"]} | {r["compile_s"]:.0f} |'
     )
   lines += ['', f'Wall time {minutes:.1f} min.']
   if left_out:

@@ -10,7 +10,7 @@ import pytest
 
 from tests import helpers
 from videogen import compile as compile_lib
-from videogen import compile_report, config_lib
+from videogen import config_lib
 from videogen.parallel import tpu
 
 pytestmark = pytest.mark.skipif(
@@ -48,9 +48,14 @@ def test_unknown_accelerator_names_the_valid_ones():
     tpu.parse_accelerator('v5p-100')
 
 
-def test_tiny_transformer_compiles_for_v5e_with_the_splash_kernel():
+@pytest.fixture(scope='module')
+def tiny_transformer_report():
+  return compile_lib.compile_config(config_lib.load_config_file(_TRANSFORMER), 'v5e:2x2')
+
+
+def test_tiny_transformer_compiles_for_v5e_with_the_splash_kernel(tiny_transformer_report):
   config = config_lib.load_config_file(_TRANSFORMER)
-  report = compile_lib.compile_config(config, 'v5e:2x2')
+  report = tiny_transformer_report
   train, decode = report.programs
   assert report.num_chips == 4 and report.fits
   # The Mosaic (splash attention) kernels were compiled for the TPU, not interpreted.
@@ -61,7 +66,21 @@ def test_tiny_transformer_compiles_for_v5e_with_the_splash_kernel():
   assert train.items == config.batch_size * 192  # 3x8x8 tokens per clip.
   assert 0 < train.mfu(report.chip.peak_bf16_flops) <= 1
   assert decode.name == 'decode step' and decode.fits and decode.mosaic_kernels == 0
-  assert 'ESTIMATE' in report.summary()
+  assert 'ESTIMATE' in report.summary() and 'costliest: ' in report.summary()
+  # Every operation is bounded by its own roofline, so the sum is at least the overlapped bound.
+  assert train.ops_s >= max(train.compute_s, train.memory_s) > 0
+
+
+def test_scanned_layers_cost_what_unrolled_layers_cost(tiny_transformer_report):
+  """The roofline counts a scanned stack's loop body once per layer (XLA's own
+  cost analysis counts it once): the same model scanned or unrolled does the
+  same matrix FLOPs."""
+  config = config_lib.load_config_file(_TRANSFORMER)
+  config_lib.apply_overrides(config, {'model.scan_layers': True})
+  scanned = compile_lib.compile_config(config, 'v5e:2x2', decode=False).programs[0]
+  unrolled = tiny_transformer_report.programs[0]
+  assert scanned.flops == pytest.approx(unrolled.flops, rel=1e-6)
+  assert scanned.xla_flops < 0.75 * unrolled.xla_flops  # What the walk corrects.
 
 
 def test_tiny_tokenizer_compiles_for_v5e(tmp_path):
@@ -98,19 +117,3 @@ def test_batch_that_does_not_divide_is_a_usage_error():
   config_lib.apply_overrides(config, {'batch_size': 6})
   with pytest.raises(compile_lib.CompileUsageError, match='multiple of 4'):
     compile_lib.compile_config(config, 'v5e:2x2')
-
-
-def test_collective_bytes_from_hlo():
-  hlo = '\n'.join(
-    [
-      '%ag = bf16[8,1024]{1,0} all-gather(bf16[2,1024]{1,0} %p), replica_groups=[1,4]<=[4]',
-      '%ar = f32[256]{0} all-reduce(f32[256]{0} %g), replica_groups={{0,1},{2,3}}',
-      '%rs = f32[64]{0} reduce-scatter(f32[256]{0} %g), replica_groups=[1,4]<=[4]',
-    ]
-  )
-  total, across = compile_report.collective_bytes(hlo, slice_of=[0, 0, 1, 1])
-  all_gather = 8 * 1024 * 2 * 3 / 4
-  all_reduce = 2 * 256 * 4 * 1 / 2
-  reduce_scatter = 64 * 4 * 3
-  assert total == all_gather + all_reduce + reduce_scatter
-  assert across == all_gather + reduce_scatter  # Groups {0..3} span both slices.

@@ -11,9 +11,11 @@ executables. For the config's stage this compiles the train step exactly as
 and axis rules, state donated) and, for the transformer, the KV-cached decode
 step of sampling. From the compiler's own memory and cost analyses it reports
 per chip: argument, output, temporary and peak memory against the chip's HBM,
-FLOPs and bytes per step, collective bytes read off the optimised HLO, and a
-roofline ESTIMATE of step time, tokens/s and MFU from the chip's published
-figures (`videogen.parallel.tpu.CHIPS`). Nothing is run.
+FLOPs and bytes per step and collective bytes read off the optimised HLO,
+and a per-operation roofline ESTIMATE of step time, tokens/s and MFU from the
+chip's published figures (`videogen.parallel.tpu.CHIPS`,
+`videogen.parallel.hlo_roofline`), with the costliest operations named.
+Nothing is run.
 
 The transformer's frozen encoders are sized from `config.tokenizer.checkpoint`
 when it names a local tokenizer run, else from the tokenizer variant its
@@ -58,14 +60,6 @@ def _with_shardings(abstract: Any, shardings: Any) -> Any:
   return jax.tree.map(
     lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s), abstract, shardings
   )
-
-
-def _recompute_factor(config) -> float:
-  """Train-step work over model FLOPs from rematerialisation: 'full' runs the
-  forward pass again in the backward pass (4 forward-equivalents, not 3)."""
-  model = config.get('model')
-  policy = model.get('remat_policy', 'none') if model is not None else 'none'
-  return 4.0 / 3.0 if policy == 'full' else 1.0
 
 
 class _AbstractEncoder:
@@ -372,7 +366,6 @@ def compile_config(
         items=items,
         item_name=stage.item_name,
         argument_bytes=_bytes_per_chip(step.args),
-        recompute=_recompute_factor(config),
       )
     )
     notes = []

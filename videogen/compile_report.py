@@ -1,21 +1,19 @@
 """What `videogen compile` reports: per-chip memory, cost and collectives of a
 compiled program, and the roofline ESTIMATE built on them.
 
-`analyse_program` reads XLA's memory and cost analyses of one executable and
-the collectives of its optimised HLO (`collective_bytes`); `CompileReport`
-prints the result the way `videogen compile` does.
+`analyse_program` reads XLA's memory analysis of one executable and walks its
+optimised HLO for a per-operation roofline (`videogen.parallel.hlo_roofline`:
+loops per trip, kernels by their matmuls, collectives per trip);
+`CompileReport` prints the result the way `videogen compile` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from typing import Any
 
-import numpy as np
-
-from videogen.parallel import tpu
+from videogen.parallel import hlo_roofline, tpu
 
 GIB = 2**30
 
@@ -32,14 +30,23 @@ class ProgramReport:
     peak_bytes: argument + output - aliased + temporary + code: what one
       chip must hold while the step runs.
     hbm_bytes: the chip's HBM.
-    flops: compiled FLOPs per chip per step (Pallas kernels count 0 here).
-    bytes_accessed: compiled HBM bytes per chip per step.
+    flops: matrix-unit FLOPs per chip per step of the compiled program: its
+      convolutions/dots and splash kernels, loop bodies once per trip, what
+      remat recomputes included.
+    bytes_accessed: HBM bytes per chip per step at tiled layout sizes.
+    xla_flops: XLA's own `cost_analysis()` FLOPs, for reference (it counts a
+      loop body once and a Pallas kernel as 0).
     collective_bytes: bytes each chip sends in the step's collectives (ICI).
     dcn_bytes: the part of them that crosses slices.
     model_flops: analytic model FLOPs per chip per step (0 if unknown).
     items: tokens (transformer) or frames (tokenizer) per step, all chips.
     item_name: 'tokens' or 'frames'.
-    compute_s, memory_s, ici_s, dcn_s: roofline terms in seconds.
+    ops_s: sum over the program's operations of max(compute, HBM) time.
+    compute_bound_s, memory_bound_s, kernel_s: parts of `ops_s` in operations
+      bound by compute, by HBM, and in Pallas kernels.
+    compute_s, memory_s: all FLOPs at peak, all bytes at HBM bandwidth.
+    ici_s, dcn_s: collective bytes over ICI and DCN bandwidth.
+    top_ops: the costliest sources in the program (op_name, seconds, bound).
     mosaic_kernels: Pallas (Mosaic) kernels in the executable, e.g. splash attention.
     compiler_error: XLA:TPU's message when it refused the program for lack of
       HBM (then only arguments and the compiler's stated need are known).
@@ -55,15 +62,21 @@ class ProgramReport:
   hbm_bytes: int
   flops: float
   bytes_accessed: float
+  xla_flops: float
   collective_bytes: float
   dcn_bytes: float
   model_flops: float
   items: int
   item_name: str
+  ops_s: float
+  compute_bound_s: float
+  memory_bound_s: float
+  kernel_s: float
   compute_s: float
   memory_s: float
   ici_s: float
   dcn_s: float
+  top_ops: list[tuple[str, float, str]] = dataclasses.field(default_factory=list)
   mosaic_kernels: int = 0
   compiler_error: str = ''
 
@@ -79,13 +92,15 @@ class ProgramReport:
 
   @property
   def step_seconds(self) -> float:
-    """Roofline estimate: the slowest of compute, HBM, ICI and DCN, fully overlapped."""
-    return max(self.compute_s, self.memory_s, self.ici_s, self.dcn_s, 1e-12)
+    """Roofline estimate: the operations one after another, each at its own
+    roofline, with collectives overlapped (XLA:TPU runs them asynchronously)."""
+    return max(self.ops_s, self.ici_s, self.dcn_s, 1e-12)
 
   @property
   def bound(self) -> str:
-    terms = {'compute': self.compute_s, 'HBM': self.memory_s, 'ICI': self.ici_s, 'DCN': self.dcn_s}
-    return max(terms, key=terms.get)
+    if self.ops_s >= max(self.ici_s, self.dcn_s):
+      return 'compute' if self.compute_bound_s >= self.memory_bound_s else 'HBM'
+    return 'ICI' if self.ici_s >= self.dcn_s else 'DCN'
 
   def mfu(self, peak_flops: float) -> float:
     flops = self.model_flops or self.flops
@@ -179,12 +194,21 @@ class CompileReport:
         f'HBM traffic, {program.collective_bytes / GIB:.3f} GiB sent in collectives'
         + (f' ({program.dcn_bytes / GIB:.3f} GiB across slices)' if self.num_slices > 1 else '')
         + f', {program.mosaic_kernels} Mosaic kernels',
-        f'  ESTIMATE (roofline from published chip figures, not measured): step '
-        f'{program.step_seconds * 1e3:.2f} ms ({program.bound}-bound; compute '
-        f'{program.compute_s * 1e3:.2f}, HBM {program.memory_s * 1e3:.2f}, ICI '
-        f'{program.ici_s * 1e3:.2f} ms), {program.items_per_second():,.0f} {program.item_name}/s, '
-        f'MFU {100 * program.mfu(chip.peak_bf16_flops):.0f}%',
+        f'  ESTIMATE (per-operation roofline of the compiled program from published chip '
+        f'figures, not measured): step {program.step_seconds * 1e3:.2f} ms (operations '
+        f'{program.ops_s * 1e3:.2f} ms: {program.compute_bound_s * 1e3:.2f} compute-bound, '
+        f'{program.memory_bound_s * 1e3:.2f} HBM-bound, of which attention kernels '
+        f'{program.kernel_s * 1e3:.2f}; ICI {program.ici_s * 1e3:.2f} ms overlapped), '
+        f'{program.items_per_second():,.0f} {program.item_name}/s, MFU '
+        f'{100 * program.mfu(chip.peak_bf16_flops):.0f}%',
       ]
+      if program.top_ops:
+        lines.append(
+          '  costliest: '
+          + '; '.join(
+            f'{name} {sec * 1e3:.2f} ms ({bound})' for name, sec, bound in program.top_ops
+          )
+        )
     lines += self.notes
     return '\n'.join(lines)
 
@@ -200,86 +224,6 @@ class CompileReport:
       'programs': [p.to_json(self.chip.peak_bf16_flops) for p in self.programs],
       'notes': self.notes,
     }
-
-
-# --- collectives in the optimised HLO ----------------------------------------
-
-_COLLECTIVE = re.compile(
-  r'=\s*(?P<shape>\(.*?\)|\S+)\s+(?P<op>all-gather|all-reduce|reduce-scatter|all-to-all|'
-  r'collective-permute)(?:-start)?\('
-)
-_ARRAY = re.compile(
-  r'(pred|s8|u8|s16|u16|s32|u32|s64|u64|f16|bf16|f32|f64|f8e4m3fn|f8e5m2)\[([\d,]*)\]'
-)
-_BYTES = {
-  'pred': 1, 's8': 1, 'u8': 1, 'f8e4m3fn': 1, 'f8e5m2': 1, 's16': 2, 'u16': 2, 'f16': 2,
-  'bf16': 2, 's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8,
-}  # fmt: skip
-_IOTA_GROUPS = re.compile(r'replica_groups=\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?')
-_LIST_GROUPS = re.compile(r'replica_groups=\{(\{[\d,]*\}(?:,\{[\d,]*\})*)\}')
-
-
-def _shape_bytes(shape: str) -> int:
-  total = 0
-  for dtype, dims in _ARRAY.findall(shape):
-    total += _BYTES[dtype] * math.prod(int(d) for d in dims.split(',') if d)
-  return total
-
-
-def _replica_groups(line: str) -> list[list[int]] | None:
-  match = _IOTA_GROUPS.search(line)
-  if match:
-    groups = [int(d) for d in match.group(1).split(',')]
-    dims = [int(d) for d in match.group(2).split(',')]
-    ids = np.arange(math.prod(dims)).reshape(dims)
-    if match.group(3):
-      ids = ids.transpose([int(d) for d in match.group(3).split(',')])
-    return ids.reshape(groups).tolist()
-  match = _LIST_GROUPS.search(line)
-  if match:
-    return [
-      [int(i) for i in g.split(',') if i] for g in re.findall(r'\{([\d,]*)\}', match.group(1))
-    ]
-  return None
-
-
-def collective_bytes(hlo_text: str, slice_of: list[int]) -> tuple[float, float]:
-  """Bytes one chip sends in the collectives of an optimised HLO module.
-
-  Ring algorithms: an all-gather of output S over n chips sends S(n-1)/n,
-  a reduce-scatter of output S sends S(n-1), an all-reduce of S sends
-  2S(n-1)/n; all-to-all and permutes send their output once.
-
-  Args:
-    hlo_text: `compiled.as_text()`.
-    slice_of: slice index of each logical device id (for DCN traffic).
-
-  Returns:
-    (all bytes, bytes of collectives whose groups span slices).
-  """
-  total = dcn = 0.0
-  for line in hlo_text.splitlines():
-    match = _COLLECTIVE.search(line)
-    if not match or '-done(' in line:
-      continue
-    size = _shape_bytes(match.group('shape'))
-    op = match.group('op')
-    groups = _replica_groups(line)
-    n = len(groups[0]) if groups and groups[0] else len(slice_of)
-    if n <= 1 and op != 'collective-permute':
-      continue
-    if op == 'all-gather':
-      sent = size * (n - 1) / n
-    elif op == 'reduce-scatter':
-      sent = size * (n - 1)
-    elif op == 'all-reduce':
-      sent = 2 * size * (n - 1) / n
-    else:
-      sent = size
-    total += sent
-    if groups and len({slice_of[i] for i in groups[0] if i < len(slice_of)}) > 1:
-      dcn += sent
-  return total, dcn
 
 
 _OUT_OF_HBM = re.compile(r'required for (?P<what>[\w ]+?) \((?P<need>[\d.]+)(?P<unit>[KMGT])\)')
@@ -307,7 +251,6 @@ def analyse_program(
   items: int,
   item_name: str,
   argument_bytes: int = 0,
-  recompute: float = 1.0,
 ) -> ProgramReport:
   """The per-chip report of one compiled program (or of the compiler's refusal).
 
@@ -321,7 +264,6 @@ def analyse_program(
     items: tokens or frames per step, all chips.
     item_name: 'tokens' or 'frames'.
     argument_bytes: per-chip argument bytes (used when the compiler refused).
-    recompute: train-step work over model FLOPs from rematerialisation.
   """
   if isinstance(compiled, OutOfHbm):
     return ProgramReport(
@@ -335,11 +277,16 @@ def analyse_program(
       hbm_bytes=chip.hbm_bytes,
       flops=0.0,
       bytes_accessed=0.0,
+      xla_flops=0.0,
       collective_bytes=0.0,
       dcn_bytes=0.0,
       model_flops=model_flops,
       items=items,
       item_name=item_name,
+      ops_s=model_flops / chip.peak_bf16_flops,
+      compute_bound_s=model_flops / chip.peak_bf16_flops,
+      memory_bound_s=0.0,
+      kernel_s=0.0,
       compute_s=model_flops / chip.peak_bf16_flops,
       memory_s=0.0,
       ici_s=0.0,
@@ -349,10 +296,11 @@ def analyse_program(
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0))
-  bytes_accessed = float(cost.get('bytes accessed', 0.0))
   hlo = compiled.as_text()
-  sent, across = collective_bytes(hlo, slice_of)
+  roofline = hlo_roofline.analyse(
+    hlo, peak_flops=chip.peak_bf16_flops, hbm_bandwidth=chip.hbm_bandwidth, slice_of=slice_of
+  )
+  sent, across = roofline.collective_bytes, roofline.dcn_bytes
   dcn_bandwidth = chip.dcn_bandwidth or chip.ici_bandwidth
   return ProgramReport(
     name=name,
@@ -363,19 +311,22 @@ def analyse_program(
     alias_bytes=int(memory.alias_size_in_bytes),
     code_bytes=int(memory.generated_code_size_in_bytes),
     hbm_bytes=chip.hbm_bytes,
-    flops=flops,
-    bytes_accessed=bytes_accessed,
+    flops=roofline.flops,
+    bytes_accessed=roofline.bytes,
+    xla_flops=float(cost.get('flops', 0.0)),
     collective_bytes=sent,
     dcn_bytes=across,
     model_flops=model_flops,
     items=items,
     item_name=item_name,
-    # XLA's cost analysis counts a scanned layer's loop body once and a Pallas
-    # kernel (splash attention) as 0 FLOPs, so it undercounts a scanned model;
-    # the work is at least the model FLOPs plus what remat recomputes.
-    compute_s=max(flops, model_flops * recompute) / chip.peak_bf16_flops,
-    memory_s=bytes_accessed / chip.hbm_bandwidth,
+    ops_s=roofline.seconds,
+    compute_bound_s=roofline.compute_bound_s,
+    memory_bound_s=roofline.memory_bound_s,
+    kernel_s=roofline.kernel_s,
+    compute_s=roofline.flops / chip.peak_bf16_flops,
+    memory_s=roofline.bytes / chip.hbm_bandwidth,
     ici_s=(sent - across) / chip.ici_bandwidth,
     dcn_s=across / dcn_bandwidth,
+    top_ops=roofline.top,
     mosaic_kernels=hlo.count('custom_call_target="tpu_custom_call"'),
   )
