@@ -51,6 +51,10 @@ TRANSFORMER_SCHEDULES = {
   '8b': (300000, 512, 1e-4),
 }
 
+# Pod-scale transformers compute in bfloat16, as a TPU or GPU run of their size
+# would (benchmarks/results/pod_plan.md sizes them so); parameters stay float32.
+BFLOAT16_SIZES = ('3b', '8b')
+
 
 def _size_settings(config: ConfigDict, size: str, steps: int, batch: int) -> None:
   """The run settings that follow from the model size: mesh, batch, steps, cadence."""
@@ -125,6 +129,8 @@ def transformer_experiment(size: str, data: ConfigDict) -> ConfigDict:
   config.optimizer.weight_decay = 0.01
   config.data = data
   config.model = transformer_config.model_config(size)
+  if size in BFLOAT16_SIZES:
+    config.compute_dtype = 'bfloat16'
   config.sampling = transformer_config.sampling_config()
   config.text = text_config.text_config()
   config.tokenizer = transformer_config.tokenizer_config()
