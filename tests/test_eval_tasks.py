@@ -51,13 +51,32 @@ def test_broken_clips_fail_the_checks():
 
 def test_evaluate_tasks_reports_every_trained_task(tmp_path):
   weights = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
-  config = helpers.toy_transformer_config(str(tmp_path / 'data'), **weights)
+  per_task = {'restore': {'temperature': 0.0, 'top_k': 1}, 'uncond': {'top_k': 2}}
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'), **weights, **{'sampling.per_task': per_task}
+  )
   frozen = helpers.toy_inference(config, tmp_path / 'frozen')
   spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
   params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
   params = jax.device_put(params, jax.devices()[0])
   model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
+  used = {}  # Task -> the settings it was sampled with.
+  run_task_batch, unconditional = model.run_task_batch, model.unconditional
+
+  def record_batch(task, prompts, settings, **inputs):
+    used[task] = settings
+    return run_task_batch(task, prompts, settings, **inputs)
+
+  def record_uncond(settings, **kwargs):
+    used['uncond'] = settings
+    return unconditional(settings, **kwargs)
+
+  model.run_task_batch, model.unconditional = record_batch, record_uncond
   results = tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2)
+  assert set(used) == set(tasks.TASKS) - {'t2v'}
+  assert (used['restore'].temperature, used['restore'].top_k) == (0.0, 1)
+  assert (used['uncond'].temperature, used['uncond'].top_k) == (1.0, 2)
+  assert (used['inpaint'].temperature, used['inpaint'].top_k) == (1.0, 0)
   expected = {
     'task/uncond/valid',
     'task/i2v/color_accuracy',

@@ -2,8 +2,10 @@
 an exported multi-task model samples each task from the command line."""
 
 import json
+import shutil
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from absl import flags
@@ -11,10 +13,10 @@ from flax import nnx
 from PIL import Image
 
 from tests import helpers
-from videogen import cli
+from videogen import cli, config_lib
 from videogen.data import video_io
 from videogen.transformer import tasks
-from videogen.transformer.inference import TextToVideo
+from videogen.transformer.inference import SamplingSettings, TextToVideo
 from videogen.transformer.model import Transformer
 
 
@@ -238,3 +240,113 @@ def test_checkpoint_trained_on_8_devices_samples_every_task_on_1(multitask_run):
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'sampled t2v uncond i2v' in result.stdout
+
+
+def test_multitask_config_samples_each_task_at_its_own_settings():
+  config = config_lib.load_config_file(str(helpers.CONFIGS / 'shapes' / 'multitask.py'))
+  for task in tasks.TASKS:
+    settings = SamplingSettings.from_config(config.sampling, task)
+    expected = (1.0, 0) if task in ('t2v', 'uncond', 'i2v') else (0.4, 5)
+    assert (settings.temperature, settings.top_k) == expected, task
+    assert settings.cfg_scale == config.sampling.cfg_scale  # Fields not set per task: shared.
+  flagged = SamplingSettings.from_config(config.sampling, 'inpaint', temperature=0.9)
+  assert (flagged.temperature, flagged.top_k) == (0.9, 5)
+
+
+def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, capsys, tmp_path):
+  # Greedy (temperature 0) for restyle and top-k 1 for t2v; every other task samples at
+  # the shared temperature 1.0. Samples then equal across seeds only where the
+  # per-task setting was used.
+  per_task = {'restyle': {'temperature': 0.0}, 't2v': {'top_k': 1}}
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'),
+    **{f'model.tasks.{name}': 1.0 for name in tasks.TASKS},
+    **{'sampling.temperature': 1.0, 'sampling.top_k': 0, 'sampling.per_task': per_task},
+  )
+  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
+  _export(config, frozen, tmp_path / 'model')
+  assert (
+    json.loads((tmp_path / 'model' / 'config.json').read_text())['sampling']['per_task'] == per_task
+  )
+  model = TextToVideo.load(tmp_path / 'model')
+  assert model.default_settings('restyle').temperature == 0.0
+  assert model.default_settings('t2v').top_k == 1
+  assert (model.default_settings('restore').temperature, model.default_settings().top_k) == (1, 0)
+
+  def sample(name, *extra):
+    args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
+    code, err = _main([*args, *extra, '--out', str(tmp_path / name)], capsys)
+    assert code == 0, err
+    return np.load(tmp_path / name / 'samples.npy')
+
+  restyle = ['--task', 'restyle', '--video', files['clip']]
+  greedy = sample('restyle_1', *restyle, '--seed', '1')
+  np.testing.assert_array_equal(greedy, sample('restyle_2', *restyle, '--seed', '2'))
+  flagged = sample('restyle_t1', *restyle, '--seed', '2', '--temperature', '1.0')
+  assert np.abs(flagged.astype(int) - greedy).max() > 0  # --temperature wins over per_task.
+  restore = ['--task', 'restore', '--video', files['clip']]
+  assert (
+    np.abs(
+      sample('restore_1', *restore, '--seed', '1').astype(int)
+      - sample('restore_2', *restore, '--seed', '2')
+    ).max()
+    > 0
+  )  # No per-task entry: the shared temperature 1.0.
+  top1 = sample('t2v_1', '--seed', '1')  # No --task: t2v's entry all the same.
+  np.testing.assert_array_equal(top1, sample('t2v_2', '--seed', '2'))
+  assert np.abs(sample('t2v_k0', '--seed', '2', '--top_k', '0').astype(int) - top1).max() > 0
+  spoiled = tmp_path / 'spoiled'  # An export whose config.json was edited by hand.
+  shutil.copytree(tmp_path / 'model', spoiled)
+  exported = json.loads((spoiled / 'config.json').read_text())
+  exported['sampling']['per_task'] = {'restyle': {'temp': 0.5}}
+  (spoiled / 'config.json').write_text(json.dumps(exported))
+  code, err = _main(
+    ['sample', '--model', str(spoiled), '--prompt', 'p', '--out', str(tmp_path / 'z')], capsys
+  )
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 1 and len(lines) == 1, err
+  assert 'videogen sample: error: config.sampling.per_task.restyle.temp: unknown field' in err
+
+
+_BAD_PER_TASK = """
+from videogen import config_lib
+
+
+def get_config(arg=None):
+  config = config_lib.load_config_file({path!r})
+  with config.unlocked():
+    config.sampling.per_task = {per_task!r}
+  return config
+"""
+
+
+@pytest.mark.parametrize(
+  'per_task, expected',
+  [
+    (
+      {'inpainting': {'temperature': 0.4}},
+      'config.sampling.per_task.inpainting: unknown task; valid: i2v, inpaint, interpolate,',
+    ),
+    (
+      {'inpaint': {'temprature': 0.4}},
+      'config.sampling.per_task.inpaint.temprature: unknown field; '
+      'valid: cfg_scale, temperature, top_k, top_p',
+    ),
+  ],
+)
+def test_a_bad_per_task_setting_is_a_one_line_error(capsys, tmp_path, per_task, expected):
+  config_file = tmp_path / 'bad.py'
+  multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
+  config_file.write_text(_BAD_PER_TASK.format(path=multitask, per_task=per_task))
+  code, err = _main(
+    ['train', '--config', str(config_file), '--workdir', str(tmp_path / 'run')], capsys
+  )
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2 and len(lines) == 1, err
+  assert lines[0].startswith('videogen train: error: ') and expected in lines[0], lines[0]
+  assert not (tmp_path / 'run').exists()
+  with pytest.raises(ValueError, match=expected.split(';')[0]):
+    SamplingSettings.from_config(ml_collections.ConfigDict({**_SHARED, 'per_task': per_task}))
+
+
+_SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)

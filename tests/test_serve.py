@@ -216,3 +216,18 @@ def test_the_page_in_headless_chromium(server, tmp_path):
   finally:
     driver.quit()
   assert (tmp_path / 'page.png').stat().st_size > 10_000
+
+
+def test_settings_that_differ_by_task_start_empty_and_name_each_tasks_value(tmp_path):
+  import gradio as gr  # noqa: PLC0415
+
+  per_task = {'predict': {'temperature': 0.4, 'top_k': 5}}
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'), **{'model.tasks.predict': 1.0, 'sampling.per_task': per_task}
+  )
+  model = helpers.toy_inference(config, tmp_path)  # No weights: the page only.
+  app = serve.build_app(model, 'model/')
+  fields = {c.label: c.value for c in app.blocks.values() if isinstance(c, gr.Number)}
+  assert fields['Temperature (0 = greedy; empty = t2v 1, predict 0.4)'] is None
+  assert fields['Top-k (0 = off; empty = t2v 0, predict 5)'] is None
+  assert fields['Top-p (1 = off)'] == 1.0  # The same for every task: shown as it is.

@@ -210,14 +210,20 @@ def _sample() -> None:
     raise UsageError('videogen sample needs --prompt (may repeat) or --prompts_file.')
   _init_distributed()
   model = TextToVideo.load(path)
-  settings = model.default_settings(
-    cfg_scale=_CFG_SCALE.value,
-    temperature=_TEMPERATURE.value,
-    top_k=_TOP_K.value,
-    top_p=_TOP_P.value,
-    seed=_SEED.value,
-    num_frames=_NUM_FRAMES.value,
-  )
+  if _TASK.value is None:  # t2v, or i2v / predict from --first_frame / --prefix_video.
+    task = model.generate_task(image=_FIRST_FRAME.value, video=_PREFIX_VIDEO.value)
+  try:  # The task's config.sampling (its per_task entry over it); flags given win.
+    settings = model.default_settings(
+      task,
+      cfg_scale=_CFG_SCALE.value,
+      temperature=_TEMPERATURE.value,
+      top_k=_TOP_K.value,
+      top_p=_TOP_P.value,
+      seed=_SEED.value,
+      num_frames=_NUM_FRAMES.value,
+    )
+  except ValueError as error:  # A config.sampling.per_task the model's config.json spoils.
+    _fail('sample', error, 1)
   if _TASK.value is not None:
     try:
       inputs = sample.read_task_inputs(

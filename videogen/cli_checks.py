@@ -324,6 +324,13 @@ def parse_box(box: str) -> tuple[int, int, int, int, int, int]:
 def _train(v: Any) -> None:
   if v.workdir and not _is_remote(v.workdir) and os.path.isfile(v.workdir):
     raise InputError(f'--workdir={v.workdir}: is a file, expected a directory')
+  if v.config is not None and 'sampling' in v.config and 'per_task' in v.config.sampling:
+    from videogen.transformer import config as transformer_config
+
+    try:
+      transformer_config.check_per_task(v.config.sampling.per_task)
+    except ValueError as error:
+      raise InputError(str(error)) from None
   config_path = v.workdir and os.path.join(v.workdir, 'config.json')
   if config_path and os.path.isfile(config_path) and v.config is not None:
     try:

@@ -77,7 +77,9 @@ def held_out_alignment(model, prompts, *, seeds=(0, 1, 2), samples_per_prompt: i
   prompts = list(prompts)
   captions = [p for p in prompts for _ in range(samples_per_prompt)]
   videos = [
-    model.generate(prompts, model.default_settings(seed=seed), num_samples=samples_per_prompt)
+    model.generate(
+      prompts, model.default_settings('t2v', seed=seed), num_samples=samples_per_prompt
+    )
     for seed in seeds
   ]
   pooled = shapes_eval.evaluate_clips(np.concatenate(videos), captions * len(seeds))

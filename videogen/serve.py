@@ -168,8 +168,15 @@ def build_app(
   """
   out_root = pathlib.Path(tempfile.mkdtemp(prefix='videogen-serve-'))
   atexit.register(shutil.rmtree, out_root, ignore_errors=True)
-  defaults = model.default_settings()
+  defaults = model.default_settings('t2v')
   clip, longest = model.frames_per_clip, model.max_frames
+  hints = {
+    name: _per_task_hint(model, name) for name in ('cfg_scale', 'temperature', 'top_k', 'top_p')
+  }
+
+  def initial(name: str) -> Any:
+    """A setting's field starts empty (the task's value) when it differs by task."""
+    return None if hints[name] else getattr(defaults, name)
 
   def generate(
     prompt: str,
@@ -186,7 +193,9 @@ def build_app(
   ) -> tuple[list[tuple[str, str]], list[str], str, str]:
     progress(0.0, desc='Reading the request')
     try:
+      task = model.generate_task(image=image or None, video=video or None)
       settings = model.default_settings(
+        task,
         cfg_scale=_number(cfg_scale, float),
         temperature=_number(temperature, float),
         top_k=_number(top_k, int),
@@ -230,14 +239,28 @@ def build_app(
         with gr.Accordion('Sampling settings', open=True):
           with gr.Row():
             cfg_scale = gr.Number(
-              defaults.cfg_scale, label='Guidance (CFG scale; 1 = off)', minimum=0
+              initial('cfg_scale'),
+              label='Guidance (CFG scale; 1 = off' + hints['cfg_scale'] + ')',
+              minimum=0,
             )
             temperature = gr.Number(
-              defaults.temperature, label='Temperature (0 = greedy)', minimum=0
+              initial('temperature'),
+              label='Temperature (0 = greedy' + hints['temperature'] + ')',
+              minimum=0,
             )
           with gr.Row():
-            top_k = gr.Number(defaults.top_k, label='Top-k (0 = off)', precision=0, minimum=0)
-            top_p = gr.Number(defaults.top_p, label='Top-p (1 = off)', minimum=0, maximum=1)
+            top_k = gr.Number(
+              initial('top_k'),
+              label='Top-k (0 = off' + hints['top_k'] + ')',
+              precision=0,
+              minimum=0,
+            )
+            top_p = gr.Number(
+              initial('top_p'),
+              label='Top-p (1 = off' + hints['top_p'] + ')',
+              minimum=0,
+              maximum=1,
+            )
           with gr.Row():
             seed = gr.Number(defaults.seed, label='Seed', precision=0)
             num_samples = gr.Slider(1, max_samples, 1, step=1, label='Number of samples')
@@ -323,6 +346,16 @@ def _clear_upload_errors(component: gr.components.Component, what: str) -> None:
       ) from None
 
   component.preprocess = checked
+
+
+def _per_task_hint(model: TextToVideo, name: str) -> str:
+  """'; empty = t2v 1.0, predict 0.4' when setting `name` differs between the tasks
+  the page samples (`config.sampling.per_task`), else ''."""
+  names = dict.fromkeys(model.generate_task(**given) for given in ({}, {'image': 1}, {'video': 1}))
+  values = {t: getattr(model.default_settings(t), name) for t in names}
+  if len(set(values.values())) < 2:
+    return ''
+  return '; empty = ' + ', '.join(f'{t} {v:g}' for t, v in values.items())
 
 
 def _number(value: Any, kind: type) -> Any:

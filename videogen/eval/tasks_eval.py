@@ -82,15 +82,16 @@ def _fraction(values: list[bool]) -> float:
 def evaluate_tasks(
   model, config, split: str, *, num_clips: int = NUM_CLIPS, seed: int = 0
 ) -> dict[str, Any]:
-  """`task/<name>/<figure>` for every trained task but t2v (see the module table)."""
+  """`task/<name>/<figure>` for every trained task but t2v (see the module table), each
+  sampled with its own settings (`model.default_settings(task)`: `config.sampling.per_task`)."""
   videos, captions = held_out_clips(config, split, num_clips)
-  settings = model.default_settings(seed=seed)
   results: dict[str, Any] = {'task/num_clips': len(videos)}
   recon = model.tokenizer.decode_uint8(model.tokenizer.encode_uint8(videos))
   for task in model.spec.tasks:
     if task == 't2v':
       continue
     key = f'task/{task}'
+    settings = model.default_settings(task, seed=seed)
     if task == 'uncond':
       samples = model.unconditional(settings, num_samples=len(videos))
       results[f'{key}/valid'] = _fraction([shapes_eval.valid_unconditional(v) for v in samples])

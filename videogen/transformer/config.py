@@ -137,4 +137,30 @@ def sampling_config() -> ml_collections.ConfigDict:
   config.num_latent_frames = 0  # Latent frames to sample; 0 = the training length, more = sliding window.
   config.window_prefix_frames = 1  # Latent frames kept as prefix when the window slides (long videos).
   config.fps = 8  # Frame rate of the written sample videos.
+  config.per_task = ml_collections.ConfigDict()  # Task name -> some of PER_TASK_FIELDS for that task (e.g. per_task.inpaint.temperature=0.4); unset = the values above.
   return config
+
+
+# Fields of `config.sampling` that `config.sampling.per_task.<task>` may set.
+PER_TASK_FIELDS = ('cfg_scale', 'temperature', 'top_k', 'top_p')
+
+
+def check_per_task(per_task) -> None:
+  """ValueError (one line) naming an unknown task or field of `config.sampling.per_task`."""
+  valid_tasks = tuple(task_weights().keys())
+  for task, fields in dict(per_task or {}).items():
+    if task not in valid_tasks:
+      raise ValueError(
+        f'config.sampling.per_task.{task}: unknown task; valid: {", ".join(valid_tasks)}'
+      )
+    if not hasattr(fields, 'keys'):
+      raise ValueError(
+        f'config.sampling.per_task.{task}={fields!r}: give fields, e.g. '
+        f'{{"temperature": 0.4, "top_k": 5}}; valid: {", ".join(PER_TASK_FIELDS)}'
+      )
+    for field in fields.keys():
+      if field not in PER_TASK_FIELDS:
+        raise ValueError(
+          f'config.sampling.per_task.{task}.{field}: unknown field; '
+          f'valid: {", ".join(PER_TASK_FIELDS)}'
+        )

@@ -42,6 +42,7 @@ from jax.experimental import multihost_utils
 from videogen import text, vq, weights
 from videogen.parallel import sharding
 from videogen.text import config as text_config_lib
+from videogen.transformer import config as transformer_config
 from videogen.transformer import sampling, tasks
 from videogen.transformer.layers import TransformerSpec
 from videogen.transformer.model import Transformer
@@ -80,13 +81,25 @@ class SamplingSettings:
   window_prefix_frames: int = 1
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, **overrides: Any) -> SamplingSettings:
-    """`config.sampling` values, with the `overrides` that are not None."""
+  def from_config(
+    cls, config: ml_collections.ConfigDict, task: str | None = None, **overrides: Any
+  ) -> SamplingSettings:
+    """`config.sampling` values, then `config.sampling.per_task[task]`'s, then the
+    `overrides` that are not None.
+
+    Raises:
+      ValueError: `per_task` names an unknown task or field.
+    """
+    per_task = config.get('per_task') or {}
+    transformer_config.check_per_task(per_task)
+    merged = {name: config[name] for name in transformer_config.PER_TASK_FIELDS}
+    if task is not None and task in per_task:
+      merged.update(per_task[task])
     values = dict(
-      cfg_scale=float(config.cfg_scale),
-      temperature=float(config.temperature),
-      top_k=int(config.top_k),
-      top_p=float(config.top_p),
+      cfg_scale=float(merged['cfg_scale']),
+      temperature=float(merged['temperature']),
+      top_k=int(merged['top_k']),
+      top_p=float(merged['top_p']),
       seed=int(config.seed),
       window_prefix_frames=int(config.window_prefix_frames),
     )
@@ -296,9 +309,17 @@ class TextToVideo(TaskSampling):
     """The longest video the model's positions can address."""
     return self.tokenizer.num_frames(self.spec.max_latent_frames)
 
-  def default_settings(self, **overrides: Any) -> SamplingSettings:
-    """The run's `config.sampling`, with the given (non-None) overrides."""
-    return SamplingSettings.from_config(self.config.sampling, **overrides)
+  def default_settings(self, task: str | None = None, **overrides: Any) -> SamplingSettings:
+    """The run's `config.sampling` for `task` (its `per_task` entry over the shared
+    values; None: the shared values alone), with the given (non-None) overrides."""
+    return SamplingSettings.from_config(self.config.sampling, task, **overrides)
+
+  def generate_task(self, *, image: Any = None, video: Any = None) -> str:
+    """The task `generate` samples given these conditions: t2v; i2v with an image
+    (predict on a multi-task model trained without i2v); predict with a video."""
+    if image is not None:
+      return 'i2v' if 'i2v' in self.spec.tasks or not self.spec.multitask else 'predict'
+    return 'predict' if video is not None else 't2v'
 
   def tokenize_prompts(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Prompts -> (ids int32 [B, L], mask int32 [B, L]) for the T5."""
@@ -318,7 +339,8 @@ class TextToVideo(TaskSampling):
     Args:
       prompts: text prompts (any unicode; longer than `config.text.max_length`
         tokens is truncated).
-      settings: default `self.default_settings()`.
+      settings: default `self.default_settings(task)` for the task sampled
+        (`generate_task`: t2v, i2v or predict).
       num_samples: videos per prompt.
       image: uint8 [H, W, 3] first frame (image-to-video); any size, resized.
       video: uint8 [T, H, W, 3] clip to continue; its whole latent frames
@@ -328,20 +350,17 @@ class TextToVideo(TaskSampling):
       uint8 [len(prompts) * num_samples, T, H, W, 3], prompt-major; T is
       `settings.num_frames` or the training clip's length.
     """
-    settings = settings or self.default_settings()
+    if image is not None and video is not None:
+      raise ValueError('Give an image (image-to-video) or a video (continuation), not both.')
+    task = self.generate_task(image=image, video=video)
+    settings = settings or self.default_settings(task)
     settings.check()
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
-    if image is not None and video is not None:
-      raise ValueError('Give an image (image-to-video) or a video (continuation), not both.')
-    task = 't2v'
     if image is not None:
       video = np.asarray(image)[None]
-      task = 'i2v' if 'i2v' in self.spec.tasks or not self.spec.multitask else 'predict'
-    elif video is not None:
-      task = 'predict'
     if self.spec.multitask:
       tasks.check_task(self.spec, task)
     return self._generate(prompts, settings, num_samples, task=task, video=video)

@@ -547,7 +547,7 @@ class TransformerTask(Task):
     frames = (
       model.tokenizer.num_frames(config.num_latent_frames) if config.num_latent_frames else None
     )
-    return model.generate(prompts, model.default_settings(num_frames=frames)), prompts
+    return model.generate(prompts, model.default_settings('t2v', num_frames=frames)), prompts
 
   def _sampling_model(self, state: TransformerTrainState) -> TextToVideo:
     """The text-to-video model with the live weights, on the training mesh.

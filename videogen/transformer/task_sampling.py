@@ -15,7 +15,9 @@ model.run_task('inpaint', prompts, video=clip, mask=mask) # by name (the CLI)
 
 Inputs are uint8 RGB at any size (resized to the model's); clip conditions
 need at least the model's clip length in frames (the first ones are used).
-Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3].
+Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3]. Without
+`settings`, a task samples with `model.default_settings(task)`: `config.sampling`
+with the task's `config.sampling.per_task` entry over it.
 """
 
 from __future__ import annotations
@@ -265,7 +267,7 @@ class TaskSampling:
   def _task(self, task, prompts, settings, num_samples, *, canvas=None, prefix=None) -> np.ndarray:
     """Checks, then `_generate` with the task token and canvas."""
     tasks.check_task(self.spec, task)
-    settings = settings or self.default_settings()
+    settings = settings or self.default_settings(task)
     settings.check()
     if not prompts:
       raise ValueError('No prompts to sample.')
