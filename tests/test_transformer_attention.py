@@ -55,6 +55,21 @@ def test_pallas_causal_matches_xla(kernel):
   np.testing.assert_allclose(out, expected, atol=2e-6)
 
 
+def test_splash_tiles_divide_the_aligned_length_and_match_xla():
+  # 1280 positions (the 17x128x128 clips' tokens) take 5 tiles of 256, not 512
+  # padded to 1536; 600 takes 5 causal tiles of 128 (blocks skipped, blocks
+  # partly masked, the last one padded).
+  assert [attention._block_size(n, 128, 512) for n in (192, 600, 1280, 5120)] == [
+    256, 128, 256, 512,
+  ]  # fmt: skip
+  q, k, v = _qkv(batch=1, q_length=600, kv_length=600)
+  out = attention.dot_product_attention(
+    q, k, v, causal=True, backend='pallas', pallas_kernel='splash', interpret=True
+  )
+  expected = attention.dot_product_attention(q, k, v, causal=True, backend='xla')
+  np.testing.assert_allclose(out, expected, atol=2e-6)
+
+
 def test_splash_key_padding_mask_and_cross_lengths_match_xla():
   # Cross-attention shape: 24 video queries over 10 text keys, ragged text.
   q, k, v = _qkv(q_length=24, kv_length=10)

@@ -417,15 +417,33 @@ class _Walker:
         continue
       if param.name in updated:
         continue
-      users = fused.users(param.name)
-      if users and all(
-        u.opcode in ('dynamic-slice', 'slice', 'gather') and u.operands[0] == param.name
-        for u in users
-      ):
-        total += sum(array_bytes(u.shape) for u in users)
-      else:
-        total += operand_bytes[index]
+      total += min(operand_bytes[index], self.read_bytes(fused, param.name, operand_bytes[index]))
     return total + result
+
+  def read_bytes(self, computation: Computation, name: str, full: float) -> float:
+    """Bytes a fused computation reads of its value `name`: the slices it takes
+    when every use is a slice (also inside nested fusions), else all of it."""
+    users = computation.users(name)
+    if not users:
+      return full
+    read = 0.0
+    for user in users:
+      if user.opcode in ('dynamic-slice', 'slice', 'gather') and user.operands[0] == name:
+        read += array_bytes(user.shape)
+      elif user.opcode == 'fusion':
+        nested = self.computations.get((user.attribute('calls') or '').lstrip('%'))
+        if nested is None:
+          return full
+        for position, operand in enumerate(user.operands):
+          if operand != name:
+            continue
+          inner = [i for i in nested.instructions.values() if _parameter_index(i) == position]
+          if not inner:
+            return full
+          read += self.read_bytes(nested, inner[0].name, full)
+      else:
+        return full
+    return read
 
   def walk(self, name: str, count: int) -> None:
     computation = self.computations[name]
@@ -478,7 +496,7 @@ class _Walker:
 
 def _parameter_index(instruction: Instruction) -> int | None:
   text = instruction.arguments.strip()
-  return int(text) if text.isdigit() else None
+  return int(text) if instruction.opcode == 'parameter' and text.isdigit() else None
 
 
 def analyse(
