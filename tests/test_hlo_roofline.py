@@ -103,6 +103,32 @@ ENTRY %main (w: f32[10,128,128], i: s32[], c: f32[10,128,128]) -> f32[10,128,128
   assert _analyse(hlo).bytes == layer + 4 + layer  # Slice read, index, row written.
 
 
+def test_a_slice_taken_inside_a_nested_fusion_reads_the_slice():
+  hlo = """
+%inner (q0: f32[10,128,128], q1: s32[]) -> f32[1,128,128] {
+  %q0 = f32[10,128,128]{2,1,0} parameter(0)
+  %q1 = s32[] parameter(1)
+  %z = s32[] constant(0)
+  ROOT %ds = f32[1,128,128]{2,1,0} dynamic-slice(%q0, %q1, %z, %z), dynamic_slice_sizes={1,128,128}
+}
+
+%outer (p0: f32[10,128,128], p1: s32[]) -> f32[1,128,128] {
+  %p0 = f32[10,128,128]{2,1,0} parameter(0)
+  %p1 = s32[] parameter(1)
+  %layer = f32[1,128,128]{2,1,0} fusion(%p0, %p1), kind=kLoop, calls=%inner
+  ROOT %e = f32[1,128,128]{2,1,0} exponential(%layer)
+}
+
+ENTRY %main (w: f32[10,128,128], i: s32[]) -> f32[1,128,128] {
+  %w = f32[10,128,128]{2,1,0} parameter(0)
+  %i = s32[] parameter(1)
+  ROOT %f = f32[1,128,128]{2,1,0} fusion(%w, %i), kind=kLoop, calls=%outer
+}
+"""
+  layer = 128 * 128 * 4
+  assert _analyse(hlo).bytes == layer + 4 + layer
+
+
 def test_splash_kernels_count_their_matmuls_at_the_causal_block_density():
   # Self-attention of 1024 positions in blocks of 256: 10 of 16 blocks computed.
   q = 'f32[2,4,1024,64]{3,2,1,0}'
