@@ -51,9 +51,12 @@ ROWS = [
 ]
 # (mesh fsdp, mesh tensor, remat policy) tried in order until one fits.
 TRIALS = [(-1, 1, 'none'), (-1, 1, 'full'), (-1, 4, 'full')]
+# Below this estimated MFU, larger global batches are tried (MaxText's per-device batch).
+MFU_TARGET = 0.5
+BATCH_SCALES = (2, 4)
 
 
-def _config(path: str, fsdp: int, tensor: int, remat: str, chips: int):
+def _config(path: str, fsdp: int, tensor: int, remat: str, chips: int, batch_scale: int = 1):
   config = config_lib.load_config_file(path)
   overrides = {
     'compute_dtype': 'bfloat16',
@@ -64,58 +67,79 @@ def _config(path: str, fsdp: int, tensor: int, remat: str, chips: int):
   if config.stage == 'transformer':
     overrides['model.remat_policy'] = remat
   shards = chips // tensor
-  overrides['batch_size'] = -(-config.batch_size // shards) * shards
+  overrides['batch_size'] = -(-config.batch_size * batch_scale // shards) * shards
   return config_lib.apply_overrides(config, overrides)
 
 
+def _trial(label, path, accelerator, num_slices, chips, stage, fsdp, tensor, remat, scale=1):
+  config = _config(path, fsdp, tensor, remat, chips, scale)
+  start = time.perf_counter()
+  report = compile_lib.compile_config(config, accelerator, num_slices, decode=False)
+  (train,) = report.programs
+  peak = report.chip.peak_bf16_flops
+  result = {
+    'row': label,
+    'config': path,
+    'accelerator': accelerator + (f' x{num_slices}' if num_slices > 1 else ''),
+    'chips': report.num_chips,
+    'mesh': report.mesh,
+    'remat': remat if stage == 'transformer' else '-',
+    'batch': config.batch_size,
+    'peak_gib': train.peak_bytes / GIB,
+    'hbm_gib': train.hbm_bytes / GIB,
+    'fits': train.fits,
+    'estimated_mfu': train.mfu(peak),
+    'estimated_items_per_s': train.items_per_second(),
+    'item': train.item_name,
+    'estimated_bound': train.bound,
+    'estimated_step_ms': train.step_seconds * 1e3,
+    'mosaic_kernels': train.mosaic_kernels,
+    'costliest': (
+      f'{train.top_ops[0][0]} ({100 * train.top_ops[0][1] / train.step_seconds:.0f}%, '
+      f'{train.top_ops[0][2]})'
+      if train.top_ops
+      else '-'
+    ),
+    'compile_s': time.perf_counter() - start,
+    'description': report.description,
+    'program': train.to_json(peak),
+  }
+  mfu = f', est. MFU {100 * result["estimated_mfu"]:.0f}%' if train.fits else ''
+  result['trial'] = (
+    f'fsdp={report.mesh["fsdp"]},tensor={tensor},remat={remat},batch={config.batch_size}: '
+    f'{result["peak_gib"]:.1f} GiB{mfu}'
+  )
+  print(f'  {label} on {result["accelerator"]}: {result["trial"]}', flush=True)
+  return result
+
+
 def plan_row(label: str, path: str, accelerator: str, num_slices: int) -> dict:
-  """Tries TRIALS for one row; returns the first that fits (or the last tried)."""
+  """Tries TRIALS for one row until one fits; below MFU_TARGET it then tries the
+  global batch x2 and x4 (more tokens per chip) and keeps the best that fits."""
   from videogen.parallel import tpu  # noqa: PLC0415
 
   chips = tpu.parse_accelerator(accelerator).num_chips * num_slices
-  tried = []
-  result = None
   stage = config_lib.load_config_file(path).stage
   trials = TRIALS if stage == 'transformer' else [(-1, 1, 'none')]
+  tried = []
+  result = None
   for fsdp, tensor, remat in trials:
-    config = _config(path, fsdp, tensor, remat, chips)
-    start = time.perf_counter()
-    report = compile_lib.compile_config(config, accelerator, num_slices, decode=False)
-    (train,) = report.programs
-    peak = report.chip.peak_bf16_flops
-    result = {
-      'row': label,
-      'config': path,
-      'accelerator': accelerator + (f' x{num_slices}' if num_slices > 1 else ''),
-      'chips': report.num_chips,
-      'mesh': report.mesh,
-      'remat': remat if stage == 'transformer' else '-',
-      'batch': config.batch_size,
-      'peak_gib': train.peak_bytes / GIB,
-      'hbm_gib': train.hbm_bytes / GIB,
-      'fits': train.fits,
-      'estimated_mfu': train.mfu(peak),
-      'estimated_items_per_s': train.items_per_second(),
-      'item': train.item_name,
-      'estimated_bound': train.bound,
-      'estimated_step_ms': train.step_seconds * 1e3,
-      'mosaic_kernels': train.mosaic_kernels,
-      'costliest': (
-        f'{train.top_ops[0][0]} ({100 * train.top_ops[0][1] / train.step_seconds:.0f}%, '
-        f'{train.top_ops[0][2]})'
-        if train.top_ops
-        else '-'
-      ),
-      'compile_s': time.perf_counter() - start,
-      'description': report.description,
-      'program': train.to_json(peak),
-    }
-    tried.append(
-      f'fsdp={report.mesh["fsdp"]},tensor={tensor},remat={remat}: {result["peak_gib"]:.1f} GiB'
-    )
-    print(f'  {label} on {result["accelerator"]}: {tried[-1]}', flush=True)
-    if train.fits:
+    result = _trial(label, path, accelerator, num_slices, chips, stage, fsdp, tensor, remat)
+    tried.append(result['trial'])
+    if result['fits']:
       break
+  if result['fits'] and stage == 'transformer':
+    for scale in BATCH_SCALES:
+      if result['estimated_mfu'] >= MFU_TARGET:
+        break
+      larger = _trial(
+        label, path, accelerator, num_slices, chips, stage, fsdp, tensor, remat, scale
+      )
+      tried.append(larger['trial'])
+      if not larger['fits']:
+        break
+      if larger['estimated_mfu'] > result['estimated_mfu']:
+        result = larger
   result['tried'] = tried
   return result
 
@@ -143,8 +167,13 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
     lines.append(
       f'| {r["row"]} | {r["accelerator"]} | {r["chips"]} | {mesh} | {r["remat"]} | {r["batch"]} '
       f'| {r["peak_gib"]:.1f} | {r["hbm_gib"]:.0f} | {"yes" if r["fits"] else "NO"} '
-      f'| {100 * r["estimated_mfu"]:.0f}% | {r["estimated_items_per_s"]:,.0f} {r["item"]} '
-      f'| {r["estimated_bound"]} | {r["costliest"]} | {r["compile_s"]:.0f} |'
+      + (
+        f'| {100 * r["estimated_mfu"]:.0f}% | {r["estimated_items_per_s"]:,.0f} {r["item"]} '
+        f'| {r["estimated_bound"]} '
+        if r['fits']
+        else '| - | - | - '
+      )
+      + f'| {r["costliest"]} | {r["compile_s"]:.0f} |'
     )
   lines += ['', f'Wall time {minutes:.1f} min.']
   if left_out:
