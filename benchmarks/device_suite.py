@@ -16,8 +16,8 @@ are recorded as skipped with the reason):
   env               device, versions; bf16 and f32 matmul FLOP/s (8192^3) and
                     copy bandwidth (1 GiB, read + write) measured in this run.
   attention         cudnn and pallas (Pallas GPU `mha`) against xla at the
-                    `large` training shape (batch 4, 1280 tokens, 16/8 heads of
-                    64), bf16 and f32, causal self-attention and text
+                    `large` training shape (batch 4, 1280 tokens, 8/4 heads of
+                    128), bf16 and f32, causal self-attention and text
                     cross-attention with a ragged key mask: relative L2 error of
                     the output and of dq/dk/dv against xla and against a
                     float32 softmax, and forward / forward+backward seconds.
@@ -134,7 +134,7 @@ class Sizes:
 GPU = Sizes(
   matmul=8192,
   copy_bytes=1 << 30,
-  attention=(4, 1280, 16, 8, 64, 32),
+  attention=(4, 1280, 8, 4, 128, 32),
   train_variants=('large', 'xl', 'base', 'small'),
   train_latent=(5, 16, 16),
   train_batch={'small': 32, 'base': 16, 'large': 16, 'xl': 8},
