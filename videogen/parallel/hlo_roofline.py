@@ -394,8 +394,8 @@ class _Walker:
     operand_bytes = [array_bytes(shapes.get(o, '')) for o in instruction.operands]
     if fused is None:
       return sum(operand_bytes) + array_bytes(instruction.shape)
-    body = [i for i in fused.instructions.values() if i.opcode not in ('parameter', 'bitcast')]
-    if all(i.opcode in ('bitcast', 'parameter', 'tuple', 'get-tuple-element') for i in body):
+    relabel = ('bitcast', 'parameter', 'tuple', 'get-tuple-element')
+    if all(i.opcode in relabel for i in fused.instructions.values()):
       return 0.0  # A relabelling: no data moves.
     params = [i for i in fused.instructions.values() if i.opcode == 'parameter']
     total = 0.0
