@@ -67,7 +67,9 @@ def test_long_videos_give_several_clips_window_by_window():
 
 def test_eval_iterator_pads_and_masks_a_split_smaller_than_a_batch(small_folder, tmp_path):
   folder, test_name = small_folder
-  config = ml_collections.ConfigDict({'data': _data(folder, tmp_path), 'batch_size': 8, 'seed': 0})
+  config = ml_collections.ConfigDict(
+    {'data': _data(folder, tmp_path), 'batch_size': 8, 'seed': 0, 'num_eval_batches': 4}
+  )
   build.ensure_built(config.data)
   assert pipeline.check_split_sizes(config, process_count=1) == {'train': 2, 'eval': 1}
   batches = list(pipeline.create_eval_iterator(config, process_index=0, process_count=1))
@@ -87,9 +89,25 @@ def test_eval_iterator_pads_and_masks_a_split_smaller_than_a_batch(small_folder,
   assert [b[pipeline.EVAL_MASK].tolist() for b in per_process] == [[1, 1, 0, 0], [1, 0, 0, 0]]
 
 
+def test_whole_split_or_a_cap_of_batches(small_folder, tmp_path):
+  folder, _ = small_folder
+  config = ml_collections.ConfigDict({'data': _data(folder, tmp_path), 'batch_size': 2, 'seed': 0})
+  build.ensure_built(config.data)
+  iterator = lambda: pipeline.create_eval_iterator(config, process_index=0, process_count=1)
+  every = list(pipeline.take_eval_batches(iterator(), -1))  # 3 held-out clips, batches of 2.
+  assert [b[pipeline.EVAL_MASK].tolist() for b in every] == [[1, 1], [1, 0]]
+  assert len(list(pipeline.take_eval_batches(iterator(), 1))) == 1
+  for bad in (0, -2):
+    config.num_eval_batches = bad
+    with pytest.raises(ValueError, match=rf'num_eval_batches={bad}: .* or -1 for the whole'):
+      pipeline.check_split_sizes(config, process_count=1)
+
+
 def test_train_split_smaller_than_the_process_count_fails_before_any_step(small_folder, tmp_path):
   folder, _ = small_folder
-  config = ml_collections.ConfigDict({'data': _data(folder, tmp_path), 'batch_size': 8, 'seed': 0})
+  config = ml_collections.ConfigDict(
+    {'data': _data(folder, tmp_path), 'batch_size': 8, 'seed': 0, 'num_eval_batches': 4}
+  )
   build.ensure_built(config.data)
   with pytest.raises(ValueError, match=r"train split 'train' of 'video_folder' has 2 examples"):
     pipeline.check_split_sizes(config, process_count=4)
@@ -137,9 +155,11 @@ def test_small_folder_trains_and_evaluates_with_a_batch_larger_than_its_test_spl
       'log_every_steps': 1,
       'checkpoint_every_steps': 1000,
       'checkpoint.async_save': False,
+      'num_eval_batches': -1,
     }
   )
   config_lib.apply_overrides(config, overrides)
   result = stages.train(config, str(tmp_path / 'run'))
   assert result.step == 2
   assert np.isfinite(result.eval_metrics['psnr'])
+  assert result.eval_metrics['clips'] == 3  # The long test video's three clips, once each.

@@ -104,7 +104,7 @@ def train_config(*, seed: int = 0) -> ConfigDict:
   config.log_every_steps = 50  # Write train metrics every N steps.
   config.eval_every_steps = 500  # Evaluate (and write samples) every N steps; 0 = only at the end.
   config.checkpoint_every_steps = 500  # Save a checkpoint every N steps (and always at the end).
-  config.num_eval_batches = 4  # Batches of the eval split per evaluation.
+  config.num_eval_batches = 4  # Eval batches per evaluation; -1 = the whole split, each clip once.
   config.nan_policy = 'stop'  # NaN/Inf loss: 'stop' (error naming the step) or 'skip' the update.
   config.compute_dtype = 'float32'  # Activations: 'float32' or 'bfloat16' (params stay float32).
   config.peak_flops = 0.0  # Device peak FLOP/s for MFU; 0 = measure a large matmul at start.

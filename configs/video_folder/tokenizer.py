@@ -18,6 +18,8 @@ def get_config(arg=None):
   )
   data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
   config = common.tokenizer_experiment(arg.size, arg.quantizer, data)
+  # A folder's test split is small: every held-out clip counts, once (cap it for a large one).
+  config.num_eval_batches = -1
   if arg.runlocal:
     common.runlocal(config)
   return config_lib.lock(config)

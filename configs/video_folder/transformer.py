@@ -15,6 +15,8 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(arg, size='small', frames=17, resolution=64, runlocal=False)
   data = data_config.data_config('video_folder', num_frames=arg.frames, resolution=arg.resolution)
   config = common.transformer_experiment(arg.size, data)
+  # A folder's test split is small: every held-out clip counts, once (cap it for a large one).
+  config.num_eval_batches = -1
   if arg.runlocal:
     common.runlocal(config)
   return config_lib.lock(config)

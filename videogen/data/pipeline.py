@@ -19,7 +19,8 @@ dict examples (the transformer stage reuses it for its token cache).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol
+import itertools
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import grain
 import ml_collections
@@ -513,6 +514,26 @@ def create_eval_iterator(
   )
 
 
+def take_eval_batches(batches: Iterable[Batch], num_eval_batches: int) -> Iterator[Batch]:
+  """The first `num_eval_batches` of `batches`; -1 = all (every held-out clip once).
+
+  Every process pads its shard to the same number of batches, so either way
+  all processes evaluate the same number of steps.
+  """
+  check_num_eval_batches(num_eval_batches)
+  if num_eval_batches < 0:
+    return iter(batches)
+  return itertools.islice(batches, num_eval_batches)
+
+
+def check_num_eval_batches(num_eval_batches: int) -> None:
+  if num_eval_batches == 0 or num_eval_batches < -1:
+    raise ValueError(
+      f'config.num_eval_batches={num_eval_batches}: give a positive number of batches, '
+      'or -1 for the whole eval split.'
+    )
+
+
 def check_split_sizes(
   config: ml_collections.ConfigDict, *, process_count: int | None = None
 ) -> dict[str, int]:
@@ -527,6 +548,7 @@ def check_split_sizes(
   Raises:
     ValueError: naming the split, its size and what would fix it.
   """
+  check_num_eval_batches(config.num_eval_batches)
   if process_count is None:
     import jax  # pylint: disable=g-import-not-at-top  # Not needed when given.
 

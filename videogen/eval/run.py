@@ -14,7 +14,6 @@ result says why FVD is missing and still has everything else. Results go to
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from typing import Any
 
@@ -169,7 +168,7 @@ def evaluate_workdir(
       raise FileNotFoundError(f'No checkpoint in {workdir}: train it first.')
     step, state = restored.step, restored.state
     iterator = pipeline.create_eval_iterator(config, text_features=task.text_features())
-    batches = itertools.islice(iterator, config.num_eval_batches)
+    batches = pipeline.take_eval_batches(iterator, config.num_eval_batches)
     metrics: dict[str, Any] = dict(task.evaluate(state, batches, step=step, sample_dir=None))
   if config.stage == 'transformer' and config.data.name == 'shapes':
     metrics.update(_alignment(model, config, split))

@@ -117,10 +117,7 @@ def _eval_batches(config, task: Task) -> Iterator[dict[str, np.ndarray]]:
   from videogen.data import pipeline  # Heavy (TFDS); only when evaluating.
 
   iterator = pipeline.create_eval_iterator(config, text_features=task.text_features())
-  for index, batch in enumerate(iterator):
-    if index >= config.num_eval_batches:
-      break
-    yield batch
+  yield from pipeline.take_eval_batches(iterator, config.num_eval_batches)
 
 
 def _log_memory(compiled) -> None:

@@ -113,7 +113,8 @@ class EvalSums:
     return self.totals.get('count', 0.0)
 
   def means(self) -> dict[str, float]:
-    """{name: sum / count} for every metric but the count; raises on no examples."""
+    """{name: sum / count} for every metric, and 'clips': the count; raises on none."""
     if not self.count:
       raise ValueError('evaluate got no eval examples (is the eval split empty?)')
-    return {k: v / self.count for k, v in self.totals.items() if k != 'count'}
+    means = {k: v / self.count for k, v in self.totals.items() if k != 'count'}
+    return {**means, 'clips': self.count}

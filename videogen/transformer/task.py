@@ -16,7 +16,6 @@ copy it into the workdir).
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Any, Callable, Iterable, Mapping
 
 import flax.struct
@@ -375,7 +374,7 @@ class TransformerTask(Task):
   ) -> dict[str, float]:
     """`Task.evaluate`. Training from token shards, the video `batches` are not
     read: the state has no tokenizer to encode them, so the first
-    `config.num_eval_batches` batches of the shards' `config.data.eval_split`
+    `config.num_eval_batches` batches (-1: all) of the shards' `config.data.eval_split`
     (the same tokens) are evaluated instead. Samples are written when the run
     has a tokenizer to decode them."""
     rules = self.config.logical_axis_rules
@@ -446,7 +445,7 @@ class TransformerTask(Task):
 
   def _shard_eval_batches(self) -> Iterable[Mapping[str, np.ndarray]]:
     """This process's eval batches of the token shards (`evaluate`)."""
-    from videogen.data import token_shards  # noqa: PLC0415
+    from videogen.data import pipeline, token_shards  # noqa: PLC0415
 
     iterator = token_shards.token_shard_iterator(
       self.config,
@@ -455,7 +454,7 @@ class TransformerTask(Task):
       train=False,
       text_features=self.text_features(),
     )
-    return itertools.islice(iterator, self.config.num_eval_batches)
+    return pipeline.take_eval_batches(iterator, self.config.num_eval_batches)
 
   def _tokens(self, state, batch) -> jax.Array:
     if 'tokens' in batch:
