@@ -37,6 +37,10 @@ _INSTALL_REQUIRES = [
   'importlib_resources>=6',  # TFDS 4.9.10 imports it without declaring it.
 ]
 
+# `config.data.beam_runner`: video_folder builds as Apache Beam pipelines. apache-beam
+# 2.77.0 pins protobuf<7 and pyarrow<26: pip downgrades those two (to 6.33.6 / 25.0.1).
+_BEAM_REQUIRES = ['apache-beam==2.77.0']
+
 _TEST_REQUIRES = [
   'pytest>=8',
   'pytest-xdist>=3.5',
@@ -53,6 +57,9 @@ _TEST_REQUIRES = [
   'gradio_client==2.7.2',  # through its API
   'selenium==4.51.0',  # and in headless Chromium (Debian chromium + chromium-driver).
   'scenedetect==0.7.2',  # Scene-cut splitting (the `scenes` extra) is tested too.
+  # Beam builds (the `beam` extra) are tested too: with it pip resolves protobuf 6.x and
+  # pyarrow 25.x, which the rest of the stack accepts; the default install keeps 7.x / 26.x.
+  *_BEAM_REQUIRES,
 ]
 
 # `videogen compile`: libtpu for ahead-of-time XLA:TPU compilation on any machine,
@@ -69,9 +76,6 @@ _SERVE_REQUIRES = ['gradio==6.31.0']
 # 'videogen[scenes]'`. It pulls opencv-python, whose cv2 loads libGL.so.1 (Debian: libgl1).
 _SCENES_REQUIRES = ['scenedetect==0.7.2']
 
-# `config.data.beam_runner`: video_folder builds as Apache Beam pipelines. Not in `test`:
-# apache-beam 2.77.0 pins protobuf<7, Pillow<13 and pyarrow<26 (pip downgrades this stack's).
-_BEAM_REQUIRES = ['apache-beam==2.77.0']
 
 setuptools.setup(
   name='videogen',

@@ -1,20 +1,16 @@
 """The video_folder build as an Apache Beam pipeline (DirectRunner, 2 workers) writes the
 same records as the in-process build.
 
-Needs the `beam` extra, which is not part of `test`: apache-beam 2.77.0 pins
-protobuf < 7, Pillow < 13 and pyarrow < 26 below this stack's versions, so the
-test is skipped where Beam is not installed.
+The `beam` extra is part of `test` (apache-beam 2.77.0; pip resolves protobuf 6.x and
+pyarrow 25.x for it), so this runs wherever the tests do.
 """
 
 import glob
 
 import numpy as np
-import pytest
 
 from videogen.data import build, shapes, video_io
 from videogen.data import config as data_config_lib
-
-pytest.importorskip('apache_beam')
 
 
 def _records(data_dir: str, split: str) -> list[dict]:
