@@ -1,5 +1,7 @@
 """Clip manifests: columns of the public sets, time ranges, bad rows by row, windows."""
 
+import contextlib
+import dataclasses
 import json
 import pathlib
 
@@ -8,7 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from videogen.data import build, clip_decode, manifest, shapes, sources, transforms, video_io
+from videogen.data import (
+  build,
+  clip_decode,
+  clip_examples,
+  manifest,
+  shapes,
+  sources,
+  transforms,
+  video_io,
+)
 from videogen.data import config as data_config_lib
 
 FPS = 8
@@ -192,3 +203,72 @@ def test_pyav_and_ffmpeg_decode_the_same_frames_of_a_range(videos, start, end):
   assert clips['pyav'][1:] == clips['ffmpeg'][1:] == (8.0, 6.0)
   expected = {(None, None): 48, (1.0, 2.5): 12, (2.3, None): 29, (2.3, 3.1): 6}[(start, end)]
   assert len(clips['pyav'][0]) == expected
+
+
+def _counting_decoder(monkeypatch, fail_after: int = 0) -> list[int]:
+  """Makes `clip_decode.open_range` count the frames read (and fail after `fail_after`)."""
+  opened, pulled = clip_decode.open_range, []
+
+  @contextlib.contextmanager
+  def counting(*args, **kwargs):
+    with opened(*args, **kwargs) as stream:
+
+      def frames():
+        for frame in stream.frames:
+          if fail_after and len(pulled) == fail_after:
+            raise video_io.VideoReadError('long.mp4', 'corrupt packet')
+          pulled.append(1)
+          yield frame
+
+      yield dataclasses.replace(stream, frames=frames())
+
+  monkeypatch.setattr(clip_decode, 'open_range', counting)
+  return pulled
+
+
+def _windows_of_long(videos, report, stride=2.0):
+  settings = clip_examples.ClipSettings(
+    height=16, width=16, max_frames=0, min_frames=5, clip_seconds=1.0,
+    clip_stride_seconds=stride, from_manifest=True,
+  )  # fmt: skip
+  row = manifest.ClipRow('long.mp4', 'a long one', None, None, 3, str(videos / 'long.mp4'))
+  return clip_examples.iter_clips(settings, row, 0, report)
+
+
+def test_windows_stream_out_as_they_are_cut(videos, monkeypatch):
+  """A long video gives each window once its last frame is decoded, not after the whole file."""
+  stored = []
+  clip_decode.decode_range(str(videos / 'long.mp4'), stored.append)
+  stored = transforms.resize_video(np.stack(stored), 16, 16)
+  pulled = _counting_decoder(monkeypatch)
+  report = clip_examples.RowReport()
+  clips = _windows_of_long(videos, report)
+  first = next(clips)
+  assert len(pulled) == 8  # One second at 8 fps: nothing past the first window was read.
+  windows = [first, *clips]
+  assert [clip.path for clip in windows] == [
+    'long.mp4#t=0.000,1.000',
+    'long.mp4#t=2.000,3.000',
+    'long.mp4#t=4.000,5.000',
+  ]
+  for clip, start in zip(windows, (0, 16, 32), strict=True):
+    np.testing.assert_array_equal(clip.video, stored[start : start + 8])
+  assert (report.clips, report.skipped, len(pulled)) == (3, None, 48)
+  # Overlapping windows (stride 0.5 s) keep their shared frames.
+  overlapping = list(_windows_of_long(videos, clip_examples.RowReport(), stride=0.5))
+  assert len(overlapping) == 11
+  np.testing.assert_array_equal(overlapping[5].video, stored[20:28])
+
+
+def test_an_undecodable_stretch_keeps_the_clips_before_it(videos, monkeypatch):
+  _counting_decoder(monkeypatch, fail_after=20)
+  report = clip_examples.RowReport()
+  clips = list(_windows_of_long(videos, report))
+  assert [clip.path for clip in clips] == ['long.mp4#t=0.000,1.000']
+  assert report.skipped == clip_examples.SkippedFile(
+    'long.mp4#t=2.500,', 'unreadable: corrupt packet', 3
+  )
+  _counting_decoder(monkeypatch, fail_after=4)  # Before any window: the row is left out.
+  report = clip_examples.RowReport()
+  assert list(_windows_of_long(videos, report)) == []
+  assert report.skipped == clip_examples.SkippedFile('long.mp4', 'unreadable: corrupt packet', 3)

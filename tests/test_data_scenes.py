@@ -48,6 +48,13 @@ def _data(tmp_path, folder, **overrides):
   return data
 
 
+def _decode(
+  settings, row, index
+) -> tuple[list[clip_examples.DecodedClip], clip_examples.RowReport]:
+  report = clip_examples.RowReport()
+  return list(clip_examples.iter_clips(settings, row, index, report)), report
+
+
 def _settings(**overrides) -> clip_examples.ClipSettings:
   settings = dict(
     height=16, width=16, max_frames=0, min_frames=5, clip_seconds=0.6, clip_stride_seconds=0.0
@@ -86,21 +93,19 @@ def test_windows_stay_within_scenes_and_short_scenes_are_counted(folder, tmp_pat
 def test_without_scene_detect_windows_cross_cuts_and_ranges_are_never_scene_split(folder):
   pytest.importorskip('scenedetect')
   whole = manifest.ClipRow('cuts.mp4', 'three shots', None, None, 1, str(folder / 'cuts.mp4'))
-  plain = clip_examples.decode_clip(_settings(), whole, 0)
-  assert len(plain.clips) == 6  # 40 frames, back to back.
-  crossing = [clip.path for clip in plain.clips if len({_shot_of(f) for f in clip.video}) > 1]
+  plain, _ = _decode(_settings(), whole, 0)
+  assert len(plain) == 6  # 40 frames, back to back.
+  crossing = [clip.path for clip in plain if len({_shot_of(f) for f in clip.video}) > 1]
   assert crossing == ['cuts.mp4#t=1.800,2.400']  # Red frames 18-19, green 20-23.
   # A row with a time range is one clip, cuts or not.
   ranged = manifest.ClipRow('cuts.mp4', 'three shots', 1.5, 3.0, 2, str(folder / 'cuts.mp4'))
-  result = clip_examples.decode_clip(_settings(scene_detect='content'), ranged, 1)
-  assert [clip.path for clip in result.clips] == ['cuts.mp4#t=1.500,3.000']
-  assert [_shot_of(frame) for frame in result.clips[0].video] == [0] * 5 + [1] * 4 + [2] * 6
-  assert result.short_scenes == []
+  result, report = _decode(_settings(scene_detect='content'), ranged, 1)
+  assert [clip.path for clip in result] == ['cuts.mp4#t=1.500,3.000']
+  assert [_shot_of(frame) for frame in result[0].video] == [0] * 5 + [1] * 4 + [2] * 6
+  assert report.short_scenes == []
   # A lower stride gives overlapping windows, still within each scene.
-  strided = clip_examples.decode_clip(
-    _settings(scene_detect='content', clip_stride_seconds=0.5), whole, 0
-  )
-  assert [clip.path.split('#t=')[1] for clip in strided.clips] == [
+  strided, _ = _decode(_settings(scene_detect='content', clip_stride_seconds=0.5), whole, 0)
+  assert [clip.path.split('#t=')[1] for clip in strided] == [
     '0.000,0.600',
     '0.500,1.100',
     '1.000,1.600',

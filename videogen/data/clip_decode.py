@@ -11,8 +11,9 @@ not the hour. Two decoders give the same pixels:
 * ffmpeg (imageio-ffmpeg's binary, always there): `-ss` ahead of `-i`,
   RGB frames through a pipe.
 
-Frames stream through a callback, so memory holds what the caller keeps
-(e.g. frames already resized). `gs://` and other remote files are copied to
+Frames are read lazily (`open_range`) or through a callback
+(`decode_range`), so memory holds what the caller keeps (e.g. frames
+already resized). `gs://` and other remote files are copied to
 a temporary file first.
 """
 
@@ -75,26 +76,40 @@ def pyav_available() -> bool:
   return True
 
 
-def decode_range(
+@dataclasses.dataclass
+class FrameStream:
+  """An open range of a video (`open_range`): its rate, and its frames read lazily.
+
+  Attributes:
+    fps: the video's frame rate.
+    duration: the whole file's duration in seconds (0 when unknown).
+    frames: uint8 [height, width, 3] RGB frames of the range, decoded as they
+      are read; raises VideoReadError where the file cannot be decoded.
+  """
+
+  fps: float
+  duration: float
+  frames: Iterator[np.ndarray]
+
+
+@contextlib.contextmanager
+def open_range(
   path: str,
-  on_frame: Callable[[np.ndarray], bool | None],
   *,
   start: float | None = None,
   end: float | None = None,
   decoder: str = 'auto',
-) -> DecodedRange:
-  """Decodes frames of `[start, end)` seconds of a video, one at a time.
+) -> Iterator[FrameStream]:
+  """Opens `[start, end)` seconds of a video for reading frame by frame.
 
   Args:
     path: a video file (local or `gs://`).
-    on_frame: called with each uint8 [height, width, 3] RGB frame; returning
-      True stops decoding.
     start: first second; None = the beginning.
     end: last second (exclusive); None = the end.
     decoder: 'pyav', 'ffmpeg', or 'auto' (PyAV when installed).
 
-  Returns:
-    DecodedRange (frames decoded, fps, file duration).
+  Yields:
+    FrameStream; the decoder is closed when the context exits, read to the end or not.
 
   Raises:
     FileNotFoundError: a local `path` does not exist.
@@ -110,69 +125,107 @@ def decode_range(
   # GIFs hold frames of varying duration that ffmpeg's reader turns into a
   # constant rate; PyAV would return the stored frames: keep ffmpeg for them.
   gif = path.lower().endswith('.gif')
-  if decoder == 'pyav' or (decoder == 'auto' and pyav_available() and not gif):
-    with local_copy(path) as local:
-      return _decode_pyav(path, local, on_frame, start, end)
-  return _decode_ffmpeg(path, on_frame, start, end)
+  use_pyav = decoder == 'pyav' or (decoder == 'auto' and pyav_available() and not gif)
+  with local_copy(path) as local:
+    opener = _open_pyav if use_pyav else _open_ffmpeg
+    with opener(path, local, start, end) as stream:
+      yield stream
 
 
-def _decode_pyav(path, local, on_frame, start, end) -> DecodedRange:
+def decode_range(
+  path: str,
+  on_frame: Callable[[np.ndarray], bool | None],
+  *,
+  start: float | None = None,
+  end: float | None = None,
+  decoder: str = 'auto',
+) -> DecodedRange:
+  """Decodes the frames of `[start, end)` seconds of a video (`open_range`), one at a time.
+
+  Args:
+    path: a video file (local or `gs://`).
+    on_frame: called with each uint8 [height, width, 3] RGB frame; returning
+      True stops decoding.
+    start: first second; None = the beginning.
+    end: last second (exclusive); None = the end.
+    decoder: 'pyav', 'ffmpeg', or 'auto' (PyAV when installed).
+
+  Returns:
+    DecodedRange (frames decoded, fps, file duration).
+  """
+  count = 0
+  with open_range(path, start=start, end=end, decoder=decoder) as stream:
+    for frame in stream.frames:
+      count += 1
+      if on_frame(frame):
+        break
+  return DecodedRange(count, stream.fps, stream.duration)
+
+
+@contextlib.contextmanager
+def _open_pyav(path, local, start, end) -> Iterator[FrameStream]:
   import av  # pylint: disable=g-import-not-at-top
 
-  count, fps, duration = 0, 0.0, 0.0
+  errors = (av.error.FFmpegError, OSError, ValueError)
   try:
-    with av.open(local) as container:
+    container = av.open(local)
+  except errors as error:
+    raise video_io.VideoReadError(path, _reason(error)) from error
+  with container:
+    try:
       if not container.streams.video:
         raise video_io.VideoReadError(path, 'no video stream')
       stream = container.streams.video[0]
       fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-      if container.duration:
-        duration = container.duration / av.time_base
+      duration = container.duration / av.time_base if container.duration else 0.0
       if start and stream.time_base:
         container.seek(int(start / stream.time_base), stream=stream, backward=True)
-      # A frame belongs to [start, end) by its timestamp, as with ffmpeg's -ss/-t.
-      for frame in container.decode(stream):
-        time_s = frame.time if frame.time is not None else 0.0
-        if start and time_s < start - _TIME_TOLERANCE:
-          continue  # Between the keyframe and the range's start.
-        if end is not None and time_s >= end - _TIME_TOLERANCE:
-          break
-        count += 1
-        if on_frame(frame.to_ndarray(format='rgb24')):
-          break
-  except (av.error.FFmpegError, OSError, ValueError) as error:
-    raise video_io.VideoReadError(path, _reason(error)) from error
-  return DecodedRange(count, fps, duration)
+    except errors as error:
+      raise video_io.VideoReadError(path, _reason(error)) from error
+
+    def frames() -> Iterator[np.ndarray]:
+      try:
+        # A frame belongs to [start, end) by its timestamp, as with ffmpeg's -ss/-t.
+        for frame in container.decode(stream):
+          time_s = frame.time if frame.time is not None else 0.0
+          if start and time_s < start - _TIME_TOLERANCE:
+            continue  # Between the keyframe and the range's start.
+          if end is not None and time_s >= end - _TIME_TOLERANCE:
+            return
+          yield frame.to_ndarray(format='rgb24')
+      except errors as error:
+        raise video_io.VideoReadError(path, _reason(error)) from error
+
+    yield FrameStream(fps, duration, frames())
 
 
-def _decode_ffmpeg(path, on_frame, start, end) -> DecodedRange:
+@contextlib.contextmanager
+def _open_ffmpeg(path, local, start, end) -> Iterator[FrameStream]:
   import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
 
   input_params = ['-ss', f'{start:.6f}'] if start else []
-  output_params = []
-  if end is not None:
-    output_params = ['-t', f'{end - (start or 0.0):.6f}']
-  count = 0
-  with local_copy(path) as local:
+  output_params = ['-t', f'{end - (start or 0.0):.6f}'] if end is not None else []
+  errors = (RuntimeError, OSError, StopIteration, KeyError)
+  try:
+    reader = imageio_ffmpeg.read_frames(
+      local, input_params=input_params, output_params=output_params
+    )
+    meta = next(reader)
+    width, height = meta['size']
+  except errors as error:
+    raise video_io.VideoReadError(path, _reason(error)) from error
+
+  def frames() -> Iterator[np.ndarray]:
     try:
-      reader = imageio_ffmpeg.read_frames(
-        local, input_params=input_params, output_params=output_params
-      )
-      meta = next(reader)
-      width, height = meta['size']
-      fps = float(meta.get('fps') or 0.0)
-      try:
-        for raw in reader:
-          frame = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
-          count += 1
-          if on_frame(frame):
-            break
-      finally:
-        reader.close()
-    except (RuntimeError, OSError, StopIteration, KeyError) as error:
+      for raw in reader:
+        yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    except errors as error:
       raise video_io.VideoReadError(path, _reason(error)) from error
-  duration = float(meta.get('duration') or 0.0)
-  return DecodedRange(count, fps, duration)
+
+  try:
+    yield FrameStream(float(meta.get('fps') or 0.0), float(meta.get('duration') or 0.0), frames())
+  finally:
+    reader.close()
 
 
 def _reason(error: BaseException) -> str:

@@ -440,17 +440,16 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     prepared = []
     short_scenes = []
     for index, clip in enumerate(clips):
-      result = clip_examples.decode_clip(settings, clip, index)
-      if isinstance(result, SkippedFile):
-        row = f'row {result.row}, ' if result.row else ''
-        logging.warning('Skipping %s%s: %s', row, result.path, result.reason)
-        skipped.append(result)
-      else:
-        short_scenes += result.short_scenes
-        for decoded in result.clips:
-          array_file = os.path.join(self._scratch_dir, f'{decoded.key}.npy')
-          np.save(array_file, decoded.video, allow_pickle=False)
-          prepared.append(dataclasses.replace(decoded, video=array_file))
+      report = clip_examples.RowReport()
+      for decoded in clip_examples.iter_clips(settings, clip, index, report):
+        array_file = os.path.join(self._scratch_dir, f'{decoded.key}.npy')
+        np.save(array_file, decoded.video, allow_pickle=False)  # Memory holds one clip.
+        prepared.append(dataclasses.replace(decoded, video=array_file))
+      if report.skipped is not None:
+        row = f'row {report.skipped.row}, ' if report.skipped.row else ''
+        logging.warning('Skipping %s%s: %s', row, report.skipped.path, report.skipped.reason)
+        skipped.append(report.skipped)
+      short_scenes += report.short_scenes
       if (index + 1) % _LOG_EVERY == 0:
         logging.info('Decoded %d of %d clips.', index + 1, len(clips))
     skipped.sort(key=lambda item: item.row)  # Manifest rows in order; folder files first.
