@@ -245,3 +245,12 @@ def test_usage_error_in_a_real_process_exits_2(files):
     'videogen sample: error: --num_samples=0: must be >= 1'
   )
   assert 'Traceback' not in result.stderr
+
+
+def test_splits_that_cannot_feed_the_run_are_one_line_runtime_errors():
+  """`train` checks the splits and num_eval_batches before any step (SplitSizeError)."""
+  from videogen.data import pipeline  # noqa: PLC0415
+
+  assert issubclass(pipeline.SplitSizeError, cli_checks.runtime_errors())
+  with pytest.raises(pipeline.SplitSizeError, match='num_eval_batches=0'):
+    pipeline.check_num_eval_batches(0)

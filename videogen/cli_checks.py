@@ -101,7 +101,7 @@ def runtime_errors() -> tuple[type[BaseException], ...]:
   try:
     from videogen.data import pipeline
 
-    errors.append(pipeline.TooManySkippedExamples)
+    errors += [pipeline.TooManySkippedExamples, pipeline.SplitSizeError]
   except (ImportError, AttributeError):
     pass
   return tuple(errors)

@@ -78,6 +78,10 @@ class TooManySkippedExamples(RuntimeError):
   """More training examples failed than `config.data.max_skipped_fraction` allows."""
 
 
+class SplitSizeError(ValueError):
+  """The splits cannot feed the run as configured (checked before any step)."""
+
+
 def _failure(what: str, error: Exception) -> dict[str, str]:
   text = str(error).strip().splitlines()[0] if str(error).strip() else ''
   return {_BAD: f'{what}: {type(error).__name__}: {text}'[:300]}
@@ -528,7 +532,7 @@ def take_eval_batches(batches: Iterable[Batch], num_eval_batches: int) -> Iterat
 
 def check_num_eval_batches(num_eval_batches: int) -> None:
   if num_eval_batches == 0 or num_eval_batches < -1:
-    raise ValueError(
+    raise SplitSizeError(
       f'config.num_eval_batches={num_eval_batches}: give a positive number of batches, '
       'or -1 for the whole eval split.'
     )
@@ -546,7 +550,7 @@ def check_split_sizes(
     {'train': examples, 'eval': examples} of the two splits.
 
   Raises:
-    ValueError: naming the split, its size and what would fix it.
+    SplitSizeError: naming the split, its size and what would fix it.
   """
   check_num_eval_batches(config.num_eval_batches)
   if process_count is None:
@@ -564,12 +568,12 @@ def check_split_sizes(
     else ''
   )
   if sizes['train'] < process_count:
-    raise ValueError(
+    raise SplitSizeError(
       f'The train split {data.train_split!r} of {data.name!r} has {sizes["train"]} '
       f'examples; each of the {process_count} processes needs at least one.{hint}'
     )
   if sizes['eval'] < 1:  # The loop evaluates at the last step at least.
-    raise ValueError(
+    raise SplitSizeError(
       f'The eval split {data.eval_split!r} of {data.name!r} is empty; evaluation needs '
       f'at least one clip.{hint}'
     )
