@@ -247,10 +247,16 @@ def test_usage_error_in_a_real_process_exits_2(files):
   assert 'Traceback' not in result.stderr
 
 
-def test_splits_that_cannot_feed_the_run_are_one_line_runtime_errors():
-  """`train` checks the splits and num_eval_batches before any step (SplitSizeError)."""
+def test_splits_that_cannot_feed_the_run_are_one_line_runtime_errors(tmp_path):
+  """`train` checks the splits and num_eval_batches before any step (SplitSizeError);
+  num_eval_batches, a config value, before the dataset is even built."""
+  from videogen import stages  # noqa: PLC0415
   from videogen.data import pipeline  # noqa: PLC0415
 
   assert issubclass(pipeline.SplitSizeError, cli_checks.runtime_errors())
   with pytest.raises(pipeline.SplitSizeError, match='num_eval_batches=0'):
     pipeline.check_num_eval_batches(0)
+  config = helpers.tiny_config('tokenizer', str(tmp_path / 'data'), num_eval_batches=0)
+  with pytest.raises(pipeline.SplitSizeError, match='num_eval_batches=0'):
+    stages.train(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'data').exists()

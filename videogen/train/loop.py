@@ -235,6 +235,8 @@ def train_and_evaluate(
       f'batch_size {config.batch_size} is not divisible by the batch axes '
       f'data*fsdp = {batch_shards}.'
     )
+  # A config error, so it stops the run before a dataset build that may take hours.
+  pipeline.check_num_eval_batches(config.num_eval_batches)
   saved_step = None
   if config.get('compiled_train_step'):  # Checked before the data and the state are built.
     saved_step = compiled_step.load(config.compiled_train_step, config, mesh)
