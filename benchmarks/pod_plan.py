@@ -1,6 +1,7 @@
 """Pod plan: which TPU slice each model size needs, from real XLA:TPU compilations.
 
   python benchmarks/pod_plan.py [--max_minutes 20] [--out benchmarks/results/pod_plan]
+  python benchmarks/pod_plan.py --match tokenizer   # re-plan those rows, keep the others
 
 For each row (config, TPU slice) it compiles the train step for the slice
 with `videogen.compile` (libtpu, no TPU needed) and tries a few settings in
@@ -144,7 +145,7 @@ def plan_row(label: str, path: str, accelerator: str, num_slices: int) -> dict:
   return result
 
 
-def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
+def to_markdown(rows: list[dict], left_out: list[str], minutes: float, replanned: str = '') -> str:
   lines = [
     '# Pod plan (train step compiled with XLA:TPU via libtpu on a 2-core CPU machine)',
     '',
@@ -176,9 +177,51 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float) -> str:
       + f'| {r["costliest"]} | {r["compile_s"]:.0f} |'
     )
   lines += ['', f'Wall time {minutes:.1f} min.']
+  if replanned:
+    lines += ['', replanned]
   if left_out:
     lines += ['', 'Left out (time budget): ' + '; '.join(left_out) + '.']
   return '\n'.join(lines) + '\n'
+
+
+def _write(out: pathlib.Path, result: dict) -> str:
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.with_suffix('.json').write_text(json.dumps(result, indent=2) + '\n')
+  text = to_markdown(
+    result['rows'],
+    result.get('left_out', []),
+    result.get('minutes', 0.0),
+    result.get('replanned', ''),
+  )
+  out.with_suffix('.md').write_text(text)
+  return text
+
+
+def replan(out: pathlib.Path, match: str) -> str:
+  """Compiles again the rows whose label contains `match` and puts them in place of
+  their earlier results in `out`.json; the other rows are kept as they were."""
+  result = json.loads(out.with_suffix('.json').read_text())
+  chosen = [row for row in ROWS if match in row[0]]
+  if not chosen:
+    raise SystemExit(f'--match {match!r} names no row; rows: {", ".join(r[0] for r in ROWS)}')
+  start = time.perf_counter()
+  for label, path, accelerator, slices in chosen:
+    new = plan_row(label, path, accelerator, slices)
+    result['rows'] = [
+      new
+      if (r['row'], r['config'], r['accelerator'])
+      == (new['row'], new['config'], new['accelerator'])
+      else r
+      for r in result['rows']
+    ]
+    if new not in result['rows']:
+      result['rows'].append(new)
+  minutes = (time.perf_counter() - start) / 60
+  result['replanned'] = (
+    f'Re-planned with `--match {match}` ({len(chosen)} rows, {minutes:.1f} min); the wall time '
+    'above is of the run that planned all rows.'
+  )
+  return _write(out, result)
 
 
 def main() -> None:
@@ -186,7 +229,14 @@ def main() -> None:
   parser.add_argument('--max_minutes', type=float, default=20.0)
   parser.add_argument('--out', default='benchmarks/results/pod_plan')
   parser.add_argument('--rows', type=int, default=len(ROWS), help='Only the first N rows.')
+  parser.add_argument(
+    '--match', default='', help='Re-plan only rows whose label contains this; keep the others.'
+  )
   args = parser.parse_args()
+  out = pathlib.Path(args.out)
+  if args.match:
+    print(replan(out, args.match))
+    return
   start = time.perf_counter()
   rows, left_out = [], []
   for label, path, accelerator, slices in ROWS[: args.rows]:
@@ -195,20 +245,12 @@ def main() -> None:
       continue
     rows.append(plan_row(label, path, accelerator, slices))
     minutes = (time.perf_counter() - start) / 60
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.json').write_text(json.dumps({'rows': rows}, indent=2) + '\n')
-    out.with_suffix('.md').write_text(to_markdown(rows, left_out, minutes))
+    _write(out, {'rows': rows, 'left_out': left_out, 'minutes': minutes})
   left_out += [
     f'{label} on {acc}' + (f' x{s}' if s > 1 else '') for label, _, acc, s in ROWS[args.rows :]
   ]
   minutes = (time.perf_counter() - start) / 60
-  out = pathlib.Path(args.out)
-  out.with_suffix('.json').write_text(
-    json.dumps({'rows': rows, 'left_out': left_out, 'minutes': minutes}, indent=2) + '\n'
-  )
-  out.with_suffix('.md').write_text(to_markdown(rows, left_out, minutes))
-  print(to_markdown(rows, left_out, minutes))
+  print(_write(out, {'rows': rows, 'left_out': left_out, 'minutes': minutes}))
 
 
 if __name__ == '__main__':

@@ -73,6 +73,58 @@ def test_cpu_conv_path_matches_a_3d_convolution(in_channels, strides):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * in_channels)
 
 
+@pytest.mark.parametrize(
+  'frames,kt,strides',
+  [(17, 3, (1, 1, 1)), (9, 3, (2, 2, 2)), (1, 3, (2, 2, 2)), (9, 5, (1, 2, 2)), (7, 1, (1, 1, 1))],
+)
+def test_accelerator_conv_path_matches_padding_with_the_first_frame(frames, kt, strides):
+  # TPU/GPU: the conv zero-pads time and corrects its first outputs instead of
+  # concatenating kt - 1 copies of frame 0; the result is the same.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, frames, 8, 8, 5)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(kt, 3, 3, 5, 4)), jnp.float32)
+  padding = ((1, 1), (1, 1))
+  padded = jnp.concatenate([jnp.repeat(x[:, :1], kt - 1, axis=1), x], axis=1)
+  want = layers._conv3d(padded, kernel, strides, ((0, 0), *padding))
+  got = layers._replicate_padded_conv3d(x, kernel, strides, padding)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _reference_group_norm_swish(x, groups: int, scale, bias):
+  """GroupNorm's definition per frame (channel c in group c // (channels / groups)), then swish."""
+  b, t, h, w, c = x.shape
+  grouped = x.reshape(b, t, h, w, groups, c // groups)
+  mean = grouped.mean(axis=(2, 3, 5), keepdims=True)
+  var = grouped.var(axis=(2, 3, 5), keepdims=True)
+  y = ((grouped - mean) / jnp.sqrt(var + 1e-6)).reshape(x.shape) * scale + bias
+  return y * jax.nn.sigmoid(y)
+
+
+def test_group_norm_swish_matches_its_definition_and_gradient():
+  # Channels with very different means and scales: a channel normalised with another
+  # group's statistics (what nnx.GroupNorm did on [b, t, h, w, c]) is far off.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 4, 4, 16)) * np.arange(1, 17) + 10 * np.arange(16)
+  x = jnp.asarray(x, jnp.float32)
+  norm = layers.GroupNormSwish(16, 4, rngs=nnx.Rngs(0))
+  norm.scale[...] = jnp.asarray(rng.uniform(0.5, 2, 16), jnp.float32)
+  norm.bias[...] = jnp.asarray(rng.normal(size=16), jnp.float32)
+  scale, bias = norm.scale[...], norm.bias[...]
+  reference = jax.jit(lambda x: _reference_group_norm_swish(x, 4, scale, bias))
+  np.testing.assert_allclose(norm(x), reference(x), rtol=1e-4, atol=1e-5)  # One-pass variance.
+  # Gradients through the recomputing (jax.checkpoint) backward equal plain autodiff.
+  weights = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  got = jax.grad(lambda x: jnp.sum(norm(x) * weights))(x)
+  want = jax.grad(lambda x: jnp.sum(reference(x) * weights))(x)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  # bfloat16 in, bfloat16 out; statistics per frame (frame 0 does not see frame 2).
+  assert norm(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+  changed = x.at[:, 2].multiply(5.0)
+  np.testing.assert_array_equal(norm(changed)[:, :2], norm(x)[:, :2])
+  np.testing.assert_array_equal(layers.GroupNormSwish(16, 0, rngs=nnx.Rngs(0))(x), nnx.swish(x))
+
+
 @pytest.mark.parametrize('frames,latent_frames', [(1, 1), (5, 2), (17, 5)])
 def test_encode_decode_shapes(tokenizer, frames, latent_frames):
   video = random_video(frames)

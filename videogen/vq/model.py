@@ -95,7 +95,7 @@ class Encoder(nnx.Module):
     for _ in range(config.num_res_blocks):
       blocks.append(layers.ResBlock(current, current, groups, dtype=dtype, rngs=rngs))
     self.blocks = nnx.List(blocks)
-    self.norm_out = layers.FrameGroupNorm(current, groups, rngs=rngs)
+    self.norm_out = layers.GroupNormSwish(current, groups, rngs=rngs)
     self.conv_out = layers.CausalConv3d(current, latent_dim, (1, 1, 1), dtype=dtype, rngs=rngs)
 
   def __call__(self, video: jax.Array) -> jax.Array:
@@ -103,7 +103,7 @@ class Encoder(nnx.Module):
     x = layers.constrain(self.conv_in(video))
     for block in self.blocks:
       x = block(x)
-    x = self.conv_out(nnx.swish(self.norm_out(x)))
+    x = self.conv_out(self.norm_out(x))
     return layers.constrain(x.astype(jnp.float32))
 
   def flops(self, shape: Shape3) -> tuple[float, Shape3]:
@@ -147,7 +147,7 @@ class Decoder(nnx.Module):
         )
         current = channels[level - 1]
     self.blocks = nnx.List(blocks)
-    self.norm_out = layers.FrameGroupNorm(current, groups, rngs=rngs)
+    self.norm_out = layers.GroupNormSwish(current, groups, rngs=rngs)
     self.conv_out = layers.CausalConv3d(current, 3, dtype=dtype, rngs=rngs)
 
   def features(self, latents: jax.Array) -> jax.Array:
@@ -155,7 +155,7 @@ class Decoder(nnx.Module):
     x = layers.constrain(self.conv_in(latents))
     for block in self.blocks:
       x = block(x)
-    return nnx.swish(self.norm_out(x))
+    return self.norm_out(x)
 
   def __call__(self, latents: jax.Array) -> jax.Array:
     """latents: [batch, t, h, w, latent_dim] -> [batch, T, H, W, 3] float32."""
