@@ -145,7 +145,9 @@ def plan_row(label: str, path: str, accelerator: str, num_slices: int) -> dict:
   return result
 
 
-def to_markdown(rows: list[dict], left_out: list[str], minutes: float, replanned: str = '') -> str:
+def to_markdown(
+  rows: list[dict], left_out: list[str], minutes: float, replanned: list[str] | tuple = ()
+) -> str:
   lines = [
     '# Pod plan (train step compiled with XLA:TPU via libtpu on a 2-core CPU machine)',
     '',
@@ -178,7 +180,7 @@ def to_markdown(rows: list[dict], left_out: list[str], minutes: float, replanned
     )
   lines += ['', f'Wall time {minutes:.1f} min.']
   if replanned:
-    lines += ['', replanned]
+    lines += ['', ' '.join(replanned) + ' The wall time above is of the run that planned all rows.']
   if left_out:
     lines += ['', 'Left out (time budget): ' + '; '.join(left_out) + '.']
   return '\n'.join(lines) + '\n'
@@ -191,7 +193,7 @@ def _write(out: pathlib.Path, result: dict) -> str:
     result['rows'],
     result.get('left_out', []),
     result.get('minutes', 0.0),
-    result.get('replanned', ''),
+    result.get('replanned', []),
   )
   out.with_suffix('.md').write_text(text)
   return text
@@ -217,10 +219,11 @@ def replan(out: pathlib.Path, match: str) -> str:
     if new not in result['rows']:
       result['rows'].append(new)
   minutes = (time.perf_counter() - start) / 60
-  result['replanned'] = (
-    f'Re-planned with `--match {match}` ({len(chosen)} rows, {minutes:.1f} min); the wall time '
-    'above is of the run that planned all rows.'
-  )
+  earlier = [line for line in result.get('replanned', []) if f'`--match {match}`' not in line]
+  result['replanned'] = [
+    *earlier,
+    f'Re-planned with `--match {match}`: {len(chosen)} rows, {minutes:.1f} min.',
+  ]
   return _write(out, result)
 
 
