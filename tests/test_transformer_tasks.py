@@ -23,8 +23,10 @@ from videogen.transformer.model import Transformer
 ALL_TASKS = {f'model.tasks.{name}': 1.0 for name in tasks.TASKS}
 # Recorded from the code before tasks existed: a 2-step text-to-video run of
 # `helpers.toy_transformer_config` (seed 0, step keys fold_in(key(1), i)) gave
-# these losses bit for bit; the t2v-only path must keep them.
-T2V_LOSSES = (7.520879745483398, 7.29773473739624)
+# these losses bit for bit; the t2v-only path must keep them. Re-recorded once,
+# when the frozen toy tokenizer's GroupNorm was fixed (its tokens changed; it was
+# 7.520879745483398, 7.29773473739624 with the old norm and the same transformer code).
+T2V_LOSSES = (7.499845504760742, 7.398055076599121)
 
 
 @pytest.fixture(scope='module')
