@@ -159,3 +159,39 @@ def test_collectives_by_ring_algorithm_and_across_slices():
   reduce_scatter = 64 * 4 * 3
   assert roofline.collective_bytes == all_gather + all_reduce + reduce_scatter
   assert roofline.dcn_bytes == all_gather + reduce_scatter  # Groups {0..3} span both slices.
+
+
+def test_arrays_in_vmem_cost_no_hbm_bytes_and_their_prefetch_counts_once():
+  # XLA:TPU's memory space assignment: x is copied into VMEM (S(1)) and w is
+  # sliced into it in two halves joined by a ConcatBitcast; the fusions then
+  # read VMEM. HBM moves x once, w once, and the result written to HBM.
+  w, half = 'bf16[1024,256]{1,0:T(8,128)(2,1)}', 'bf16[512,256]{1,0:T(8,128)(2,1)S(1)}'
+  x, x_vmem = 'f32[8,128]{1,0:T(8,128)}', 'f32[8,128]{1,0:T(8,128)S(1)}'
+  hlo = f"""
+%fused (p0: f32[8,128]) -> f32[8,128] {{
+  %p0 = f32[8,128]{{1,0}} parameter(0)
+  ROOT %e = f32[8,128]{{1,0}} exponential(%p0)
+}}
+
+%fused_w (q0: bf16[1024,256]) -> bf16[1024,256] {{
+  %q0 = bf16[1024,256]{{1,0}} parameter(0)
+  ROOT %n = bf16[1024,256]{{1,0}} negate(%q0)
+}}
+
+ENTRY %main (w: bf16[1024,256], x: f32[8,128]) -> f32[8,128] {{
+  %w = {w} parameter(0)
+  %x = {x} parameter(1)
+  %cs = ({x_vmem}, {x}, u32[]{{:S(2)}}) copy-start(%x)
+  %cd = {x_vmem} copy-done(%cs)
+  %s0 = (({w}), {half}, s32[]{{:S(2)}}) slice-start(%w), slice={{[0:512], [0:256]}}
+  %s1 = (({w}), {half}, s32[]{{:S(2)}}) slice-start(%w), slice={{[512:1024], [0:256]}}
+  %d0 = {half} slice-done(%s0)
+  %d1 = {half} slice-done(%s1)
+  %wv = bf16[1024,256]{{1,0:T(8,128)(2,1)S(1)}} custom-call(%d0, %d1), custom_call_target="ConcatBitcast"
+  %nw = bf16[1024,256]{{1,0:T(8,128)(2,1)S(1)}} fusion(%wv), kind=kLoop, calls=%fused_w
+  ROOT %y = {x} fusion(%cd), kind=kLoop, calls=%fused
+}}
+"""
+  assert hlo_roofline.array_bytes(half) == 512 * 256 * 2
+  assert hlo_roofline.array_bytes(half, hbm_only=True) == 0
+  assert _analyse(hlo).bytes == 8 * 128 * 4 + 1024 * 256 * 2 + 8 * 128 * 4

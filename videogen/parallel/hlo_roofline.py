@@ -13,7 +13,10 @@ their trip count (read off the loop condition), and for each operation
   attention kernels by their matmuls at the causal mask's block density;
 * HBM bytes: its operands and results at their tiled (padded) layout sizes,
   a sliced operand (a scanned layer's weights) at the slice it reads and an
-  in-place update at the update's size;
+  in-place update at the update's size. Arrays the compiler placed in another
+  memory space (`S(1)`: on-chip VMEM; SMEM, semaphores) move no HBM bytes:
+  the asynchronous copies and slices that fill VMEM from HBM (`copy-start`,
+  `slice-start`) count the HBM side once, and their readers read VMEM;
 
 and estimates its time as max(FLOPs / peak, bytes / HBM bandwidth). The
 program's time is the sum: operations run one after another on a TPU core,
@@ -38,6 +41,7 @@ _DTYPE_BYTES = {
   'c64': 8, 'c128': 16,
 }  # fmt: skip
 _ARRAY = re.compile(r'\b(' + '|'.join(_DTYPE_BYTES) + r')\[([\d,]*)\](\{[^}]*\})?')
+_MEMORY_SPACE = re.compile(r'S\((\d+)\)')
 _HEADER = re.compile(r'^(ENTRY\s+)?%([\w.\-]+)\s.*\{\s*$')
 _INSTRUCTION = re.compile(r'^\s*(ROOT\s+)?%([\w.\-]+)\s*=\s*')
 _OPERAND = re.compile(r'%([\w.\-]+)')
@@ -173,14 +177,18 @@ def parse_module(hlo_text: str) -> tuple[dict[str, Computation], str]:
   return computations, entry
 
 
-def array_bytes(shape: str) -> float:
+def array_bytes(shape: str, hbm_only: bool = False) -> float:
   """Bytes of every array in an HLO type, at its tiled layout when one is given.
 
   A TPU layout `{1,0:T(8,128)}` stores the two most-minor dimensions in
   8x128 tiles, so f32[8,24]{1,0:T(8,128)} occupies 8x128 words, not 8x24.
+  With `hbm_only`, arrays whose layout names a memory space other than 0
+  (`{1,0:T(8,128)S(1)}`: VMEM) count 0.
   """
   total = 0.0
   for dtype, dims_text, layout in _ARRAY.findall(shape):
+    if hbm_only and not in_hbm(layout):
+      continue
     dims = [int(d) for d in dims_text.split(',') if d]
     if layout and dims:
       order_text, _, tiling = layout.strip('{}').partition(':')
@@ -193,6 +201,18 @@ def array_bytes(shape: str) -> float:
           dims[dim] = -(-dims[dim] // size) * size
     total += _DTYPE_BYTES[dtype] * math.prod(dims)
   return total
+
+
+def in_hbm(layout: str) -> bool:
+  """Whether an array with this layout (`{1,0:T(8,128)S(1)}`) lives in HBM:
+  memory space 0, the default; XLA:TPU writes S(1) for VMEM, S(2) for SMEM."""
+  space = _MEMORY_SPACE.search(layout or '')
+  return space is None or space.group(1) == '0'
+
+
+def _arrays(shape: str) -> list[str]:
+  """The array types of an HLO type, flattened in order ('(f32[2]{0}, s32[])' -> two)."""
+  return [match.group(0) for match in _ARRAY.finditer(shape)]
 
 
 def _dims(shape: str) -> list[int]:
@@ -391,9 +411,9 @@ class _Walker:
   def fusion_bytes(self, instruction: Instruction, shapes: dict[str, str]) -> float:
     """Operand and result bytes of a fusion, reading slices and updates in place."""
     fused = self.computations.get((instruction.attribute('calls') or '').lstrip('%'))
-    operand_bytes = [array_bytes(shapes.get(o, '')) for o in instruction.operands]
+    operand_bytes = [array_bytes(shapes.get(o, ''), hbm_only=True) for o in instruction.operands]
     if fused is None:
-      return sum(operand_bytes) + array_bytes(instruction.shape)
+      return sum(operand_bytes) + array_bytes(instruction.shape, hbm_only=True)
     relabel = ('bitcast', 'parameter', 'tuple', 'get-tuple-element')
     if all(i.opcode in relabel for i in fused.instructions.values()):
       return 0.0  # A relabelling: no data moves.
@@ -404,10 +424,16 @@ class _Walker:
     roots = [root] if root is not None else []
     if root is not None and root.opcode == 'tuple':
       roots = [fused.instructions[o] for o in root.operands if o in fused.instructions]
+    # The fusion's own type says where each result lives; its body's may not.
+    placed = _arrays(instruction.shape)
     result = 0.0
-    for out in roots:
-      if out.opcode == 'dynamic-update-slice' and len(out.operands) > 1:
+    for position, out in enumerate(roots):
+      in_place = out.opcode == 'dynamic-update-slice' and len(out.operands) > 1
+      if in_place:
         updated.add(out.operands[0])
+      if len(placed) == len(roots) and not in_hbm(placed[position]):
+        continue
+      if in_place:
         result += array_bytes(fused.instructions[out.operands[1]].shape)
       else:
         result += array_bytes(out.shape)
@@ -478,8 +504,7 @@ class _Walker:
         flops = self.fused_flops(instruction.attribute('calls') or '')
         moved = self.fusion_bytes(instruction, shapes)
       else:
-        moved = sum(array_bytes(shapes.get(o, '')) for o in instruction.operands)
-        moved += array_bytes(instruction.shape)
+        moved = _unfused_bytes(instruction, shapes)
         if opcode == 'convolution':
           flops = convolution_flops(instruction, shapes)
         elif opcode == 'dot':
@@ -492,6 +517,25 @@ class _Walker:
       if flops and kind == 'other':
         kind = 'matmul'
       self.ops.append(OpCost(instruction.op_name, kind, flops, moved, count))
+
+
+def _unfused_bytes(instruction: Instruction, shapes: dict[str, str]) -> float:
+  """HBM bytes of an operation outside a fusion: what it reads and writes in HBM."""
+  opcode = instruction.opcode
+  if opcode == 'custom-call' and instruction.attribute('custom_call_target') == 'ConcatBitcast':
+    return 0.0  # Joins the slices of one prefetch in VMEM: a relabelling.
+  results = _arrays(instruction.shape)
+  if opcode == 'copy-start':  # (destination, source, context): the source is the operand.
+    results = results[:1]
+  elif opcode == 'slice-start':  # ((operand), slice, context)
+    results = results[1:2]
+  written = sum(array_bytes(result, hbm_only=True) for result in results)
+  if opcode in ('slice-start', 'slice', 'dynamic-slice') and instruction.operands:
+    # Only the slice is read, and only from HBM if the operand lives there.
+    source = _arrays(shapes.get(instruction.operands[0], ''))
+    read = sum(array_bytes(r) for r in results) if source and in_hbm(source[0]) else 0.0
+    return read + written
+  return written + sum(array_bytes(shapes.get(o, ''), hbm_only=True) for o in instruction.operands)
 
 
 def _parameter_index(instruction: Instruction) -> int | None:
