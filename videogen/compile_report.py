@@ -33,7 +33,8 @@ class ProgramReport:
     flops: matrix-unit FLOPs per chip per step of the compiled program: its
       convolutions/dots and splash kernels, loop bodies once per trip, what
       remat recomputes included.
-    bytes_accessed: HBM bytes per chip per step at tiled layout sizes.
+    bytes_accessed: HBM bytes per chip per step at tiled layout sizes (arrays
+      in on-chip VMEM excluded; the copies that fill VMEM from HBM counted).
     xla_flops: XLA's own `cost_analysis()` FLOPs, for reference (it counts a
       loop body once and a Pallas kernel as 0).
     collective_bytes: bytes each chip sends in the step's collectives (ICI).
