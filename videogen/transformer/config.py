@@ -40,13 +40,13 @@ VARIANTS: dict[str, Variant] = {
 }
 # fmt: on
 
-# benchmarks/results/pod_plan.md: 8b fits v5p-128 only with full remat (10.8 of 95 GiB/chip; 168.1 without), 3b without took 88.7.
+# benchmarks/results/pod_plan.md: 8b fits v5p-128 only with full remat (10.8 of 95 GiB/chip; 164.9 without), 3b without took 86.8.
 FULL_REMAT_VARIANTS = ('3b', '8b')
 # Unrolled by default: without remat a scanned stack copies each layer's saved activations
-# into the stack and back (XLA:TPU, `videogen compile`: base on v5p-128 est. MFU 28% -> 44%;
-# large on v5e-64 25% -> 29% and 14.7 -> 5.8 GiB per chip). With full remat (3b, 8b) scanning
-# costs little.
-UNROLLED_VARIANTS = ('base', 'large')
+# into the stack and back (XLA:TPU, `videogen compile`: large on v5e-64 14.7 -> 5.8 GiB per
+# chip; xl on v5e-256 15.1 -> 7.4 GiB and est. MFU 60% -> 79%). With full remat (3b, 8b)
+# scanning costs little.
+UNROLLED_VARIANTS = ('base', 'large', 'xl')
 
 DEFAULT_PROMPTS = (
   'a red circle moving left',
