@@ -16,9 +16,11 @@ _RUN_ONCE_CPU_OPTIONS = {'xla_backend_optimization_level': 0}
 def run_once(fn: Callable[..., Any], *args: Any, **jit_kwargs: Any) -> Any:
   """`jax.jit(fn, **jit_kwargs)(*args)`, compiled without backend optimisation on CPU.
 
-  Other backends compile as usual.
+  Other backends compile as usual, and so does a call under a trace (inside
+  `jax.eval_shape` or `jit`, where there is nothing to run once).
   """
   jitted = jax.jit(fn, **jit_kwargs)
-  if jax.default_backend() != 'cpu':
+  traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
+  if jax.default_backend() != 'cpu' or traced:
     return jitted(*args)
   return jitted.lower(*args).compile(compiler_options=_RUN_ONCE_CPU_OPTIONS)(*args)
