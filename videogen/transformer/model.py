@@ -10,9 +10,7 @@ can sit anywhere in [0, max_latent_frames), beyond the training length.
 A multi-task model (`spec.multitask`) reads `spec.prefix_length` more
 positions first: a task token and a canvas of conditioning tokens aligned
 with the clip (`videogen.transformer.tasks`); its input table has the mask
-and task tokens too, and a learned prefix embedding is added to every prefix
-input (canvas token j shares the coordinates of the clip position that
-predicts token j). A text-to-video model has none of these.
+and task tokens too. A text-to-video model has neither.
 """
 
 from __future__ import annotations
@@ -41,8 +39,6 @@ class DecodeCache:
     cross_value: per layer, as `cross_key`.
     context_mask: bool [batch, text_length].
     frame_offset: int32 [batch], latent frame index of the window's first frame.
-    canvas: multi-task models: int32 [batch, t*h*w], the task prefix's canvas as
-      far as it has been read (clip positions add its aligned token); else None.
   """
 
   key: tuple[jax.Array, ...]
@@ -51,7 +47,6 @@ class DecodeCache:
   cross_value: tuple[jax.Array, ...]
   context_mask: jax.Array
   frame_offset: jax.Array
-  canvas: jax.Array | None = None
 
 
 def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
@@ -99,26 +94,6 @@ class Transformer(nnx.Module):
       )
       self.width_embed = nnx.Param(
         sharding.with_logical(init, ('width', 'embed'))(rngs.params(), (width, embed), param_dtype)
-      )
-    if spec.multitask:
-      # Added to the task prefix's inputs (BERT's segment embedding): canvas token j and the
-      # clip position predicting token j share coordinates, so this is what tells them apart.
-      self.prefix_embed = nnx.Param(
-        sharding.with_logical(nnx.initializers.normal(1.0), ('embed',))(
-          rngs.params(), (embed,), param_dtype
-        )
-      )
-      # Canvas token j, embedded again at the clip position predicting token j: attention
-      # alone must find it among t*h*w canvas tokens, which factorised RoPE with a few
-      # frequencies per axis resolves poorly. Zero at initialisation: a warm start from a
-      # text-to-video model begins as that model.
-      self.canvas_embed = nnx.Embed(
-        spec.vocab_size + 2,  # Codes, BOS, the mask token.
-        embed,
-        dtype=spec.dtype,
-        param_dtype=param_dtype,
-        embedding_init=sharding.with_logical(nnx.initializers.zeros, ('vocab', 'embed')),
-        rngs=rngs,
       )
     self.text_proj = nnx.Linear(
       spec.text_dim,
@@ -176,25 +151,9 @@ class Transformer(nnx.Module):
     context = self.text_norm(context)
     return sharding.constrain(context, ('batch', 'text_length', 'embed')), mask
 
-  def _embed(
-    self,
-    inputs: jax.Array,
-    coords: jax.Array,
-    start: jax.Array | int = 0,
-    canvas: jax.Array | None = None,
-  ):
-    """inputs: int32 [batch, length] at sequence positions [start, start + length);
-    coords: [batch, length, 3]; canvas: multi-task models, int32 [batch, t*h*w] (None:
-    no clip position among these) -> (x, rope)."""
+  def _embed(self, inputs: jax.Array, coords: jax.Array):
+    """inputs: int32 [batch, length]; coords: [batch, length, 3] -> (x, rope)."""
     x = self.token_embed(inputs)
-    if self.spec.multitask:
-      prefix_length = self.spec.prefix_length
-      position = start + jnp.arange(inputs.shape[1])
-      in_prefix = (position < prefix_length)[None, :, None]
-      x = x + jnp.where(in_prefix, self.prefix_embed[...].astype(x.dtype), 0)
-      if canvas is not None:
-        aligned = jnp.take(canvas, jnp.clip(position - prefix_length, 0, canvas.shape[1] - 1), 1)
-        x = x + jnp.where(in_prefix, 0, self.canvas_embed(aligned).astype(x.dtype))
     rope = None
     if self.spec.position == 'learned3d':
       position = (
@@ -252,10 +211,7 @@ class Transformer(nnx.Module):
     coords = layers.token_coords(
       self.spec.latent_shape, 0, length, frame_offset, self.spec.prefix_length
     )
-    canvas = None
-    if self.spec.multitask and length > self.spec.prefix_length:
-      canvas = inputs[:, 1 : self.spec.prefix_length]
-    x, rope = self._embed(inputs, coords, 0, canvas)
+    x, rope = self._embed(inputs, coords)
     context, context_mask = self.encode_text(text_emb, text_mask, text_drop)
     block_inputs = BlockInputs(rope, None, None, context, context_mask)
     layer_keys = (
@@ -304,9 +260,6 @@ class Transformer(nnx.Module):
       cross_value=tuple(v for _, v in cross),
       context_mask=context_mask,
       frame_offset=frame_offset.astype(jnp.int32),
-      canvas=(
-        jnp.zeros((context.shape[0], spec.seq_length), jnp.int32) if spec.multitask else None
-      ),
     )
 
   def prefill(self, inputs: jax.Array, cache: DecodeCache) -> tuple[jax.Array, DecodeCache]:
@@ -324,11 +277,7 @@ class Transformer(nnx.Module):
     coords = layers.token_coords(
       self.spec.latent_shape, 0, length, cache.frame_offset, self.spec.prefix_length
     )
-    if self.spec.multitask:
-      read = min(length, self.spec.prefix_length) - 1  # Canvas tokens among the inputs.
-      if read > 0:
-        cache = cache.replace(canvas=cache.canvas.at[:, :read].set(inputs[:, 1 : 1 + read]))
-    x, rope = self._embed(inputs, coords, 0, cache.canvas)
+    x, rope = self._embed(inputs, coords)
     keys, values = list(cache.key), list(cache.value)
     for i in range(self.spec.num_layers):
       block_inputs = BlockInputs(
@@ -359,12 +308,7 @@ class Transformer(nnx.Module):
     coords = layers.token_coords(
       self.spec.latent_shape, index, 1, cache.frame_offset, self.spec.prefix_length
     )
-    if self.spec.multitask:  # A canvas token (positions 1 .. prefix_length - 1) is stored.
-      slot = jnp.clip(index - 1, 0, self.spec.seq_length - 1)
-      stored = jax.lax.dynamic_update_index_in_dim(cache.canvas, token, slot, 1)
-      in_canvas = (index >= 1) & (index < self.spec.prefix_length)
-      cache = cache.replace(canvas=jnp.where(in_canvas, stored, cache.canvas))
-    x, rope = self._embed(token[:, None], coords, index, cache.canvas)
+    x, rope = self._embed(token[:, None], coords)
     keys, values = list(cache.key), list(cache.value)
     for i in range(self.spec.num_layers):
       block_inputs = BlockInputs(

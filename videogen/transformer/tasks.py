@@ -8,11 +8,9 @@ A multi-task model (`config.model.tasks` with any task but `t2v` > 0) reads
 
 The canvas is aligned with the clip: canvas token j sits at the (t, h, w)
 coordinates of clip token j and holds the conditioning token there (from the
-frozen video tokenizer) or the mask token where nothing is given; a learned
-prefix embedding, added to the task token and the canvas, tells them from
-the clip's positions. The loss covers the generated clip only. Text goes
-through cross-attention as for text-to-video. Prefix attention is causal,
-like the rest of the sequence.
+frozen video tokenizer) or the mask token where nothing is given. The loss
+covers the generated clip only. Text goes through cross-attention as for
+text-to-video. Prefix attention is causal, like the rest of the sequence.
 
 | task        | canvas                                                        |
 |-------------|---------------------------------------------------------------|
