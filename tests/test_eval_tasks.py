@@ -88,6 +88,10 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
     'task/outpaint/track_continuous',
     'task/restore/psnr_gain',
     'task/restore/psnr_gain_3db',
+    'task/restore/copy_psnr_gain',
+    'task/restore/recon_psnr_gain',
+    'task/inpaint/shifted_fill_psnr_minus_recon',
+    'task/outpaint/shifted_fill_psnr_minus_recon',
     'task/restyle/color_accuracy',
     'task/restyle/motion_accuracy',
   }
@@ -95,3 +99,6 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
   assert results['task/num_clips'] == 2
   for key in expected:
     assert np.isfinite(results[key]), key
+  only = tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2, only=('restore',))
+  assert {key.split('/')[1] for key in only if key != 'task/num_clips'} == {'restore'}
+  assert only['task/restore/copy_psnr_gain'] == results['task/restore/copy_psnr_gain']

@@ -11,8 +11,13 @@ held-out clip per row, and scores it with the checks of
 |             | clips whose objects stay within 2 px of the straight path (>= 80%)  |
 | predict     | objects that keep moving in the clip's direction (>= 90%)           |
 | inpaint,    | unmasked PSNR vs the clip minus the tokenizer reconstruction's      |
-| outpaint    | (>= -1 dB); objects tracked continuously through the mask (>= 80%)  |
-| restore     | PSNR gain of the result over the degraded input (>= 3 dB)           |
+| outpaint    | (>= -1 dB); objects tracked continuously through the mask (>= 80%); |
+|             | reference: the same for a fill off by one token (the clip's tokens  |
+|             | moved one token sideways), `shifted_fill_psnr_minus_recon`          |
+| restore     | PSNR gain of the result over the degraded input (>= 3 dB);          |
+|             | references: the tokenizer's reconstruction of the degraded input    |
+|             | (copying the condition, `copy_psnr_gain`) and of the clean clip     |
+|             | (every token right, `recon_psnr_gain`)                              |
 | restyle     | colour and motion of the caption (>= 90% each)                      |
 | i2v         | the caption's colour, shape and motion (alignment)                  |
 | uncond      | valid samples: objects with a colour, a shape, a steady motion      |
@@ -21,7 +26,7 @@ held-out clip per row, and scores it with the checks of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -79,16 +84,41 @@ def _fraction(values: list[bool]) -> float:
   return float(np.mean(values)) if values else 0.0
 
 
+def _unmasked_gap(samples, recon, videos, kept) -> float:
+  """Mean PSNR over the `kept` pixels of samples minus that of the reconstructions."""
+  gaps = [
+    shapes_eval.psnr(s, v, kept) - shapes_eval.psnr(r, v, kept)
+    for s, r, v in zip(samples, recon, videos, strict=True)
+  ]
+  return float(np.mean(gaps))
+
+
+def _psnr_gains(outputs, degraded, videos) -> list[float]:
+  """Per clip, PSNR of the output vs the clean clip minus that of the degraded input."""
+  return [
+    shapes_eval.psnr(o, v) - shapes_eval.psnr(d, v)
+    for o, d, v in zip(outputs, degraded, videos, strict=True)
+  ]
+
+
 def evaluate_tasks(
-  model, config, split: str, *, num_clips: int = NUM_CLIPS, seed: int = 0
+  model,
+  config,
+  split: str,
+  *,
+  num_clips: int = NUM_CLIPS,
+  seed: int = 0,
+  only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
   """`task/<name>/<figure>` for every trained task but t2v (see the module table), each
-  sampled with its own settings (`model.default_settings(task)`: `config.sampling.per_task`)."""
+  sampled with its own settings (`model.default_settings(task)`: `config.sampling.per_task`);
+  `only` restricts it to those of the trained tasks."""
   videos, captions = held_out_clips(config, split, num_clips)
   results: dict[str, Any] = {'task/num_clips': len(videos)}
-  recon = model.tokenizer.decode_uint8(model.tokenizer.encode_uint8(videos))
+  tokens = np.asarray(model.tokenizer.encode_uint8(videos))
+  recon = model.tokenizer.decode_uint8(tokens)
   for task in model.spec.tasks:
-    if task == 't2v':
+    if task == 't2v' or (only is not None and task not in only):
       continue
     key = f'task/{task}'
     settings = model.default_settings(task, seed=seed)
@@ -139,11 +169,12 @@ def evaluate_tasks(
         pixel = _pixel_mask(model, latent)
         samples = model.run_task_batch(task, captions, settings, video=list(videos))
       kept = ~pixel
-      gaps = [
-        shapes_eval.psnr(s, v, kept) - shapes_eval.psnr(r, v, kept)
-        for s, r, v in zip(samples, recon, videos, strict=True)
-      ]
-      results[f'{key}/unmasked_psnr_minus_recon'] = float(np.mean(gaps))
+      results[f'{key}/unmasked_psnr_minus_recon'] = _unmasked_gap(samples, recon, videos, kept)
+      # Reference: the clip's own tokens moved one token sideways fill the mask.
+      shifted = np.where(latent[None], np.roll(tokens, 1, axis=3), tokens)
+      results[f'{key}/shifted_fill_psnr_minus_recon'] = _unmasked_gap(
+        model.tokenizer.decode_uint8(shifted), recon, videos, kept
+      )
       continuous = []
       for s, v, caption in zip(samples, videos, captions, strict=True):
         for color, _ in _colors(caption):
@@ -154,12 +185,16 @@ def evaluate_tasks(
     elif task == 'restore':
       degraded = degrade(videos, seed)
       samples = model.run_task_batch(task, captions, settings, video=list(degraded))
-      gain = [
-        shapes_eval.psnr(s, v) - shapes_eval.psnr(d, v)
-        for s, d, v in zip(samples, degraded, videos, strict=True)
-      ]
+      gain = _psnr_gains(samples, degraded, videos)
       results[f'{key}/psnr_gain'] = float(np.mean(gain))
       results[f'{key}/psnr_gain_3db'] = _fraction([g >= 3.0 for g in gain])
+      # References: the tokenizer's reconstruction of the degraded input (copying the
+      # condition's tokens) and of the clean clip (every token right).
+      copied = model.tokenizer.decode_uint8(model.tokenizer.encode_uint8(degraded))
+      for name, reference in (('copy', copied), ('recon', recon)):
+        results[f'{key}/{name}_psnr_gain'] = float(
+          np.mean(_psnr_gains(reference, degraded, videos))
+        )
     elif task == 'restyle':
       samples = model.run_task_batch(task, captions, settings, video=list(videos))
       report = shapes_eval.evaluate_clips(samples, captions)
