@@ -1,0 +1,108 @@
+"""Per-task figures of a multi-task shapes run at each kept checkpoint (the README's tables).
+
+Not a speed benchmark: the quality figures of `configs/shapes/multitask.py`,
+with the protocol of the README's table. t2v uses the quickstart's held-out
+protocol (80 grid prompts x 2 samples x 3 seeds). Every other task runs
+`videogen.eval.tasks_eval.evaluate_tasks` on 64 test clips, with the same-run
+references (restore's copy and reconstruction gains, in/outpaint's
+one-token-off fill). Each task samples with the run's `config.sampling.per_task`.
+
+  python benchmarks/multitask_figures.py --workdir runs/multitask --steps 500,1000,1400 \
+      --out benchmarks/results/multitask
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import tempfile
+import time
+
+from videogen import quickstart
+from videogen.eval import tasks_eval
+from videogen.transformer.inference import TextToVideo
+
+NUM_CLIPS = 64
+COLUMNS = (
+  ('t2v', ('t2v/color_accuracy', 't2v/shape_accuracy', 't2v/motion_accuracy'), '{:.1%}'),
+  ('uncond', ('task/uncond/valid',), '{:.0%}'),
+  ('predict', ('task/predict/direction_kept',), '{:.0%}'),
+  ('interpolate', ('task/interpolate/on_path_2px', 'task/interpolate/given_frames_psnr'), None),
+  ('inpaint', ('task/inpaint/unmasked_psnr_minus_recon', 'task/inpaint/track_continuous'), None),
+  ('outpaint', ('task/outpaint/unmasked_psnr_minus_recon', 'task/outpaint/track_continuous'), None),
+  ('restore (copy)', ('task/restore/psnr_gain', 'task/restore/copy_psnr_gain'), None),
+  ('restyle', ('task/restyle/color_accuracy', 'task/restyle/motion_accuracy'), '{:.0%}'),
+)
+
+
+def at_step(workdir: pathlib.Path, step: int, scratch: pathlib.Path) -> pathlib.Path:
+  """A view of `workdir` whose only checkpoint is `step` (`TextToVideo.load` takes the latest)."""
+  view = scratch / f'step_{step}'
+  (view / 'checkpoints').mkdir(parents=True)
+  for entry in workdir.iterdir():
+    if entry.name != 'checkpoints':
+      (view / entry.name).symlink_to(entry.resolve())
+  source = workdir / 'checkpoints' / str(step)
+  if not source.is_dir():
+    kept = sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+    raise SystemExit(f'--steps: no checkpoint {step} in {workdir}; kept: {", ".join(kept)}')
+  shutil.copytree(source, view / 'checkpoints' / str(step))
+  return view
+
+
+def figures(path: pathlib.Path) -> dict[str, float]:
+  model = TextToVideo.load(path)
+  start = time.perf_counter()
+  held = quickstart.held_out_alignment(
+    model, quickstart.held_out_prompts(), seeds=(0, 1, 2), samples_per_prompt=2
+  )
+  results = {f't2v/{k}': held[k] for k in ('color_accuracy', 'shape_accuracy', 'motion_accuracy')}
+  results.update(tasks_eval.evaluate_tasks(model, model.config, 'test', num_clips=NUM_CLIPS))
+  results['seconds'] = time.perf_counter() - start
+  return {k: v for k, v in results.items() if not isinstance(v, dict)}
+
+
+def cell(row: dict, keys: tuple[str, ...], fmt: str | None) -> str:
+  if any(k not in row for k in keys):
+    return '–'
+  values = [row[k] for k in keys]
+  if fmt:
+    return ' / '.join(fmt.format(v) for v in values)
+  first, second = values  # dB first (signed), or a fraction then dB.
+  if 'psnr' in keys[0]:
+    return f'{first:+.1f} dB; ' + (f'{second:+.1f} dB' if 'psnr' in keys[1] else f'{second:.0%}')
+  return f'{first:.0%}; {second:.1f} dB'
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--workdir', required=True, help='a multi-task transformer workdir')
+  parser.add_argument('--steps', default='', help='comma-separated kept steps; default the latest')
+  parser.add_argument(
+    '--out', default='benchmarks/results/multitask', help='writes OUT.json, OUT.md'
+  )
+  args = parser.parse_args()
+  workdir = pathlib.Path(args.workdir)
+  rows = []
+  with tempfile.TemporaryDirectory() as scratch:
+    for step in [int(s) for s in args.steps.split(',') if s]:
+      rows.append({'step': step, **figures(at_step(workdir, step, pathlib.Path(scratch)))})
+      print(json.dumps(rows[-1]), flush=True)
+  if not args.steps:
+    rows.append({'step': TextToVideo.load(workdir).step, **figures(workdir)})
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.with_suffix('.json').write_text(json.dumps({'workdir': str(workdir), 'rows': rows}, indent=2))
+  header = '| step | ' + ' | '.join(name for name, _, _ in COLUMNS) + ' |'
+  lines = [header, '|' + '---|' * (len(COLUMNS) + 1)]
+  for row in rows:
+    cells = [cell(row, keys, fmt) for _, keys, fmt in COLUMNS]
+    lines.append(f'| {row["step"]} | ' + ' | '.join(cells) + ' |')
+  out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()
