@@ -46,13 +46,15 @@ def at_step(workdir: pathlib.Path, step: int, scratch: pathlib.Path) -> pathlib.
       (view / entry.name).symlink_to(entry.resolve())
   source = workdir / 'checkpoints' / str(step)
   if not source.is_dir():
-    kept = sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+    found = (workdir / 'checkpoints').glob('[0-9]*')
+    kept = sorted((p.name for p in found), key=int)
     raise SystemExit(f'--steps: no checkpoint {step} in {workdir}; kept: {", ".join(kept)}')
   shutil.copytree(source, view / 'checkpoints' / str(step))
   return view
 
 
 def figures(path: pathlib.Path) -> dict[str, float]:
+  """The figures of the latest checkpoint of `path`, with its step."""
   model = TextToVideo.load(path)
   start = time.perf_counter()
   held = quickstart.held_out_alignment(
@@ -61,7 +63,7 @@ def figures(path: pathlib.Path) -> dict[str, float]:
   results = {f't2v/{k}': held[k] for k in ('color_accuracy', 'shape_accuracy', 'motion_accuracy')}
   results.update(tasks_eval.evaluate_tasks(model, model.config, 'test', num_clips=NUM_CLIPS))
   results['seconds'] = time.perf_counter() - start
-  return {k: v for k, v in results.items() if not isinstance(v, dict)}
+  return {'step': model.step, **{k: v for k, v in results.items() if not isinstance(v, dict)}}
 
 
 def cell(row: dict, keys: tuple[str, ...], fmt: str | None) -> str:
@@ -85,13 +87,20 @@ def main() -> None:
   )
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
+  try:
+    steps = [int(s) for s in args.steps.split(',') if s]
+  except ValueError:
+    raise SystemExit(f'--steps={args.steps}: give kept steps, e.g. 500,1000,1400') from None
   rows = []
-  with tempfile.TemporaryDirectory() as scratch:
-    for step in [int(s) for s in args.steps.split(',') if s]:
-      rows.append({'step': step, **figures(at_step(workdir, step, pathlib.Path(scratch)))})
-      print(json.dumps(rows[-1]), flush=True)
-  if not args.steps:
-    rows.append({'step': TextToVideo.load(workdir).step, **figures(workdir)})
+  try:
+    with tempfile.TemporaryDirectory() as scratch:
+      for step in steps:
+        rows.append(figures(at_step(workdir, step, pathlib.Path(scratch))))
+        print(json.dumps(rows[-1]), flush=True)
+      if not steps:
+        rows.append(figures(workdir))
+  except (FileNotFoundError, ValueError) as error:  # Not a multi-task transformer run.
+    raise SystemExit(f'--workdir={workdir}: {error}') from None
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix('.json').write_text(json.dumps({'workdir': str(workdir), 'rows': rows}, indent=2))

@@ -102,3 +102,5 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
   only = tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2, only=('restore',))
   assert {key.split('/')[1] for key in only if key != 'task/num_clips'} == {'restore'}
   assert only['task/restore/copy_psnr_gain'] == results['task/restore/copy_psnr_gain']
+  with pytest.raises(ValueError, match='Unknown task'):
+    tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2, only=('restor',))

@@ -112,7 +112,14 @@ def evaluate_tasks(
 ) -> dict[str, Any]:
   """`task/<name>/<figure>` for every trained task but t2v (see the module table), each
   sampled with its own settings (`model.default_settings(task)`: `config.sampling.per_task`);
-  `only` restricts it to those of the trained tasks."""
+  `only` restricts it to those of the trained tasks.
+
+  Raises:
+    ValueError: `only` names a task the model was not trained on.
+  """
+  if only is not None:
+    for task in only:
+      tasks.check_task(model.spec, task)
   videos, captions = held_out_clips(config, split, num_clips)
   results: dict[str, Any] = {'task/num_clips': len(videos)}
   tokens = np.asarray(model.tokenizer.encode_uint8(videos))
