@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 
-from videogen import quickstart
+from videogen import quickstart, weights
 from videogen.eval import tasks_eval
 from videogen.transformer.inference import TextToVideo
 
@@ -53,9 +53,11 @@ def at_step(workdir: pathlib.Path, step: int, scratch: pathlib.Path) -> pathlib.
   return view
 
 
-def figures(path: pathlib.Path) -> dict[str, float]:
-  """The figures of the latest checkpoint of `path`, with its step."""
-  model = TextToVideo.load(path)
+def figures(path: pathlib.Path, use_ema: bool = True) -> dict[str, float]:
+  """The figures of the latest checkpoint of `path` (its EMA weights when kept and
+  `use_ema`), with its step and the weights used."""
+  model = TextToVideo.load(path, use_ema=use_ema)
+  kind = 'ema' if use_ema and model.config.optimizer.ema_decay > 0 else 'raw'
   start = time.perf_counter()
   held = quickstart.held_out_alignment(
     model, quickstart.held_out_prompts(), seeds=(0, 1, 2), samples_per_prompt=2
@@ -63,7 +65,11 @@ def figures(path: pathlib.Path) -> dict[str, float]:
   results = {f't2v/{k}': held[k] for k in ('color_accuracy', 'shape_accuracy', 'motion_accuracy')}
   results.update(tasks_eval.evaluate_tasks(model, model.config, 'test', num_clips=NUM_CLIPS))
   results['seconds'] = time.perf_counter() - start
-  return {'step': model.step, **{k: v for k, v in results.items() if not isinstance(v, dict)}}
+  return {
+    'step': model.step,
+    'weights': kind,
+    **{k: v for k, v in results.items() if not isinstance(v, dict)},
+  }
 
 
 def cell(row: dict, keys: tuple[str, ...], fmt: str | None) -> str:
@@ -85,8 +91,15 @@ def main() -> None:
   parser.add_argument(
     '--out', default='benchmarks/results/multitask', help='writes OUT.json, OUT.md'
   )
+  parser.add_argument(
+    '--weights',
+    default='ema',
+    choices=('ema', 'raw', 'both'),
+    help='the EMA weights when the run kept them (default), the raw ones, or a row of each',
+  )
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
+  use_ema = {'ema': (True,), 'raw': (False,), 'both': (True, False)}[args.weights]
   try:
     steps = [int(s) for s in args.steps.split(',') if s]
   except ValueError:
@@ -94,21 +107,23 @@ def main() -> None:
   rows = []
   try:
     with tempfile.TemporaryDirectory() as scratch:
-      for step in steps:
-        rows.append(figures(at_step(workdir, step, pathlib.Path(scratch))))
-        print(json.dumps(rows[-1]), flush=True)
-      if not steps:
-        rows.append(figures(workdir))
+      if args.weights == 'both' and not weights.read_config(workdir).optimizer.ema_decay > 0:
+        raise SystemExit(f'--weights=both: {workdir} kept no EMA (optimizer.ema_decay = 0)')
+      views = [at_step(workdir, step, pathlib.Path(scratch)) for step in steps] or [workdir]
+      for view in views:
+        for ema in use_ema:
+          rows.append(figures(view, ema))
+          print(json.dumps(rows[-1]), flush=True)
   except (FileNotFoundError, ValueError) as error:  # Not a multi-task transformer run.
     raise SystemExit(f'--workdir={workdir}: {error}') from None
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix('.json').write_text(json.dumps({'workdir': str(workdir), 'rows': rows}, indent=2))
-  header = '| step | ' + ' | '.join(name for name, _, _ in COLUMNS) + ' |'
-  lines = [header, '|' + '---|' * (len(COLUMNS) + 1)]
+  header = '| step | weights | ' + ' | '.join(name for name, _, _ in COLUMNS) + ' |'
+  lines = [header, '|' + '---|' * (len(COLUMNS) + 2)]
   for row in rows:
     cells = [cell(row, keys, fmt) for _, keys, fmt in COLUMNS]
-    lines.append(f'| {row["step"]} | ' + ' | '.join(cells) + ' |')
+    lines.append(f'| {row["step"]} | {row["weights"]} | ' + ' | '.join(cells) + ' |')
   out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
