@@ -246,11 +246,20 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
   config = config_lib.load_config_file(str(helpers.CONFIGS / 'shapes' / 'multitask.py'))
   for task in tasks.TASKS:
     settings = SamplingSettings.from_config(config.sampling, task)
-    expected = (1.0, 0) if task in ('t2v', 'uncond', 'i2v') else (0.4, 5)
-    assert (settings.temperature, settings.top_k) == expected, task
+    # Free generation places its objects at 1.0 and sharpens them at 0.4.
+    expected = {'t2v': (0.4, 0, 1.0), 'uncond': (0.4, 0, 1.0), 'i2v': (1.0, 0, None)}
+    got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
+    assert got == expected.get(task, (0.4, 5, None)), task
     assert settings.cfg_scale == config.sampling.cfg_scale  # Fields not set per task: shared.
   flagged = SamplingSettings.from_config(config.sampling, 'inpaint', temperature=0.9)
   assert (flagged.temperature, flagged.top_k) == (0.9, 5)
+  flagged = SamplingSettings.from_config(config.sampling, 't2v', first_frame_temperature=0.4)
+  assert (flagged.temperature, flagged.first_frame_temperature) == (0.4, 0.4)
+  # A config saved before the field existed (no first_frame_temperature): the temperature.
+  old = SamplingSettings.from_config(ml_collections.ConfigDict(_SHARED), 't2v')
+  assert old.first_frame_temperature is None
+  with pytest.raises(ValueError, match='first_frame_temperature=-0.5 must be >= 0'):
+    SamplingSettings(first_frame_temperature=-0.5).check()
 
 
 def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, capsys, tmp_path):
@@ -330,7 +339,7 @@ def get_config(arg=None):
     (
       {'inpaint': {'temprature': 0.4}},
       'config.sampling.per_task.inpaint.temprature: unknown field; '
-      'valid: cfg_scale, temperature, top_k, top_p',
+      'valid: cfg_scale, temperature, first_frame_temperature, top_k, top_p',
     ),
   ],
 )

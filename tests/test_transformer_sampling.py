@@ -69,6 +69,24 @@ def test_top_k_1_is_deterministic_and_equals_greedy_decoding():
   np.testing.assert_array_equal(first, _sample(temperature=0.0))
 
 
+def test_first_frame_temperature_applies_to_the_first_latent_frame_only():
+  greedy = _sample(temperature=0.0)
+  hot_rest = _sample(temperature=5.0, first_frame_temperature=0.0)
+  np.testing.assert_array_equal(hot_rest[:, 0], greedy[:, 0])
+  assert (hot_rest[:, 1:] != greedy[:, 1:]).any()
+  hot_first = _sample(temperature=0.0, first_frame_temperature=5.0)
+  assert (hot_first[:, 0] != greedy[:, 0]).any()
+  np.testing.assert_array_equal(
+    _sample(temperature=0.7, first_frame_temperature=None), _sample(temperature=0.7)
+  )
+  # A given first frame is kept; the frames after it sample at `temperature`.
+  given = _sample(prefix_tokens=greedy[:, :1], temperature=0.0, first_frame_temperature=5.0)
+  np.testing.assert_array_equal(given, greedy)
+  # A long video's later windows start from carried frames: only the clip's first is hot.
+  long = _sample(temperature=0.0, first_frame_temperature=5.0, num_latent_frames=5)
+  np.testing.assert_array_equal(long[:, :3], hot_first)
+
+
 def test_cfg_scale_1_equals_conditional_sampling():
   conditional = _sample(cfg_scale=None)
   guided_rows = _sample(cfg_scale=1.0)  # Conditional and null-text rows in one batch.

@@ -74,6 +74,12 @@ _PROMPTS_FILE = flags.DEFINE_string('prompts_file', None, 'File with one prompt 
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 1, 'Samples per prompt.')
 _CFG_SCALE = flags.DEFINE_float('cfg_scale', None, 'Classifier-free guidance scale.')
 _TEMPERATURE = flags.DEFINE_float('temperature', None, 'Sampling temperature.')
+_FIRST_FRAME_TEMPERATURE = flags.DEFINE_float(
+  'first_frame_temperature',
+  None,
+  "Temperature of the clip's first latent frame (where objects are placed); "
+  'default: the run config, else --temperature.',
+)
 _TOP_K = flags.DEFINE_integer('top_k', None, 'Top-k filtering; 0 = off.')
 _TOP_P = flags.DEFINE_float('top_p', None, 'Nucleus (top-p) filtering; 1 = off.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
@@ -217,6 +223,7 @@ def _sample() -> None:
       task,
       cfg_scale=_CFG_SCALE.value,
       temperature=_TEMPERATURE.value,
+      first_frame_temperature=_FIRST_FRAME_TEMPERATURE.value,
       top_k=_TOP_K.value,
       top_p=_TOP_P.value,
       seed=_SEED.value,

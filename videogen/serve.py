@@ -83,6 +83,8 @@ def reproduce_command(
   parts += ['--num_samples', str(num_samples), '--cfg_scale', repr(settings.cfg_scale)]
   parts += ['--temperature', repr(settings.temperature), '--top_k', str(settings.top_k)]
   parts += ['--top_p', repr(settings.top_p), '--seed', str(settings.seed)]
+  if settings.first_frame_temperature is not None:
+    parts += ['--first_frame_temperature', repr(settings.first_frame_temperature)]
   if settings.num_frames is not None:
     parts += ['--num_frames', str(settings.num_frames)]
   if first_frame:

@@ -137,6 +137,7 @@ def sampling_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.cfg_scale = 3.0  # Classifier-free guidance: uncond + s * (cond - uncond); 1 = conditional only.
   config.temperature = 1.0  # Softmax temperature; 0 = greedy (argmax).
+  config.first_frame_temperature = -1.0  # Temperature of the clip's first latent frame when sampled (where objects are placed); < 0 = `temperature`.
   config.top_k = 0  # Sample among the k most likely tokens; 0 = all.
   config.top_p = 1.0  # Nucleus sampling mass; 1 = off.
   config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
@@ -150,7 +151,7 @@ def sampling_config() -> ml_collections.ConfigDict:
 
 
 # Fields of `config.sampling` that `config.sampling.per_task.<task>` may set.
-PER_TASK_FIELDS = ('cfg_scale', 'temperature', 'top_k', 'top_p')
+PER_TASK_FIELDS = ('cfg_scale', 'temperature', 'first_frame_temperature', 'top_k', 'top_p')
 
 
 def check_per_task(per_task) -> None:

@@ -63,6 +63,8 @@ class SamplingSettings:
   Attributes:
     cfg_scale: classifier-free guidance: uncond + s * (cond - uncond); 1 = off.
     temperature: softmax temperature; 0 = greedy.
+    first_frame_temperature: the temperature of the clip's first latent frame
+      when it is sampled (where objects are placed); None = `temperature`.
     top_k: sample among the k most likely tokens; 0 = all.
     top_p: nucleus mass; 1 = off.
     seed: the token at each position draws from fold_in(key(seed), position).
@@ -74,6 +76,7 @@ class SamplingSettings:
 
   cfg_scale: float = 1.0
   temperature: float = 1.0
+  first_frame_temperature: float | None = None
   top_k: int = 0
   top_p: float = 1.0
   seed: int = 0
@@ -92,12 +95,16 @@ class SamplingSettings:
     """
     per_task = config.get('per_task') or {}
     transformer_config.check_per_task(per_task)
-    merged = {name: config[name] for name in transformer_config.PER_TASK_FIELDS}
+    # Runs saved before a field existed take its default.
+    defaults = transformer_config.sampling_config()
+    merged = {name: config.get(name, defaults[name]) for name in transformer_config.PER_TASK_FIELDS}
     if task is not None and task in per_task:
       merged.update(per_task[task])
+    first_frame = float(merged['first_frame_temperature'])
     values = dict(
       cfg_scale=float(merged['cfg_scale']),
       temperature=float(merged['temperature']),
+      first_frame_temperature=None if first_frame < 0 else first_frame,
       top_k=int(merged['top_k']),
       top_p=float(merged['top_p']),
       seed=int(config.seed),
@@ -111,6 +118,11 @@ class SamplingSettings:
     problems = (
       ('cfg_scale', self.cfg_scale < 0, 'must be >= 0 (1 = no guidance)'),
       ('temperature', self.temperature < 0, 'must be >= 0 (0 = greedy)'),
+      (
+        'first_frame_temperature',
+        self.first_frame_temperature is not None and self.first_frame_temperature < 0,
+        'must be >= 0 (0 = greedy) or None (= temperature)',
+      ),
       ('top_k', self.top_k < 0, 'must be >= 0 (0 = off)'),
       ('top_p', not 0 < self.top_p <= 1, 'must be in (0, 1] (1 = off)'),
       ('num_frames', self.num_frames is not None and self.num_frames < 1, 'must be >= 1'),
@@ -411,6 +423,7 @@ class TextToVideo(TaskSampling):
         prefix_tokens=prefix,
         cfg_scale=None if settings.cfg_scale == 1.0 or no_text else settings.cfg_scale,
         temperature=settings.temperature,
+        first_frame_temperature=settings.first_frame_temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
         rng=jax.random.key(settings.seed),

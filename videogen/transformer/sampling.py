@@ -147,7 +147,8 @@ def sample_window(
     prefix: int32 [batch, K] fixed first tokens of the window (K may be 0).
     frame_offset: int32 scalar, latent frame index of the window's start.
     rng: PRNG key; position i samples with fold_in(rng, i).
-    cfg_scale, temperature: float32 scalars.
+    cfg_scale: float32 scalar.
+    temperature: float32 [length], the softmax temperature at each window position.
     length: tokens in the window (static).
     top_k, top_p: static filters (0 / 1.0 = off).
     guided: add null-text rows and apply classifier-free guidance.
@@ -194,14 +195,17 @@ def sample_window(
   def choose(logits, index, rng, tokens, log_probs):
     if guided:
       logits = guide(logits, cfg_scale)
-    chosen = sample_logits(logits, jax.random.fold_in(rng, index), temperature, top_k, top_p)
+    position_temperature = temperature[index]
+    chosen = sample_logits(
+      logits, jax.random.fold_in(rng, index), position_temperature, top_k, top_p
+    )
     if task_prefix is not None:
       kept = jax.lax.dynamic_index_in_dim(keep, index, 1, keepdims=False)
       given = jax.lax.dynamic_index_in_dim(canvas_tokens, index, 1, keepdims=False)
       chosen = jnp.where(kept, given, chosen)
     tokens = jax.lax.dynamic_update_index_in_dim(tokens, chosen, index, 1)
     if return_log_probs:
-      log_prob = chosen_log_prob(logits, chosen, temperature, top_k, top_p)
+      log_prob = chosen_log_prob(logits, chosen, position_temperature, top_k, top_p)
       log_probs = jax.lax.dynamic_update_index_in_dim(log_probs, log_prob, index, 1)
     return tokens, log_probs
 
@@ -271,6 +275,7 @@ def sample_tokens(
   prefix_tokens: jax.Array | None = None,
   cfg_scale: float | None = None,
   temperature: float = 1.0,
+  first_frame_temperature: float | None = None,
   top_k: int = 0,
   top_p: float = 1.0,
   rng: jax.Array,
@@ -295,6 +300,8 @@ def sample_tokens(
     cfg_scale: classifier-free guidance scale s (logits = uncond + s * (cond -
       uncond)); None samples from the conditional model alone.
     temperature: softmax temperature; 0 = greedy.
+    first_frame_temperature: the temperature of the clip's first latent frame
+      (where objects are placed) when it is sampled, not given; None = `temperature`.
     top_k: sample among the k most likely tokens; 0 = all.
     top_p: nucleus mass; 1 = off.
     rng: PRNG key; the token at each position uses fold_in(key, position).
@@ -358,10 +365,8 @@ def sample_tokens(
   )
   if task_prefix is not None:
     settings.update(task_prefix=jnp.asarray(task_prefix, jnp.int32), no_text=no_text)
-  scalars = (
-    jnp.float32(1.0 if cfg_scale is None else cfg_scale),
-    jnp.float32(temperature),
-  )
+  guidance = jnp.float32(1.0 if cfg_scale is None else cfg_scale)
+  first_temperature = temperature if first_frame_temperature is None else first_frame_temperature
 
   frames = prefix
   frame_log_probs = jnp.zeros(prefix.shape, jnp.float32)
@@ -369,6 +374,10 @@ def sample_tokens(
   while True:
     window_frames = min(window, total - start)
     known = frames[:, start:]
+    # Per position: only the first window holds the clip's first latent frame.
+    position = jnp.arange(window_frames * per_frame)
+    first = (position < per_frame) & (start == 0)
+    temperatures = jnp.where(first, first_temperature, temperature).astype(jnp.float32)
     out = sample_window(
       graphdef,
       state,
@@ -377,7 +386,8 @@ def sample_tokens(
       known.reshape(batch, -1),
       jnp.int32(start),
       jax.random.fold_in(rng, start),
-      *scalars,
+      guidance,
+      temperatures,
       length=window_frames * per_frame,
       **settings,
     )
