@@ -106,6 +106,11 @@ CASES = [
     'not a readable image',
   ),
   (['--prompt', 'p', '--video', '{clip}'], '--video is not used by --task t2v'),
+  (['--prompt', 'p', '--temperature', '-1'], '--temperature=-1.0: must be >= 0'),
+  (
+    ['--prompt', 'p', '--first_frame_temperature', '-0.5'],
+    '--first_frame_temperature=-0.5: must be >= 0',
+  ),
 ]
 
 

@@ -32,6 +32,7 @@ _SAMPLING = frozenset(
     'num_samples',
     'cfg_scale',
     'temperature',
+    'first_frame_temperature',
     'top_k',
     'top_p',
     'seed',
@@ -262,6 +263,7 @@ def _sample(v: Any) -> None:
   at_least('num_frames', v.num_frames, 1)
   at_least('top_k', v.top_k, 0)
   at_least('temperature', v.temperature, 0)
+  at_least('first_frame_temperature', v.first_frame_temperature, 0)
   at_least('cfg_scale', v.cfg_scale, 0)
   in_range('top_p', v.top_p, 0.0, 1.0, low_open=True)
   if v.first_frame and v.prefix_video:
