@@ -238,7 +238,8 @@ def decode_setup(variant: str, latent: tuple[int, int, int], batch: int, dtype: 
   graphdef, state = nnx.split(net)
   text = jax.random.normal(jax.random.key(1), (batch, TEXT_LENGTH, TEXT_DIM))
   mask = jnp.ones((batch, TEXT_LENGTH), jnp.int32)
-  scalars = (jnp.int32(0), jax.random.key(2), jnp.float32(1.0), jnp.float32(1.0))
+  # frame offset, key, cfg scale, and the temperature at each position.
+  scalars = (jnp.int32(0), jax.random.key(2), jnp.float32(1.0), jnp.ones(spec.seq_length))
   settings = dict(length=spec.seq_length, top_k=0, top_p=1.0, guided=False)
 
   def timed(prefix, use_cache, repeats=1):
