@@ -85,3 +85,25 @@ def test_show_rows_is_one_html_table_row_per_example(monkeypatch):
   assert 'a &lt;b&gt;' in html  # Row titles are escaped text.
   with pytest.raises(ValueError, match='2 row titles for 1 rows'):
     video_io.show_rows([[clip]], row_titles=['a', 'b'])
+
+
+def test_write_rows_is_one_upscaled_labelled_row_per_example(tmp_path):
+  clip = _clip(num_frames=3, height=16, width=16)
+  as_float = clip.astype(np.float32) / 127.5 - 1.0
+  path = video_io.write_rows(
+    tmp_path / 'rows.gif',
+    [[clip, as_float], [clip, clip]],
+    ('original', 'result'),
+    ['a', 'b'],
+    height=64,
+  )
+  back = video_io.read_video(path)
+  # Two rows of two 64-pixel tiles (x4, unsmoothed), each with its label under it.
+  assert back.shape[0] == 3 and back.shape[2] == 2 * 64 + 2 and back.shape[1] > 2 * 64 + 2
+  np.testing.assert_array_equal(back[:, :64, :64], clip.repeat(4, axis=1).repeat(4, axis=2))
+  np.testing.assert_array_equal(back[:, :64, 66:], back[:, :64, :64])
+  assert back[:, 64:75].max() > 200  # Text drawn under the first row.
+  with pytest.raises(ValueError, match='Row 0 has 1 videos for 2 columns'):
+    video_io.write_rows(tmp_path / 'bad.gif', [[clip]], ('original', 'result'))
+  with pytest.raises(ValueError, match='2 row titles for 1 rows'):
+    video_io.write_rows(tmp_path / 'bad.gif', [[clip]], ('original',), ['a', 'b'])

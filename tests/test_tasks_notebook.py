@@ -2,6 +2,7 @@
 shows original | condition | result for every held-out clip."""
 
 from tests import helpers
+from videogen.data import video_io
 from videogen.transformer import tasks
 
 NUM_CLIPS = 2
@@ -9,7 +10,9 @@ NUM_CLIPS = 2
 
 def test_tasks_notebook_shows_every_task(multitask_run, tmp_path):
   notebook = helpers.run_notebook(
-    'tasks.ipynb', {'MODEL': str(multitask_run), 'NUM_CLIPS': NUM_CLIPS, 'SEED': 1}, tmp_path
+    'tasks.ipynb',
+    {'MODEL': str(multitask_run), 'NUM_CLIPS': NUM_CLIPS, 'SEED': 1, 'SAVE_TO': 'grids'},
+    tmp_path,
   )
   text = helpers.notebook_text(notebook)
   assert f'Trained on {", ".join(tasks.TASKS)}; clips of 5 frames at 16x16.' in text
@@ -25,3 +28,11 @@ def test_tasks_notebook_shows_every_task(multitask_run, tmp_path):
     videos = {'uncond': NUM_CLIPS, 'restore': 2 * NUM_CLIPS * 3}.get(task, NUM_CLIPS * 3)
     assert output.count('<img') == videos, (task, output[:500])
     assert output.count('>original<') == (task != 'uncond') * (2 if task == 'restore' else 1), task
+  # SAVE_TO (relative to the kernel's folder) gets each section as one GIF: a row per clip of
+  # 3 tiles upscaled to 128 pixels with their labels; uncond one row of NUM_CLIPS samples.
+  names = [t for t in tasks.TASKS if t != 'restore'] + ['restore_downscaled', 'restore_noisy']
+  assert sorted(p.stem for p in (tmp_path / 'grids').iterdir()) == sorted(names)
+  for name in names:
+    grid = video_io.read_video(tmp_path / 'grids' / f'{name}.gif')
+    columns = NUM_CLIPS if name == 'uncond' else 3
+    assert grid.shape[0] == 5 and grid.shape[2] == columns * 128 + (columns - 1) * 2, name

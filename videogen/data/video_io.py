@@ -317,3 +317,44 @@ def write_grid(
     The path written.
   """
   return write_video(path, grid(videos, columns, labels), fps=fps)
+
+
+def write_rows(
+  path: str | os.PathLike[str],
+  rows: Sequence[Sequence[np.ndarray]],
+  column_titles: Sequence[str],
+  row_titles: Sequence[str] | None = None,
+  *,
+  fps: float = 8,
+  height: int = 128,
+) -> pathlib.Path:
+  """Writes videos side by side as one MP4 or GIF, one row per example: the file
+  form of `show_rows` (e.g. original | condition | result for each clip).
+
+  Every tile is labelled with its column's title; the first tile of a row also
+  with the row's title (a caption).
+
+  Args:
+    path: ends in '.mp4' or '.gif'.
+    rows: rows of videos [T, H, W, 3], uint8 or float in [-1, 1], one per column.
+    column_titles: one title per video of a row.
+    row_titles: one title per row.
+    fps: frames per second.
+    height: tile height in pixels (small clips are upscaled by a whole factor, unsmoothed).
+
+  Returns:
+    The path written.
+  """
+  if row_titles is not None and len(row_titles) != len(rows):
+    raise ValueError(f'Got {len(row_titles)} row titles for {len(rows)} rows.')
+  videos, labels = [], []
+  for index, row in enumerate(rows):
+    if len(row) != len(column_titles):
+      raise ValueError(f'Row {index} has {len(row)} videos for {len(column_titles)} columns.')
+    for column, video in enumerate(row):
+      video = to_uint8(np.asarray(video))
+      scale = max(1, height // video.shape[1])
+      videos.append(video.repeat(scale, axis=1).repeat(scale, axis=2))
+      title = column_titles[column]
+      labels.append(f'{title}: {row_titles[index]}' if column == 0 and row_titles else title)
+  return write_grid(path, videos, fps=fps, columns=len(column_titles), labels=labels)
