@@ -133,9 +133,24 @@ def test_a_failing_case_or_section_is_recorded_and_the_rest_kept(tmp_path):
   assert '## broken: error' in (tmp_path / 'device_suite.md').read_text()
 
 
-def test_spent_budget_skips_cases(tmp_path):
+def test_spent_budget_skips_cases_but_a_dry_run_runs_one_per_section(tmp_path):
   suite_module = _load_suite_module()
-  suite = suite_module.Suite(tmp_path, suite_module.DRY_RUN, budget_s=0.0, dry_run=True)
-  suite.section('late', lambda record: suite.case(record, {'n': 1}, lambda: {'value': 1}))
-  row = _strict_json(tmp_path / 'device_suite.json')['sections']['late']['rows'][0]
-  assert row == {'n': 1, 'status': 'skipped', 'reason': 'time budget spent'}
+
+  def two_cases(suite):
+    def cases(record):
+      suite.case(record, {'n': 1}, lambda: {'value': 1})
+      suite.case(record, {'n': 2}, lambda: {'value': 2})
+
+    return cases
+
+  spent = {'n': 1, 'status': 'skipped', 'reason': 'time budget spent'}
+  suite = suite_module.Suite(tmp_path / 'real', suite_module.DRY_RUN, budget_s=0.0, dry_run=False)
+  suite.section('late', two_cases(suite))
+  rows = _strict_json(tmp_path / 'real' / 'device_suite.json')['sections']['late']['rows']
+  assert rows == [spent, {**spent, 'n': 2}]
+  # A dry run checks that each section works: on a host that spent the budget, a section
+  # still runs its cases until one of them ran.
+  suite = suite_module.Suite(tmp_path / 'dry', suite_module.DRY_RUN, budget_s=0.0, dry_run=True)
+  suite.section('late', two_cases(suite))
+  rows = _strict_json(tmp_path / 'dry' / 'device_suite.json')['sections']['late']['rows']
+  assert [(r['n'], r['status']) for r in rows] == [(1, 'ok'), (2, 'skipped')]
