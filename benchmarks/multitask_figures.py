@@ -3,7 +3,8 @@
 Not a speed benchmark: the quality figures of `configs/shapes/multitask.py`,
 with the protocol of the README's table. t2v uses the quickstart's held-out
 protocol (80 grid prompts x 2 samples x 3 seeds). Every other task runs
-`videogen.eval.tasks_eval.evaluate_tasks` on 64 test clips, with the same-run
+`videogen.eval.tasks_eval.evaluate_tasks` on 64 test clips (with `--seeds 0,1,2`,
+sampled once per seed and averaged), with the same-run
 references (restore's copy and reconstruction gains, in/outpaint's
 one-token-off fill). Each task samples with the run's `config.sampling.per_task`.
 
@@ -53,9 +54,11 @@ def at_step(workdir: pathlib.Path, step: int, scratch: pathlib.Path) -> pathlib.
   return view
 
 
-def figures(path: pathlib.Path, use_ema: bool = True) -> dict[str, float]:
+def figures(path: pathlib.Path, use_ema: bool = True, seeds: tuple[int, ...] = (0,)) -> dict:
   """The figures of the latest checkpoint of `path` (its EMA weights when kept and
-  `use_ema`), with its step and the weights used."""
+  `use_ema`), with its step and the weights used. Every task but t2v is sampled
+  once per seed on the same clips; its figures are the means over the seeds (each
+  seed's under `per_seed`)."""
   model = TextToVideo.load(path, use_ema=use_ema)
   kind = 'ema' if use_ema and model.config.optimizer.ema_decay > 0 else 'raw'
   start = time.perf_counter()
@@ -63,13 +66,17 @@ def figures(path: pathlib.Path, use_ema: bool = True) -> dict[str, float]:
     model, quickstart.held_out_prompts(), seeds=(0, 1, 2), samples_per_prompt=2
   )
   results = {f't2v/{k}': held[k] for k in ('color_accuracy', 'shape_accuracy', 'motion_accuracy')}
-  results.update(tasks_eval.evaluate_tasks(model, model.config, 'test', num_clips=NUM_CLIPS))
+  per_seed = {}
+  for seed in seeds:
+    found = tasks_eval.evaluate_tasks(model, model.config, 'test', num_clips=NUM_CLIPS, seed=seed)
+    per_seed[seed] = {k: v for k, v in found.items() if isinstance(v, (int, float))}
+  for key in per_seed[seeds[0]]:
+    results[key] = sum(values[key] for values in per_seed.values()) / len(seeds)
   results['seconds'] = time.perf_counter() - start
-  return {
-    'step': model.step,
-    'weights': kind,
-    **{k: v for k, v in results.items() if not isinstance(v, dict)},
-  }
+  row = {'step': model.step, 'weights': kind, 'seeds': list(seeds), **results}
+  if len(seeds) > 1:
+    row['per_seed'] = per_seed
+  return row
 
 
 def cell(row: dict, keys: tuple[str, ...], fmt: str | None) -> str:
@@ -97,6 +104,12 @@ def main() -> None:
     choices=('ema', 'raw', 'both'),
     help='the EMA weights when the run kept them (default), the raw ones, or a row of each',
   )
+  parser.add_argument(
+    '--seeds',
+    default='0',
+    help='comma-separated sampling seeds of every task but t2v (the README table: 0); '
+    'the figures are their means',
+  )
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
   use_ema = {'ema': (True,), 'raw': (False,), 'both': (True, False)}[args.weights]
@@ -104,6 +117,10 @@ def main() -> None:
     steps = [int(s) for s in args.steps.split(',') if s]
   except ValueError:
     raise SystemExit(f'--steps={args.steps}: give kept steps, e.g. 500,1000,1400') from None
+  try:
+    seeds = tuple(int(s) for s in args.seeds.split(','))
+  except ValueError:
+    raise SystemExit(f'--seeds={args.seeds}: give integers, e.g. 0,1,2') from None
   rows = []
   try:
     with tempfile.TemporaryDirectory() as scratch:
@@ -112,7 +129,7 @@ def main() -> None:
       views = [at_step(workdir, step, pathlib.Path(scratch)) for step in steps] or [workdir]
       for view in views:
         for ema in use_ema:
-          rows.append(figures(view, ema))
+          rows.append(figures(view, ema, seeds))
           print(json.dumps(rows[-1]), flush=True)
   except (FileNotFoundError, ValueError) as error:  # Not a multi-task transformer run.
     raise SystemExit(f'--workdir={workdir}: {error}') from None
@@ -124,6 +141,8 @@ def main() -> None:
   for row in rows:
     cells = [cell(row, keys, fmt) for _, keys, fmt in COLUMNS]
     lines.append(f'| {row["step"]} | {row["weights"]} | ' + ' | '.join(cells) + ' |')
+  if len(seeds) > 1:
+    lines.append(f'\nEvery task but t2v: the mean over sampling seeds {args.seeds}.')
   out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
   print('\n'.join(lines))
 

@@ -147,10 +147,53 @@ def test_task_weights_draw_the_tasks(frozen):
   drawn = np.asarray(batch.task)
   assert set(drawn) == {tasks.TASKS.index('t2v'), tasks.TASKS.index('inpaint')}
   assert 0.55 < np.mean(drawn == 0) < 0.95
+  # 48 and 16 rows exactly: the layout fixes floor(batch * p) rows per task.
+  assert np.mean(drawn == 0) == 0.75
   with pytest.raises(ValueError, match='at least one task'):
     tasks.active_tasks({'t2v': 0.0})
   with pytest.raises(ValueError, match='Unknown tasks'):
     tasks.active_tasks({'colourise': 1.0})
+
+
+def test_task_layout_keeps_the_weights_in_expectation():
+  weights = {'t2v': 2.0, 'interpolate': 1.0, 'restore': 1.0, 'restyle': 1.0}
+  layout = tasks.TaskLayout.create(weights, 12)  # 4.8, 2.4, 2.4, 2.4 rows expected.
+  assert layout.free == 2 and len(layout.fixed) == 10
+  draws = jax.vmap(layout.draw)(jax.random.split(jax.random.key(0), 4000))
+  assert draws.shape == (4000, 12)
+  for name, weight in weights.items():
+    count = np.mean(np.sum(np.asarray(draws) == tasks.TASKS.index(name), axis=1))
+    assert abs(count - 12 * weight / 5) < 0.05, (name, count)
+  # The rows that may restore or restyle: their 4 fixed rows and the 2 free ones.
+  rows = layout.rows(tasks.DEGRADE_TASKS)
+  assert list(rows) == [6, 7, 8, 9, 10, 11]
+  assert set(np.asarray(draws)[:, :6].ravel()) <= {0, tasks.TASKS.index('interpolate')}
+  # A task that has no share of the free rows is never drawn there.
+  whole = tasks.TaskLayout.create({'t2v': 1.0, 'restore': 1.0}, 8)
+  assert whole.free == 0 and list(whole.rows(('restore',))) == [4, 5, 6, 7]
+
+
+def test_only_the_rows_that_need_them_encode_a_second_clip_or_frames(frozen):
+  spec = _spec()
+  video = jax.random.uniform(jax.random.key(3), (10, 5, 16, 16, 3), minval=-1, maxval=1)
+  shapes = []
+
+  def encode(clips):
+    shapes.append(clips.shape[:2])
+    return frozen.tokenizer.encode(clips)
+
+  weights = dict.fromkeys(tasks.TASKS, 1.0)  # 10 rows, 9 tasks: one row of each, one free.
+  batch = tasks.build_task_batch(spec, jax.random.key(5), video, encode, weights)
+  # The 10 clips and the 3 that may restore or restyle; the first and last frames of 2.
+  assert shapes == [(13, 5), (4, 1)]
+  clean = np.asarray(frozen.tokenizer.encode(video)).reshape(10, -1)
+  np.testing.assert_array_equal(batch.targets, clean)
+  drawn = np.asarray(batch.task)
+  assert list(drawn[:9]) == list(range(9))
+  restyle = tasks.TASKS.index('restyle')
+  grey = np.asarray(frozen.tokenizer.encode(tasks.greyscale(video[restyle : restyle + 1])))
+  canvas = np.asarray(batch.inputs)[restyle, 1 : spec.prefix_length]
+  np.testing.assert_array_equal(canvas, grey.reshape(-1))
 
 
 def test_loss_counts_generated_tokens_only(frozen):

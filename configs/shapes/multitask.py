@@ -76,6 +76,8 @@ def get_config(arg=None):
     }
   if arg.size == 'tiny' and not arg.runlocal:
     # Sequences of 385 tokens at 0.8-0.9 steps/s on 2 idle CPU cores (the quickstart: 3.7 on
-    # 192): warm-started from the quickstart, the whole run took 29 min 39 s wall clock.
+    # 192): warm-started from the quickstart, the whole run took 29 min 39 s wall clock. On a
+    # machine with a 2.6x slower matmul: 0.55 steps/s, 44.7 min (the task layout's encoding
+    # of only the rows that need it; 0.50 steps/s when every row encoded a second clip).
     config.num_train_steps = 1400
   return config

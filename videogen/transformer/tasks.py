@@ -252,6 +252,61 @@ class TaskBatch:
   no_text: jax.Array
 
 
+# Tasks whose condition needs another encoding of the clip's pixels.
+DEGRADE_TASKS = ('restore', 'restyle')
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskLayout:
+  """Which rows of a training batch carry which task (static, from the weights).
+
+  Each task gets floor(batch * p) fixed rows, in `TASKS` order; the rest of the
+  rows (`free`, at the end) draw their task from the fractional parts, so each
+  task's expected count is exactly batch * p. Fixed rows let the step encode
+  the extra pixels that only some tasks need (a degraded clip, the first and
+  last frames) for those rows alone: drawn per clip, every row would need them.
+  The shapes multi-task config's batch of 32 encodes 40 clips and 10 frames
+  instead of 64 and 64 (0.55 vs 0.50 steps/s on 2 CPU cores).
+
+  Attributes:
+    fixed: int32 [batch - free], the task (index into `TASKS`) of each fixed row.
+    free: rows whose task is drawn.
+    free_probs: float [len(TASKS)], their task distribution.
+  """
+
+  fixed: np.ndarray
+  free: int
+  free_probs: np.ndarray
+
+  @classmethod
+  def create(cls, weights: Mapping[str, float], batch: int) -> TaskLayout:
+    active = active_tasks(weights)
+    probs = np.zeros(len(TASKS))
+    for name in active:
+      probs[TASKS.index(name)] = weights[name]
+    expected = batch * probs / probs.sum()
+    counts = np.floor(expected + 1e-9).astype(np.int64)
+    fixed = np.repeat(np.arange(len(TASKS)), counts).astype(np.int32)
+    free = batch - len(fixed)
+    residual = np.clip(expected - counts, 0.0, None)
+    free_probs = residual / residual.sum() if free else probs / probs.sum()
+    return cls(fixed, free, free_probs)
+
+  def rows(self, names: tuple[str, ...]) -> np.ndarray:
+    """The rows that may carry one of `names`: their fixed rows, then every free row."""
+    ids = [TASKS.index(name) for name in names]
+    fixed = np.flatnonzero(np.isin(self.fixed, ids))
+    free = len(self.fixed) + np.arange(self.free)
+    if not self.free_probs[ids].any():
+      free = free[:0]
+    return np.concatenate([fixed, free]).astype(np.int32)
+
+  def draw(self, key: jax.Array) -> jax.Array:
+    """int32 [batch]: each row's task."""
+    free = jax.random.choice(key, len(TASKS), (self.free,), p=jnp.asarray(self.free_probs))
+    return jnp.concatenate([jnp.asarray(self.fixed), free.astype(jnp.int32)])
+
+
 def build_task_batch(
   spec: TransformerSpec,
   key: jax.Array,
@@ -259,46 +314,45 @@ def build_task_batch(
   encode: Callable[[jax.Array], jax.Array],
   weights: Mapping[str, float],
 ) -> TaskBatch:
-  """Draws a task per clip and builds its prefix from the clip (inside the jitted step).
+  """Lays the tasks out over the batch and builds each clip's prefix (inside the jitted step).
 
   Args:
     spec: the multi-task model's spec.
     key: PRNG key.
     video: float [batch, T, H, W, 3] in [-1, 1].
     encode: video [n, T', H, W, 3] -> int32 tokens [n, t', h, w] (frozen tokenizer).
-    weights: task -> weight (`config.model.tasks`).
+    weights: task -> weight (`config.model.tasks`), laid out by `TaskLayout`.
 
   Returns:
     A `TaskBatch`.
   """
   active = active_tasks(weights)
-  probs = np.asarray([weights[name] for name in active], np.float32)
   batch = video.shape[0]
   frames = spec.latent_shape[0]
+  layout = TaskLayout.create(weights, batch)
   keys = jax.random.split(key, 6)
-  choice = jax.random.choice(keys[0], len(active), (batch,), p=jnp.asarray(probs / probs.sum()))
-  task = jnp.asarray([TASKS.index(name) for name in active], jnp.int32)[choice]
+  task = layout.draw(keys[0])
 
   def is_task(name):
     return task == TASKS.index(name)
 
   def per_clip(flags, x):
-    return flags.reshape((batch,) + (1,) * (x.ndim - 1))
+    return flags.reshape((flags.shape[0],) + (1,) * (x.ndim - 1))
 
-  degraded = video
+  # The clean clips and, for the rows that may restore or restyle, their degraded pixels.
+  degrade_rows = layout.rows(DEGRADE_TASKS)
+  sub_video, sub_task = video[degrade_rows], task[degrade_rows]
+  degraded = sub_video
   if 'restore' in active:
-    noisy = jax.random.bernoulli(keys[1], 0.5, (batch,))
+    noisy = jax.random.bernoulli(keys[1], 0.5, (len(degrade_rows),))
     restored = jnp.where(
-      per_clip(noisy, video), add_noise(video, keys[2]), downscale_upscale(video)
+      per_clip(noisy, sub_video), add_noise(sub_video, keys[2]), downscale_upscale(sub_video)
     )
-    degraded = jnp.where(per_clip(is_task('restore'), video), restored, degraded)
+    degraded = jnp.where(per_clip(sub_task == TASKS.index('restore'), degraded), restored, degraded)
   if 'restyle' in active:
-    degraded = jnp.where(per_clip(is_task('restyle'), video), greyscale(video), degraded)
-  if 'restore' in active or 'restyle' in active:
-    tokens, degraded_tokens = jnp.split(encode(jnp.concatenate([video, degraded])), 2)
-  else:
-    tokens = encode(video)
-    degraded_tokens = tokens
+    is_restyle = sub_task == TASKS.index('restyle')
+    degraded = jnp.where(per_clip(is_restyle, degraded), greyscale(sub_video), degraded)
+  tokens, degraded_tokens = jnp.split(encode(jnp.concatenate([video, degraded])), [batch])
   tokens = tokens.astype(jnp.int32)
 
   num_given = jnp.zeros((batch,), jnp.int32)
@@ -309,11 +363,11 @@ def build_task_batch(
     num_given = jnp.where(is_task('predict'), num_predict, num_given)
   canvas = frames_canvas(spec, tokens, num_given)
   if 'interpolate' in active:
-    images = jnp.concatenate([video[:, :1], video[:, -1:]])
+    rows = layout.rows(('interpolate',))
+    images = jnp.concatenate([video[rows, :1], video[rows, -1:]])
     first, last = jnp.split(encode(images)[:, :1].astype(jnp.int32), 2)
-    canvas = jnp.where(
-      per_clip(is_task('interpolate'), canvas), interpolate_canvas(spec, first, last), canvas
-    )
+    interpolated = canvas.at[rows].set(interpolate_canvas(spec, first, last))
+    canvas = jnp.where(per_clip(is_task('interpolate'), canvas), interpolated, canvas)
   if 'inpaint' in active:
     box = random_box_masks(keys[4], batch, spec.latent_shape)
     canvas = jnp.where(
@@ -324,9 +378,10 @@ def build_task_batch(
     canvas = jnp.where(
       per_clip(is_task('outpaint'), canvas), masked_canvas(spec, tokens, border), canvas
     )
-  for name in ('restore', 'restyle'):
-    if name in active:
-      canvas = jnp.where(per_clip(is_task(name), canvas), degraded_tokens.astype(jnp.int32), canvas)
+  if 'restore' in active or 'restyle' in active:
+    conditions = tokens.at[degrade_rows].set(degraded_tokens.astype(jnp.int32))
+    given = is_task('restore') | is_task('restyle')
+    canvas = jnp.where(per_clip(given, canvas), conditions, canvas)
 
   flat = tokens.reshape(batch, -1)
   bos = jnp.full((batch, 1), spec.bos_id, jnp.int32)
