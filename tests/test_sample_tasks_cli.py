@@ -363,4 +363,35 @@ def test_a_bad_per_task_setting_is_a_one_line_error(capsys, tmp_path, per_task, 
     SamplingSettings.from_config(ml_collections.ConfigDict({**_SHARED, 'per_task': per_task}))
 
 
+_BAD_WEIGHTS = """
+from videogen import config_lib
+
+def get_config():
+  config = config_lib.load_config_file({path!r})
+  config.model.tasks.update({weights!r})
+  return config
+"""
+
+
+@pytest.mark.parametrize(
+  'weights, expected',
+  [
+    ({'restore': -1.0}, "Task weights must be >= 0; got ['restore']"),
+    (dict.fromkeys(tasks.TASKS, 0.0), 'at least one task needs a weight > 0'),
+  ],
+)
+def test_a_bad_task_weight_is_a_one_line_error(capsys, tmp_path, weights, expected):
+  config_file = tmp_path / 'bad.py'
+  multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
+  config_file.write_text(_BAD_WEIGHTS.format(path=multitask, weights=weights))
+  code, err = _main(
+    ['train', '--config', str(config_file), '--workdir', str(tmp_path / 'run')], capsys
+  )
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2 and len(lines) == 1, err
+  assert lines[0].startswith('videogen train: error: config.model.tasks: '), lines[0]
+  assert expected in lines[0], lines[0]
+  assert not (tmp_path / 'run').exists()
+
+
 _SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)

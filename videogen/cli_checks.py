@@ -333,6 +333,13 @@ def _train(v: Any) -> None:
       transformer_config.check_per_task(v.config.sampling.per_task)
     except ValueError as error:
       raise InputError(str(error)) from None
+  if v.config is not None and 'model' in v.config and 'tasks' in v.config.model:
+    from videogen.transformer import tasks
+
+    try:
+      tasks.active_tasks(v.config.model.tasks)
+    except ValueError as error:
+      raise InputError(f'config.model.tasks: {error}') from None
   config_path = v.workdir and os.path.join(v.workdir, 'config.json')
   if config_path and os.path.isfile(config_path) and v.config is not None:
     try:
