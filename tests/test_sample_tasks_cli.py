@@ -334,6 +334,20 @@ def get_config(arg=None):
 """
 
 
+def _train_error_line(capsys, tmp_path, config_text: str) -> str:
+  """The one stderr line of `videogen train` on a config file of `config_text` (exit 2,
+  no run directory made)."""
+  config_file = tmp_path / 'bad.py'
+  config_file.write_text(config_text)
+  code, err = _main(
+    ['train', '--config', str(config_file), '--workdir', str(tmp_path / 'run')], capsys
+  )
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert code == 2 and len(lines) == 1, err
+  assert not (tmp_path / 'run').exists()
+  return lines[0]
+
+
 @pytest.mark.parametrize(
   'per_task, expected',
   [
@@ -349,16 +363,11 @@ def get_config(arg=None):
   ],
 )
 def test_a_bad_per_task_setting_is_a_one_line_error(capsys, tmp_path, per_task, expected):
-  config_file = tmp_path / 'bad.py'
   multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
-  config_file.write_text(_BAD_PER_TASK.format(path=multitask, per_task=per_task))
-  code, err = _main(
-    ['train', '--config', str(config_file), '--workdir', str(tmp_path / 'run')], capsys
+  line = _train_error_line(
+    capsys, tmp_path, _BAD_PER_TASK.format(path=multitask, per_task=per_task)
   )
-  lines = [line for line in err.splitlines() if line.strip()]
-  assert code == 2 and len(lines) == 1, err
-  assert lines[0].startswith('videogen train: error: ') and expected in lines[0], lines[0]
-  assert not (tmp_path / 'run').exists()
+  assert line.startswith('videogen train: error: ') and expected in line, line
   with pytest.raises(ValueError, match=expected.split(';')[0]):
     SamplingSettings.from_config(ml_collections.ConfigDict({**_SHARED, 'per_task': per_task}))
 
@@ -381,17 +390,10 @@ def get_config():
   ],
 )
 def test_a_bad_task_weight_is_a_one_line_error(capsys, tmp_path, weights, expected):
-  config_file = tmp_path / 'bad.py'
   multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
-  config_file.write_text(_BAD_WEIGHTS.format(path=multitask, weights=weights))
-  code, err = _main(
-    ['train', '--config', str(config_file), '--workdir', str(tmp_path / 'run')], capsys
-  )
-  lines = [line for line in err.splitlines() if line.strip()]
-  assert code == 2 and len(lines) == 1, err
-  assert lines[0].startswith('videogen train: error: config.model.tasks: '), lines[0]
-  assert expected in lines[0], lines[0]
-  assert not (tmp_path / 'run').exists()
+  line = _train_error_line(capsys, tmp_path, _BAD_WEIGHTS.format(path=multitask, weights=weights))
+  assert line.startswith('videogen train: error: config.model.tasks: '), line
+  assert expected in line, line
 
 
 _SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)
