@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from tests import helpers
@@ -56,6 +57,23 @@ def test_restore_reshards_onto_another_mesh(tmp_path, saved_mesh, restored_mesh)
   ):
     np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
     assert loaded.sharding.is_equivalent_to(target, loaded.ndim)
+
+
+def test_a_checkpoint_saved_with_orbax_default_handlers_restores(tmp_path):
+  """Runs saved before `make_manager` set its own array handler (orbax's defaults:
+  replica-parallel writes of every replicated array) resume bit for bit."""
+  config = helpers.tiny_config('tokenizer', str(tmp_path / 'data'))
+  state, abstract, shardings = _sharded_state(config, (8, 1, 1))  # Every leaf replicated.
+  names = (checkpointing.STATE, checkpointing.METADATA)
+  with ocp.CheckpointManager(
+    checkpointing.checkpoint_dir(tmp_path / 'run'), item_names=names
+  ) as manager:
+    items = {names[0]: ocp.args.PyTreeSave(state), names[1]: ocp.args.JsonSave({'step': 1})}
+    manager.save(1, args=ocp.args.Composite(**items))
+  restored, metadata = _restore(tmp_path / 'run', config, abstract, shardings)
+  assert metadata['step'] == 1
+  for saved, loaded in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
 
 
 def test_relative_workdir(tmp_path, monkeypatch):

@@ -37,9 +37,13 @@ from typing import Any
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+# Not exported by orbax (pinned < 0.13 in setup.py); its default ArrayHandler uses it.
+from orbax.checkpoint._src.metadata import array_metadata_store
 
 from videogen import __version__, config_lib, integrity, weights
 
@@ -51,6 +55,16 @@ DAMAGED_SUFFIX = '.damaged'
 # the models in `videogen.weights`; these are the names the engine uses.
 CheckpointMismatchError = weights.CheckpointMismatchError
 checkpoint_dir = weights.checkpoint_dir
+
+# Orbax splits the write of a replicated array across its replicas ("replica
+# parallel"), one slice per device, each an eager op: for the many small leaves
+# of a train state (norms, biases, scalars) that costs more than it saves. The
+# tiny tokenizer's state on 8 CPU devices saved in 8.4 s with it on every leaf;
+# 400 replicated 2 KiB leaves in 3.4-4.3 s with it, 1.2 s without. Arrays whose
+# slices would be >= 1 MiB still use it. The files written are the same.
+MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 2**20
+# Leaves other than jax.Array keep orbax's default handlers.
+_OTHER_LEAF_TYPES = (int, float, bytes, np.number, np.ndarray, str, type(ocp.PLACEHOLDER))
 
 
 class CheckpointSaveError(RuntimeError):
@@ -84,8 +98,31 @@ def make_manager(
     read_only=read_only,
   )
   return ocp.CheckpointManager(
-    checkpoint_dir(workdir), item_names=(STATE, DATA, METADATA), options=options
+    checkpoint_dir(workdir), options=options, handler_registry=_handler_registry()
   )
+
+
+def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  """The three items' handlers: orbax's defaults, but the state's arrays use
+  replica-parallel writes only from `MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL`."""
+  array = ocp.type_handlers.ArrayHandler(
+    min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL,
+    # As orbax's default handler: per-array metadata (`state/array_metadatas`).
+    array_metadata_store=array_metadata_store.Store(),
+  )
+  types = ocp.type_handlers.create_type_handler_registry(
+    *((t, ocp.type_handlers.get_type_handler(t)) for t in _OTHER_LEAF_TYPES), (jax.Array, array)
+  )
+  state = ocp.PyTreeCheckpointHandler(type_handler_registry=types)
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for item, save, restore, handler in (
+    (STATE, ocp.args.PyTreeSave, ocp.args.PyTreeRestore, state),
+    (DATA, grain.checkpoint.CheckpointSave, grain.checkpoint.CheckpointRestore, None),
+    (METADATA, ocp.args.JsonSave, ocp.args.JsonRestore, None),
+  ):
+    registry.add(item, save, handler)
+    registry.add(item, restore, handler)
+  return registry
 
 
 def _io_failure(error: BaseException) -> bool:
