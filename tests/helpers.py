@@ -16,6 +16,7 @@ from videogen.configs import common
 from videogen import config_lib, vq
 from videogen.data import config as data_config
 from videogen.eval import i3d
+from videogen.parallel import compilation
 from videogen.vq import config as vq_config
 from videogen.vq.model import VideoAutoencoder
 
@@ -69,8 +70,9 @@ def random_tokenizer() -> vq.Tokenizer:
   """An untrained toy tokenizer: clips of 5x16x16 -> 2x4x4 tokens of 1000 codes."""
   config = toy_tokenizer_model_config()
   graphdef = nnx.split(nnx.eval_shape(lambda: VideoAutoencoder(config, rngs=nnx.Rngs(0))))[0]
-  state = jax.jit(lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1])(
-    jax.random.key(0, impl='unsafe_rbg')
+  state = compilation.run_once(
+    lambda key: nnx.split(VideoAutoencoder(config, rngs=nnx.Rngs(params=key)))[1],
+    jax.random.key(0, impl='unsafe_rbg'),
   )
   # Committed to one device, as `Tokenizer.load` leaves a restored tokenizer.
   return vq.Tokenizer(graphdef, jax.device_put(state, jax.devices()[0]), config)

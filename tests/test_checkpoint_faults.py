@@ -11,8 +11,8 @@ from flax import nnx
 
 from tests import helpers
 from videogen import integrity, stages, weights
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import checkpointing
 from videogen.vq.model import VideoAutoencoder
 from videogen.vq.task import TokenizerTask
@@ -148,7 +148,7 @@ def test_checkpoint_of_another_model_is_skipped_for_the_older_one(trained, tmp_p
       states[name] = (abstract, shardings, task)
   abstract, shardings, task = states['wider']
   with sharding.axis_rules(mesh, wider.logical_axis_rules):
-    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(0))
+    state = compilation.run_once(task.init_state, jax.random.key(0), out_shardings=shardings)
   manager = checkpointing.make_manager(workdir, wider.checkpoint)
   checkpointing.save(manager, 6, state, None, wider, force=True)
   checkpointing.finish(manager)

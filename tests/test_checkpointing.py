@@ -7,8 +7,8 @@ import pytest
 
 from tests import helpers
 from videogen import weights
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import checkpointing
 from videogen.vq.task import TokenizerTask
 
@@ -23,7 +23,9 @@ def _sharded_state(config, mesh_sizes):
   with sharding.axis_rules(mesh, config.logical_axis_rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(config.seed))
     shardings = sharding.tree_shardings(abstract, mesh, config.logical_axis_rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(config.seed))
+    state = compilation.run_once(
+      task.init_state, jax.random.key(config.seed), out_shardings=shardings
+    )
   return state, abstract, shardings
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.transformer import task as transformer_task
 from videogen.vq.task import TokenizerTask
 
@@ -30,7 +30,7 @@ def _train(make_task, config, mesh_sizes, batches):
     rng = jax.random.key(0)
     abstract = jax.eval_shape(task.init_state, rng)
     shardings = sharding.tree_shardings(abstract, mesh, rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(rng)
+    state = compilation.run_once(task.init_state, rng, out_shardings=shardings)
     step = jax.jit(
       task.train_step,
       out_shardings=(shardings, sharding.replicated(mesh)),

@@ -16,8 +16,8 @@ from videogen.configs import common
 
 from tests import helpers
 from videogen.data import pipeline
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import checkpointing
 from videogen.train.task import TrainState
 from videogen.transformer import losses, token_cache
@@ -37,7 +37,9 @@ def setup(tmp_path_factory):
   with sharding.axis_rules(mesh, rules):
     abstract = jax.eval_shape(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
     shardings = sharding.tree_shardings(abstract, mesh, rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.key(0, impl='unsafe_rbg'))
+    state = compilation.run_once(
+      task.init_state, jax.random.key(0, impl='unsafe_rbg'), out_shardings=shardings
+    )
     step = jax.jit(
       task.train_step,
       out_shardings=(shardings, sharding.replicated(mesh)),
@@ -163,7 +165,7 @@ def test_token_cache_matches_video_encoding_and_trains(setup, tmp_path):
     )
   mesh, rules = setup['mesh'], config.logical_axis_rules
   with sharding.axis_rules(mesh, rules):
-    state = jax.jit(task.init_state)(jax.random.key(0, impl='unsafe_rbg'))
+    state = compilation.run_once(task.init_state, jax.random.key(0, impl='unsafe_rbg'))
     global_batch = sharding.global_batch(batch, mesh, rules, task.batch_keys())
     _, metrics = jax.jit(task.train_step)(state, global_batch, jax.random.key(2, impl='unsafe_rbg'))
   assert np.isfinite(float(metrics['loss']))
@@ -191,7 +193,7 @@ def test_text_embedding_cache_replaces_t5_in_the_step(setup, tmp_path):
   mesh, rules = setup['mesh'], task.config.logical_axis_rules
   losses_by_path = {}
   with sharding.axis_rules(mesh, rules):
-    state = jax.jit(task.init_state)(jax.random.key(0))
+    state = compilation.run_once(task.init_state, jax.random.key(0))
     for cached, each in tasks.items():
       batch = {'tokens': tokens, **each.text_features()(captions)}
       batch = sharding.global_batch(batch, mesh, rules, each.batch_keys())

@@ -12,8 +12,8 @@ from flax import nnx
 
 from tests import helpers
 from videogen.data import pipeline
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.transformer import sampling, tasks
 from videogen.transformer import task as task_lib
 from videogen.transformer.inference import TextToVideo
@@ -64,7 +64,7 @@ def _train(config, frozen, workdir, steps=2):
   with sharding.axis_rules(mesh, rules):
     key = jax.random.key(0, impl='unsafe_rbg')
     shardings = sharding.tree_shardings(jax.eval_shape(task.init_state, key), mesh, rules)
-    state = jax.jit(task.init_state, out_shardings=shardings)(key)
+    state = compilation.run_once(task.init_state, key, out_shardings=shardings)
     step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)))
     iterator = pipeline.create_iterator(
       config, config.data.train_split, train=True, text_features=task.text_features()

@@ -9,8 +9,8 @@ import pytest
 from tests import helpers
 from videogen import tokenize
 from videogen.data import pipeline
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import loop
 from videogen.transformer import task as task_lib
 from videogen.transformer.inference import TextToVideo
@@ -51,8 +51,8 @@ def test_training_from_token_shards_equals_in_step_tokenization(shards, tmp_path
   with sharding.axis_rules(mesh, rules):
     shard_batches = shard_task.create_train_iterator()
     states = {
-      'video': jax.jit(video_task.init_state)(jax.random.key(0)),
-      'shards': jax.jit(shard_task.init_state)(jax.random.key(0)),
+      'video': compilation.run_once(video_task.init_state, jax.random.key(0)),
+      'shards': compilation.run_once(shard_task.init_state, jax.random.key(0)),
     }
     assert set(states['video'].frozen) == {'tokenizer', 'text'}
     assert set(states['shards'].frozen) == {'text'}  # No tokenizer weights on the devices.

@@ -8,8 +8,8 @@ import pytest
 
 from tests import helpers
 from videogen import weights
+from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.parallel import sharding
 from videogen.train import warm_start
 from videogen.transformer import task as task_lib
 from videogen.transformer import tasks
@@ -51,7 +51,7 @@ def test_a_text_to_video_export_starts_a_multitask_model(tmp_path):
   frozen = helpers.toy_inference(t2v_config, tmp_path / 'frozen')
   t2v_task, mesh = _task(t2v_config, tmp_path, 't2v', frozen)
   with sharding.axis_rules(mesh, t2v_config.logical_axis_rules):
-    t2v_params = jax.jit(t2v_task.init_state)(jax.random.key(1)).params
+    t2v_params = compilation.run_once(t2v_task.init_state, jax.random.key(1)).params
   (tmp_path / 'export').mkdir()
   weights.save_tree(tmp_path / 'export' / 'transformer.safetensors', t2v_params)
 
@@ -59,7 +59,7 @@ def test_a_text_to_video_export_starts_a_multitask_model(tmp_path):
   config = helpers.toy_transformer_config(data_dir, **every_task)
   multi_task, _ = _task(config, tmp_path, 'multi', frozen)
   with sharding.axis_rules(mesh, config.logical_axis_rules):
-    fresh = jax.jit(multi_task.init_state)(jax.random.key(0))
+    fresh = compilation.run_once(multi_task.init_state, jax.random.key(0))
     state = warm_start.apply(fresh, str(tmp_path / 'export'))
 
   saved = weights.flatten(t2v_params)
@@ -89,7 +89,7 @@ def test_a_run_workdir_is_read_as_saved_and_a_missing_path_is_one_clear_error(
   frozen = helpers.toy_inference(config, tmp_path / 'frozen')
   task, mesh = _task(config, tmp_path, 'multi', frozen)
   with sharding.axis_rules(mesh, config.logical_axis_rules):
-    fresh = jax.jit(task.init_state)(jax.random.key(0))
+    fresh = compilation.run_once(task.init_state, jax.random.key(0))
     state = warm_start.apply(fresh, str(multitask_run))
     with pytest.raises(warm_start.WarmStartError, match='config.init_from: No workdir'):
       warm_start.apply(fresh, str(tmp_path / 'nothing'))
