@@ -72,7 +72,7 @@ import numpy as np  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 from etils import epath  # noqa: E402
 
-from videogen import __version__, config_lib, integrity, stages  # noqa: E402
+from videogen import config_lib, integrity, stages  # noqa: E402
 from videogen.parallel import compilation, sharding  # noqa: E402
 from videogen.parallel import mesh as mesh_lib  # noqa: E402
 from videogen.train import checkpointing, throughput  # noqa: E402
@@ -156,16 +156,6 @@ def build_state(name: str, config, workdir: epath.Path) -> tuple[Any, Any, Any, 
   return state, abstract_state, state_shardings, mesh_lib.describe(mesh)
 
 
-def metadata(config, step: int) -> dict[str, Any]:
-  """What `checkpointing.save` writes as the metadata item."""
-  return {
-    'stage': config.stage,
-    'step': step,
-    'videogen_version': __version__,
-    'config': config_lib.config_to_json_dict(config),
-  }
-
-
 def default_manager(directory: epath.Path, config) -> ocp.CheckpointManager:
   """The manager `make_manager` builds, with orbax's default handlers instead."""
   options = ocp.CheckpointManagerOptions(
@@ -200,7 +190,7 @@ def save_default(root: str, config, state) -> float:
   manager = default_manager(workdir, config)
   items = {
     checkpointing.STATE: ocp.args.PyTreeSave(state),
-    checkpointing.METADATA: ocp.args.JsonSave(metadata(config, 1)),
+    checkpointing.METADATA: ocp.args.JsonSave(checkpointing.step_metadata(config, 1)),
   }
   start = time.perf_counter()
   manager.save(1, args=ocp.args.Composite(**items))
@@ -329,6 +319,11 @@ def main() -> None:
   parser.add_argument('--out', default=str(RESULTS), help='Directory for the JSON and markdown.')
   parser.add_argument('--tmp_dir', default=None, help='Where checkpoints go; default: $TMPDIR.')
   args = parser.parse_args()
+  unknown = sorted(set(args.states.split(',')) - set(CONFIGS))
+  if unknown:
+    parser.error(f'--states: unknown {", ".join(unknown)}; valid: {", ".join(CONFIGS)}')
+  if args.repeats < 1:
+    parser.error(f'--repeats={args.repeats}: give at least 1')
 
   start = time.perf_counter()
   env = {

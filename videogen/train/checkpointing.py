@@ -185,6 +185,16 @@ def finish(manager: ocp.CheckpointManager) -> None:
   record_manifests(manager)
 
 
+def step_metadata(config: ml_collections.ConfigDict, step: int) -> dict[str, Any]:
+  """The `metadata` item of a checkpoint: stage, step, package version, resolved config."""
+  return {
+    'stage': config.stage,
+    'step': int(step),
+    'videogen_version': __version__,
+    'config': config_lib.config_to_json_dict(config),
+  }
+
+
 def save(
   manager: ocp.CheckpointManager,
   step: int,
@@ -201,15 +211,9 @@ def save(
   `CheckpointSaveError` naming the path.
   """
   finish(manager)
-  metadata = {
-    'stage': config.stage,
-    'step': int(step),
-    'videogen_version': __version__,
-    'config': config_lib.config_to_json_dict(config),
-  }
   items = {
     STATE: ocp.args.PyTreeSave(state),
-    METADATA: ocp.args.JsonSave(metadata),
+    METADATA: ocp.args.JsonSave(step_metadata(config, step)),
   }
   if data_iterator is not None:
     items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
