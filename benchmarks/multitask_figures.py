@@ -5,8 +5,9 @@ with the protocol of the README's table. t2v uses the quickstart's held-out
 protocol (80 grid prompts x 2 samples x 3 seeds). Every other task runs
 `videogen.eval.tasks_eval.evaluate_tasks` on 64 test clips (with `--seeds 0,1,2`,
 sampled once per seed and averaged), with the same-run
-references (restore's copy and reconstruction gains, in/outpaint's
-one-token-off fill). Each task samples with the run's `config.sampling.per_task`.
+references (restore's copy, reconstruction and teacher-forced gains,
+in/outpaint's one-token-off fill). Each task samples with the run's
+`config.sampling.per_task`.
 
   python benchmarks/multitask_figures.py --workdir runs/multitask --steps 500,1000,1400 \
       --out benchmarks/results/multitask
@@ -33,7 +34,15 @@ COLUMNS = (
   ('interpolate', ('task/interpolate/on_path_2px', 'task/interpolate/given_frames_psnr'), None),
   ('inpaint', ('task/inpaint/unmasked_psnr_minus_recon', 'task/inpaint/track_continuous'), None),
   ('outpaint', ('task/outpaint/unmasked_psnr_minus_recon', 'task/outpaint/track_continuous'), None),
-  ('restore (copy)', ('task/restore/psnr_gain', 'task/restore/copy_psnr_gain'), None),
+  (
+    'restore / copy / teacher-forced',
+    (
+      'task/restore/psnr_gain',
+      'task/restore/copy_psnr_gain',
+      'task/restore/teacher_forced_psnr_gain',
+    ),
+    '{:+.1f} dB',
+  ),
   ('restyle', ('task/restyle/color_accuracy', 'task/restyle/motion_accuracy'), '{:.0%}'),
 )
 

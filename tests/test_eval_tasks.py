@@ -90,6 +90,7 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
     'task/restore/psnr_gain_3db',
     'task/restore/copy_psnr_gain',
     'task/restore/recon_psnr_gain',
+    'task/restore/teacher_forced_psnr_gain',
     'task/inpaint/shifted_fill_psnr_minus_recon',
     'task/outpaint/shifted_fill_psnr_minus_recon',
     'task/restyle/color_accuracy',

@@ -253,9 +253,11 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     settings = SamplingSettings.from_config(config.sampling, task)
     # Free generation places its objects at 1.0 and sharpens them at 0.4.
     expected = {'t2v': (0.4, 0, 1.0), 'uncond': (0.4, 0, 1.0), 'i2v': (1.0, 0, None)}
+    expected['restore'] = (0.0, 0, None)  # Greedy and unguided: it copies most of its condition.
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
     assert got == expected.get(task, (0.4, 5, None)), task
-    assert settings.cfg_scale == config.sampling.cfg_scale  # Fields not set per task: shared.
+    # Fields not set per task are shared.
+    assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
   flagged = SamplingSettings.from_config(config.sampling, 'inpaint', temperature=0.9)
   assert (flagged.temperature, flagged.top_k) == (0.9, 5)
   flagged = SamplingSettings.from_config(config.sampling, 't2v', first_frame_temperature=0.4)

@@ -245,6 +245,20 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
   restore = tasks.task_prefix(spec, jnp.asarray([7, 7]), canvas)  # Restore regenerates all.
   _, keep = tasks.kept_tokens(spec, restore)
   assert not np.asarray(keep).any()
+  # Greedy samples fed back as the targets of one teacher-forced pass come back unchanged.
+  greedy = sampling.sample_tokens(
+    model, text_emb, text_mask, cfg_scale=2.0, **{**common, 'temperature': 0.0}
+  ).reshape(2, -1)
+  graphdef, state = nnx.split(model)
+  forced = sampling.teacher_forced_tokens(
+    graphdef, state, text_emb, text_mask, greedy, jnp.float32(2.0), prefix, guided=True
+  )
+  np.testing.assert_array_equal(forced, greedy)
+  # Other targets (not what the model would draw) are not handed back.
+  forced = sampling.teacher_forced_tokens(
+    graphdef, state, text_emb, text_mask, clip, jnp.float32(2.0), prefix, guided=True
+  )
+  assert (np.asarray(forced) != np.asarray(clip))[~kept.reshape(2, -1)].any()
   with pytest.raises(ValueError, match='needs task_prefix'):
     sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
 

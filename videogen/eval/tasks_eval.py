@@ -17,7 +17,9 @@ held-out clip per row, and scores it with the checks of
 | restore     | PSNR gain of the result over the degraded input (>= 3 dB);          |
 |             | references: the tokenizer's reconstruction of the degraded input    |
 |             | (copying the condition, `copy_psnr_gain`) and of the clean clip     |
-|             | (every token right, `recon_psnr_gain`)                              |
+|             | (every token right, `recon_psnr_gain`); the model's most likely     |
+|             | tokens given the clean clip's earlier ones (`teacher_forced_psnr_   |
+|             | gain`: sampling without compounding errors)                         |
 | restyle     | colour and motion of the caption (>= 90% each)                      |
 | i2v         | the caption's colour, shape and motion (alignment)                  |
 | uncond      | valid samples: objects with a colour, a shape, a steady motion      |
@@ -198,7 +200,10 @@ def evaluate_tasks(
       # References: the tokenizer's reconstruction of the degraded input (copying the
       # condition's tokens) and of the clean clip (every token right).
       copied = model.tokenizer.decode_uint8(model.tokenizer.encode_uint8(degraded))
-      for name, reference in (('copy', copied), ('recon', recon)):
+      forced = model.teacher_forced_task_batch(
+        task, captions, list(videos), settings, video=list(degraded)
+      )
+      for name, reference in (('copy', copied), ('recon', recon), ('teacher_forced', forced)):
         results[f'{key}/{name}_psnr_gain'] = float(
           np.mean(_psnr_gains(reference, degraded, videos))
         )

@@ -406,8 +406,7 @@ class TextToVideo(TaskSampling):
       )
     rows = [p for p in prompts for _ in range(num_samples)]
     with self._context():
-      ids, mask = self._place(*self.tokenize_prompts(rows))
-      text_emb = _encode_text(self._text_graphdef, self._text_state, ids, mask)
+      text_emb, mask = self._embed_prompts(rows)
       if video is not None:
         prefix = self.prefix_tokens(video, len(rows))
       task_prefix = None
@@ -431,9 +430,18 @@ class TextToVideo(TaskSampling):
         task_prefix=task_prefix,
         no_text=no_text,
       )
+    return self._decode_uint8(tokens)[:, :num_frames]
+
+  def _embed_prompts(self, prompts: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+    """(T5 embeddings, mask) of `prompts` on the weights' devices (in `_context`)."""
+    ids, mask = self._place(*self.tokenize_prompts(prompts))
+    return _encode_text(self._text_graphdef, self._text_state, ids, mask), mask
+
+  def _decode_uint8(self, tokens: jax.Array) -> np.ndarray:
+    """int32 [N, t, h, w] -> uint8 [N, T, H, W, 3], gathered on every host."""
+    with self._context():
       clips = _decode_tokens(self.tokenizer.graphdef, self._tokenizer_state, tokens)
-    clips = np.asarray(multihost_utils.process_allgather(clips, tiled=True))
-    return _to_uint8(clips[:, :num_frames])
+    return _to_uint8(np.asarray(multihost_utils.process_allgather(clips, tiled=True)))
 
   def latent_frames_for(self, num_frames: int) -> int:
     """Latent frames that decode to at least `num_frames` frames."""

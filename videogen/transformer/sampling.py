@@ -405,6 +405,63 @@ def sample_tokens(
     start = start + window_frames - window_prefix_frames
 
 
+@functools.partial(jax.jit, static_argnames=('graphdef', 'guided', 'no_text'))
+def teacher_forced_tokens(
+  graphdef,
+  state,
+  text_emb,
+  text_mask,
+  targets,
+  cfg_scale,
+  task_prefix=None,
+  *,
+  guided: bool,
+  no_text: bool = False,
+):
+  """The most likely token at every clip position given the target's earlier
+  tokens: what greedy sampling draws when every earlier token is right.
+
+  One forward pass over [task prefix] BOS targets[:-1], guided as sampling is;
+  tokens the sampler keeps (inpaint/outpaint's unmasked canvas) are the canvas's.
+  Greedy `sample_tokens` output fed back as `targets` comes back unchanged
+  (i2v/predict's given frames aside: the sampler fixes them, this does not).
+
+  Args:
+    graphdef, state: the split transformer.
+    text_emb, text_mask: as for `sample_tokens`.
+    targets: int32 [batch, t*h*w], the clip's tokens in raster order.
+    cfg_scale: float32 scalar (used when `guided`).
+    task_prefix: int32 [batch, spec.prefix_length] (multi-task models), else None.
+    guided: add null-text rows and apply classifier-free guidance.
+    no_text: every row sees the null text (uncond).
+
+  Returns:
+    int32 [batch, t*h*w].
+  """
+  model = nnx.merge(graphdef, state)
+  spec = model.spec
+  batch = targets.shape[0]
+  inputs = shift_right(targets.astype(jnp.int32), spec.bos_id)
+  if task_prefix is not None:
+    inputs = jnp.concatenate([task_prefix.astype(jnp.int32), inputs], axis=1)
+  drop = None
+  if guided:
+    inputs = jnp.concatenate([inputs, inputs], axis=0)
+    text_emb = jnp.concatenate([text_emb, text_emb], axis=0)
+    text_mask = jnp.concatenate([text_mask, text_mask], axis=0)
+    drop = jnp.arange(2 * batch) >= batch
+  elif no_text:
+    drop = jnp.ones((batch,), bool)
+  logits = model(inputs, text_emb, text_mask, text_drop=drop)[:, spec.prefix_length :]
+  if guided:
+    logits = guide(logits, cfg_scale)
+  chosen = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  if task_prefix is not None:
+    canvas, keep = tasks.kept_tokens(spec, task_prefix)
+    chosen = jnp.where(keep, canvas, chosen)
+  return chosen
+
+
 def graphdef_spec(graphdef, state):
   """The `TransformerSpec` a split model was built with."""
   return nnx.merge(graphdef, state).spec

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videogen import vq
-from videogen.transformer import tasks
+from videogen.transformer import sampling, tasks
 
 if TYPE_CHECKING:
   from videogen.transformer.inference import SamplingSettings
@@ -163,6 +163,46 @@ class TaskSampling:
     """One sample per prompt, row i conditioned on the i-th of each input list
     (`image`, `video`, `last_frame`, `mask`, as for `run_task`); i2v and predict
     clips must keep the same number of latent frames."""
+    canvas, prefix = self._batch_conditions(task, prompts, inputs)
+    return self._task(task, prompts, settings, 1, canvas=lambda _: canvas, prefix=prefix)
+
+  def teacher_forced_task_batch(
+    self,
+    task: str,
+    prompts: Sequence[str],
+    targets: Sequence[np.ndarray],
+    settings: SamplingSettings | None = None,
+    **inputs: Sequence[np.ndarray],
+  ) -> np.ndarray:
+    """What `run_task_batch` would give if every earlier token were right: row i's
+    most likely token at each position given the tokens of `targets[i]` (uint8
+    [T, H, W, 3], the clip the task should produce) before it, guided as sampling
+    is, decoded. Evaluation compares it with sampling to tell the model's own
+    errors from those that compound while sampling. Returns uint8 [N, T, H, W, 3]."""
+    if len(targets) != len(prompts):
+      raise ValueError(f'{len(targets)} targets for {len(prompts)} prompts.')
+    canvas, _ = self._batch_conditions(task, prompts, inputs)
+    settings = settings or self.default_settings(task)
+    settings.check()
+    rows = len(prompts)
+    with self._context():
+      text_emb, mask = self._embed_prompts(list(prompts))
+      wanted = jnp.concatenate([self._clip_tokens(np.asarray(t)) for t in targets])
+      tokens = sampling.teacher_forced_tokens(
+        self.graphdef,
+        self.params,
+        text_emb,
+        mask,
+        wanted.reshape(rows, -1),
+        jnp.float32(settings.cfg_scale),
+        self._task_prefix(task, rows, self.frames_per_clip, None, lambda _: canvas),
+        guided=settings.cfg_scale != 1.0,
+      )
+    return self._decode_uint8(tokens.reshape(wanted.shape))
+
+  def _batch_conditions(self, task, prompts, inputs) -> tuple[jax.Array, jax.Array | None]:
+    """(canvas [N, t, h, w], kept first latent frames [N, m, h, w] or None): row i
+    conditioned on the i-th of each input list."""
     if task in ('t2v', 'uncond'):
       raise ValueError(f'{task} has no conditions: use generate or unconditional.')
     for name, values in inputs.items():
@@ -172,10 +212,9 @@ class TaskSampling:
       self._condition(task, **{name: values[i] for name, values in inputs.items()})
       for i in range(len(prompts))
     ]
-    canvas = jnp.concatenate([c for c, _ in rows])
     prefixes = [p for _, p in rows]
     prefix = None if prefixes[0] is None else jnp.concatenate(prefixes)
-    return self._task(task, prompts, settings, 1, canvas=lambda _: canvas, prefix=prefix)
+    return jnp.concatenate([c for c, _ in rows]), prefix
 
   # --- conditions ----------------------------------------------------------------
 
