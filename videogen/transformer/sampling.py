@@ -405,7 +405,7 @@ def sample_tokens(
     start = start + window_frames - window_prefix_frames
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'guided', 'no_text'))
+@functools.partial(jax.jit, static_argnames=('graphdef', 'guided'))
 def teacher_forced_tokens(
   graphdef,
   state,
@@ -416,7 +416,6 @@ def teacher_forced_tokens(
   task_prefix=None,
   *,
   guided: bool,
-  no_text: bool = False,
 ):
   """The most likely token at every clip position given the target's earlier
   tokens: what greedy sampling draws when every earlier token is right.
@@ -433,7 +432,6 @@ def teacher_forced_tokens(
     cfg_scale: float32 scalar (used when `guided`).
     task_prefix: int32 [batch, spec.prefix_length] (multi-task models), else None.
     guided: add null-text rows and apply classifier-free guidance.
-    no_text: every row sees the null text (uncond).
 
   Returns:
     int32 [batch, t*h*w].
@@ -450,8 +448,6 @@ def teacher_forced_tokens(
     text_emb = jnp.concatenate([text_emb, text_emb], axis=0)
     text_mask = jnp.concatenate([text_mask, text_mask], axis=0)
     drop = jnp.arange(2 * batch) >= batch
-  elif no_text:
-    drop = jnp.ones((batch,), bool)
   logits = model(inputs, text_emb, text_mask, text_drop=drop)[:, spec.prefix_length :]
   if guided:
     logits = guide(logits, cfg_scale)

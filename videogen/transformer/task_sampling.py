@@ -185,9 +185,9 @@ class TaskSampling:
     settings = settings or self.default_settings(task)
     settings.check()
     rows = len(prompts)
+    wanted = jnp.concatenate([self._clip_tokens(np.asarray(t)) for t in targets])
     with self._context():
       text_emb, mask = self._embed_prompts(list(prompts))
-      wanted = jnp.concatenate([self._clip_tokens(np.asarray(t)) for t in targets])
       tokens = sampling.teacher_forced_tokens(
         self.graphdef,
         self.params,
