@@ -251,17 +251,20 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
   config = config_lib.load_config_file(str(helpers.CONFIGS / 'shapes' / 'multitask.py'))
   for task in tasks.TASKS:
     settings = SamplingSettings.from_config(config.sampling, task)
-    # Free generation places its objects at 1.0 and sharpens them at 0.4.
-    expected = {'t2v': (0.4, 0, 1.0), 'uncond': (0.4, 0, 1.0), 'i2v': (1.0, 0, None)}
-    expected['restore'] = (0.0, 0, None)  # Greedy and unguided: it copies most of its condition.
+    # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
+    # generate new frames sample at 0.2, those whose canvas is the whole clip greedily.
+    expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
+    expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
+    expected.update({task: (0.0, 0, None) for task in tasks.CLIP_TASKS})
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
-    assert got == expected.get(task, (0.4, 5, None)), task
-    # Fields not set per task are shared.
+    assert got == expected[task], task
+    # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
-  flagged = SamplingSettings.from_config(config.sampling, 'inpaint', temperature=0.9)
-  assert (flagged.temperature, flagged.top_k) == (0.9, 5)
+  # A flag wins over the task's field; the task's other fields stay.
+  flagged = SamplingSettings.from_config(config.sampling, 'interpolate', top_k=3)
+  assert (flagged.temperature, flagged.top_k) == (0.2, 3)
   flagged = SamplingSettings.from_config(config.sampling, 't2v', first_frame_temperature=0.4)
-  assert (flagged.temperature, flagged.first_frame_temperature) == (0.4, 0.4)
+  assert (flagged.temperature, flagged.first_frame_temperature) == (0.1, 0.4)
   # A config saved before the field existed (no first_frame_temperature): the temperature.
   old = SamplingSettings.from_config(ml_collections.ConfigDict(_SHARED), 't2v')
   assert old.first_frame_temperature is None

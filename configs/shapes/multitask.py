@@ -39,28 +39,30 @@ TASK_WEIGHTS = {
 }
 
 # Sampling (temperature, top-k, first-frame temperature; -1 = temperature) per task,
-# measured on the 1400-step run (README). At one temperature, free generation needs 1.0:
-# at 0.4 half the t2v samples and every uncond one were empty. Sampling only the first
-# latent frame, where the objects are placed, at 1.0 and the rest at 0.4 keeps the objects
-# and sharpens them: t2v colour / shape / motion 99.0 / 86.3 / 95.4% vs 98.8 / 76.3 / 95.8%
-# at 1.0 throughout (squares 62 vs 33%), uncond 84-85% valid vs 72-75% (3 seeds each).
-# i2v (its first frame given) stays at 1.0 (99/66/90 vs 97/73/91% at 0.4 / top-k 5, within
-# noise). The copying tasks do better at 0.4 / top-k 5 than at 1.0: predict 95 vs 90%,
-# interpolate 70 vs 56%, inpaint -2.8 vs -3.0 dB / 83 vs 80%, outpaint -4.7 vs -5.1 dB /
-# 67 vs 59%, restore +0.6 vs -0.8 dB, restyle 87/84 vs 79/78%. Restore alone is greedy and
-# unguided: guidance pulls it off the condition (teacher-forced, +2.1 dB guided vs +2.5 dB
-# not); sampled, +1.7 dB greedy / +1.3 dB at 0.4, top-k 5, both unguided, vs +0.6 dB at
-# 0.4, top-k 5, cfg 1.75 (3 seeds each). Outpaint and restyle did not move unguided.
+# measured on the 1400-step layout run (README; 64 held-out clips, 3 sampling seeds).
+# Free generation (t2v, uncond) places its objects in the first latent frame at 1.0 and
+# draws the rest at 0.1: uncond 89% valid over 6 seeds vs 87% at 0.2, 84% at 0.4 and 85%
+# greedy; t2v 99.4 / 79.6 / 96.0% vs 99.4 / 78.5 / 95.4% at 0.4. At one temperature free
+# generation needs 1.0 (at 0.4 half the t2v samples and every uncond one were empty), and
+# the hot first frame keeps squares sharp (62 vs 33% at 1.0 throughout). i2v (its first
+# frame given) stays at 1.0 (99/66/90 vs 97/73/91% at 0.4 / top-k 5, within noise). The
+# conditioned tasks do better cool: predict and interpolate at 0.2 (96 / 86% vs 95 / 82% at
+# 0.4 / top-k 5; greedy 97 / 84%), and the tasks whose canvas is the whole clip
+# (`tasks.CLIP_TASKS`) greedily: inpaint -2.8 dB / 81% vs 80%, outpaint -4.7 dB / 71% vs 68%,
+# restyle 87 / 84% vs 84 / 81%, restore +1.7 dB vs +1.3 dB at 0.4 / top-k 5. Restore alone
+# is also unguided: guidance pulls it off the condition (teacher-forced, +2.1 dB guided vs
+# +2.5 dB not; sampled at 0.4 / top-k 5, +0.6 dB at cfg 1.75). Higher guidance for restyle
+# (cfg 3 or 5) kept its colour (80-84%) and lost motion (62-75%).
 PER_TASK_SAMPLING = {
-  't2v': (0.4, 0, 1.0),
-  'uncond': (0.4, 0, 1.0),
+  't2v': (0.1, 0, 1.0),
+  'uncond': (0.1, 0, 1.0),
   'i2v': (1.0, 0, -1.0),
-  'predict': (0.4, 5, -1.0),
-  'interpolate': (0.4, 5, -1.0),
-  'inpaint': (0.4, 5, -1.0),
-  'outpaint': (0.4, 5, -1.0),
+  'predict': (0.2, 0, -1.0),
+  'interpolate': (0.2, 0, -1.0),
+  'inpaint': (0.0, 0, -1.0),
+  'outpaint': (0.0, 0, -1.0),
   'restore': (0.0, 0, -1.0),
-  'restyle': (0.4, 5, -1.0),
+  'restyle': (0.0, 0, -1.0),
 }
 # Guidance scale where a task's differs from the shared `config.sampling.cfg_scale` (1.75).
 PER_TASK_CFG = {'restore': 1.0}
@@ -72,8 +74,11 @@ def get_config(arg=None):
   config.model.tasks.update(TASK_WEIGHTS)
   # Restore, restyle and interpolation need the clips' pixels in the step.
   config.tokenizer.cache_tokens = False
-  # Periodic samples (t2v) and any task without an entry.
-  config.sampling.update(temperature=0.4, top_k=0, first_frame_temperature=1.0)
+  # Any task without an entry takes the shared fields: here, free generation's setting.
+  free_temperature, free_top_k, free_first = PER_TASK_SAMPLING['t2v']
+  config.sampling.update(
+    temperature=free_temperature, top_k=free_top_k, first_frame_temperature=free_first
+  )
   with config.unlocked():
     config.sampling.per_task = {
       task: {'temperature': temperature, 'top_k': top_k, 'first_frame_temperature': first}
