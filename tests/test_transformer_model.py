@@ -204,6 +204,9 @@ def test_variants_and_flop_count():
   )
   assert losses.forward_flops(spec, 1, n, text_length) == pytest.approx(expected)
   assert losses.train_step_flops(spec, 2, n, text_length) == pytest.approx(6 * expected)
+  # The output layer over the last 3 positions only (a multi-task prefix has none).
+  head = 2 * spec.embed_dim * spec.vocab_size * (n - 3)
+  assert losses.forward_flops(spec, 1, n, text_length, 3) == pytest.approx(expected - head)
   with pytest.raises(ValueError, match='Unknown transformer variant'):
     transformer_config.model_config('huge')
 

@@ -14,6 +14,7 @@ from tests import helpers
 from videogen.data import pipeline
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
+from videogen.transformer import losses as losses_lib
 from videogen.transformer import sampling, tasks
 from videogen.transformer import task as task_lib
 from videogen.transformer.inference import TextToVideo
@@ -202,15 +203,14 @@ def test_loss_counts_generated_tokens_only(frozen):
   batch = tasks.build_task_batch(
     spec, jax.random.key(2), video, frozen.tokenizer.encode, {'predict': 1.0}
   )
-  logits = jax.random.normal(jax.random.key(4), (2, spec.prefix_length + spec.seq_length, 1000))
-  loss = task_lib._task_metrics(spec, logits, batch, 0.0)[0]  # noqa: SLF001
-  prefix_changed = logits.at[:, : spec.prefix_length].add(5.0)
-  assert task_lib._task_metrics(spec, prefix_changed, batch, 0.0)[0] == loss  # noqa: SLF001
-  # The given first latent frame of predict is out of the loss too.
-  given_changed = logits.at[:, spec.prefix_length : spec.prefix_length + 16].add(5.0)
-  assert task_lib._task_metrics(spec, given_changed, batch, 0.0)[0] == loss  # noqa: SLF001
+  # The step's logits start after the prefix (the model's logits_from=spec.prefix_length).
+  logits = jax.random.normal(jax.random.key(4), (2, spec.seq_length, 1000))
+  loss = task_lib._task_metrics(logits, batch, 0.0)[0]  # noqa: SLF001
+  # The given first latent frame of predict is out of the loss.
+  given_changed = logits.at[:, :16].add(5.0)
+  assert task_lib._task_metrics(given_changed, batch, 0.0)[0] == loss  # noqa: SLF001
   generated_changed = logits.at[:, -1, 0].add(50.0)
-  assert task_lib._task_metrics(spec, generated_changed, batch, 0.0)[0] != loss  # noqa: SLF001
+  assert task_lib._task_metrics(generated_changed, batch, 0.0)[0] != loss  # noqa: SLF001
 
 
 @pytest.mark.parametrize('position', ['rope3d', 'learned3d'])
@@ -228,6 +228,11 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
   text_mask = jnp.ones((2, 6), jnp.int32)
   offset = jnp.asarray([0, 3])
   full = model(inputs, text_emb, text_mask, frame_offset=offset)
+  # The training step's logits: the same, past the prefix only.
+  generated = model(
+    inputs, text_emb, text_mask, frame_offset=offset, logits_from=spec.prefix_length
+  )
+  np.testing.assert_allclose(generated, full[:, spec.prefix_length :], atol=1e-6)
   cached = sampling.cached_logits(
     model, inputs, text_emb, text_mask, prefill_length=spec.prefix_length + 5, frame_offset=offset
   )
@@ -270,6 +275,11 @@ def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path
   assert all(np.isfinite(losses))
   assert abs(losses[0] - np.log(1000)) < 1.5
   assert task.step_cost(8).tokens == 8 * 65
+  # FLOPs: 65 positions through the blocks, the output layer over the 32 generated only.
+  text_length = config.text.max_length
+  full = losses_lib.train_step_flops(task.spec, 8, 65, text_length)
+  head = 3 * 2 * 8 * task.spec.embed_dim * task.spec.vocab_size * 33
+  assert task.step_cost(8).flops == pytest.approx(full - head)
   batches = pipeline.create_iterator(
     config, config.data.eval_split, train=False, text_features=task.text_features()
   )

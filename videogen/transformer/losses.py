@@ -82,16 +82,25 @@ def matmul_params_per_token(spec: TransformerSpec) -> int:
   return spec.num_layers * (self_attention + cross_attention + mlp) + embed * spec.vocab_size
 
 
-def forward_flops(spec: TransformerSpec, batch: int, length: int, text_length: int) -> float:
+def forward_flops(
+  spec: TransformerSpec,
+  batch: int,
+  length: int,
+  text_length: int,
+  logits_length: int | None = None,
+) -> float:
   """Model FLOPs of one forward pass (a multiply-add counts 2).
 
   Dense layers: 2 * weights per token (video tokens; the text projection and
-  cross-attention K/V per text token). Attention: 2 * 2 * q_len * kv_len *
+  cross-attention K/V per text token); the output layer over the last
+  `logits_length` positions (default all: a multi-task step skips its prefix). Attention: 2 * 2 * q_len * kv_len *
   heads * head_dim per layer (QK^T and AV); causal self-attention counts half
   of the square (the work a causal kernel does).
   """
   spec_heads = spec.num_heads * spec.head_dim
-  dense = 2.0 * matmul_params_per_token(spec) * length
+  head = spec.embed_dim * spec.vocab_size
+  logits_length = length if logits_length is None else logits_length
+  dense = 2.0 * ((matmul_params_per_token(spec) - head) * length + head * logits_length)
   text = (
     2.0
     * text_length
@@ -105,6 +114,12 @@ def forward_flops(spec: TransformerSpec, batch: int, length: int, text_length: i
   return batch * (dense + text + self_attention + cross_attention)
 
 
-def train_step_flops(spec: TransformerSpec, batch: int, length: int, text_length: int) -> float:
+def train_step_flops(
+  spec: TransformerSpec,
+  batch: int,
+  length: int,
+  text_length: int,
+  logits_length: int | None = None,
+) -> float:
   """Forward + backward model FLOPs (3x forward; remat recomputation excluded)."""
-  return 3.0 * forward_flops(spec, batch, length, text_length)
+  return 3.0 * forward_flops(spec, batch, length, text_length, logits_length)

@@ -188,8 +188,9 @@ class Transformer(nnx.Module):
     frame_offset: jax.Array | None = None,
     text_drop: jax.Array | None = None,
     dropout_key: jax.Array | None = None,
+    logits_from: int = 0,
   ) -> jax.Array:
-    """Next-token logits for every position (teacher forcing).
+    """Next-token logits for every position from `logits_from` on (teacher forcing).
 
     Args:
       inputs: int32 [batch, length] (`shift_right` of the clip's tokens),
@@ -201,9 +202,12 @@ class Transformer(nnx.Module):
         (default 0).
       text_drop: bool [batch], rows that see the null text instead.
       dropout_key: enables residual dropout when given.
+      logits_from: the first position whose logits are returned (static):
+        `spec.prefix_length` skips the output layer over a multi-task
+        model's prefix, whose positions predict nothing the loss counts.
 
     Returns:
-      float32 logits [batch, length, vocab_size].
+      float32 logits [batch, length - logits_from, vocab_size].
     """
     batch, length = inputs.shape
     if frame_offset is None:
@@ -229,7 +233,7 @@ class Transformer(nnx.Module):
     else:
       for index, block in enumerate(self.blocks):
         x = apply_block(block, x, None if layer_keys is None else layer_keys[index])
-    return self._logits(x)
+    return self._logits(x[:, logits_from:])
 
   # --- KV-cached decoding -----------------------------------------------------
 

@@ -448,7 +448,7 @@ def teacher_forced_tokens(
     text_emb = jnp.concatenate([text_emb, text_emb], axis=0)
     text_mask = jnp.concatenate([text_mask, text_mask], axis=0)
     drop = jnp.arange(2 * batch) >= batch
-  logits = model(inputs, text_emb, text_mask, text_drop=drop)[:, spec.prefix_length :]
+  logits = model(inputs, text_emb, text_mask, text_drop=drop, logits_from=spec.prefix_length)
   if guided:
     logits = guide(logits, cfg_scale)
   chosen = jnp.argmax(logits, axis=-1).astype(jnp.int32)

@@ -332,8 +332,9 @@ class TransformerTask(Task):
         frame_offset=frame_offset,
         text_drop=text_drop,
         dropout_key=dropout_key if model_config.dropout > 0 else None,
+        logits_from=self.spec.prefix_length,
       )
-      return _task_metrics(self.spec, logits, task_batch, model_config.z_loss)
+      return _task_metrics(logits, task_batch, model_config.z_loss)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     fields, update_metrics = state_lib.apply_gradients(
@@ -357,7 +358,13 @@ class TransformerTask(Task):
 
   def step_cost(self, batch_size: int) -> StepCost:
     length = self.spec.seq_length + self.spec.prefix_length
-    flops = losses.train_step_flops(self.spec, batch_size, length, self.config.text.max_length)
+    flops = losses.train_step_flops(
+      self.spec,
+      batch_size,
+      length,
+      self.config.text.max_length,
+      logits_length=self.spec.seq_length,  # No output layer over a multi-task prefix.
+    )
     return StepCost(
       flops=flops,
       tokens=batch_size * length,
@@ -527,8 +534,14 @@ class TransformerTask(Task):
       task_batch = self._task_batch(
         state, batch, jax.random.key(0), None if name is None else {name: 1.0}
       )
-      logits = model(task_batch.inputs, text_emb, batch['text_mask'], text_drop=task_batch.no_text)
-      _, metrics = _task_metrics(self.spec, logits, task_batch, self.config.model.z_loss, weights)
+      logits = model(
+        task_batch.inputs,
+        text_emb,
+        batch['text_mask'],
+        text_drop=task_batch.no_text,
+        logits_from=self.spec.prefix_length,
+      )
+      _, metrics = _task_metrics(logits, task_batch, self.config.model.z_loss, weights)
       if name is not None:
         metrics = {f'{name}/{k}': metrics[k] for k in ('cross_entropy', 'accuracy')}
       sums.update({k: value * count for k, value in metrics.items()})
@@ -584,10 +597,11 @@ class TransformerTask(Task):
     )
 
 
-def _task_metrics(spec, logits, task_batch: tasks.TaskBatch, z_loss: float, weights=None):
-  """`losses.token_metrics` over the generated tokens of a task sequence."""
+def _task_metrics(logits, task_batch: tasks.TaskBatch, z_loss: float, weights=None):
+  """`losses.token_metrics` over the generated tokens of a task sequence (`logits`: theirs,
+  from the model's `logits_from=spec.prefix_length`)."""
   return losses.token_metrics(
-    logits[:, spec.prefix_length :],
+    logits,
     task_batch.targets,
     z_loss,
     weights,
