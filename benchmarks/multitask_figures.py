@@ -6,7 +6,8 @@ protocol (80 grid prompts x 2 samples x 3 seeds). Every other task runs
 `videogen.eval.tasks_eval.evaluate_tasks` on 64 test clips (with `--seeds 0,1,2`,
 sampled once per seed and averaged), with the same-run
 references (restore's copy, reconstruction and teacher-forced gains,
-in/outpaint's one-token-off fill). Each task samples with the run's
+in/outpaint's one-token-off fill, restyle's teacher-forced and reconstructed
+colour and motion, the reconstructed clips that pass uncond's check). Each task samples with the run's
 `config.sampling.per_task`.
 
   python benchmarks/multitask_figures.py --workdir runs/multitask --steps 500,1000,1400 \
@@ -29,7 +30,7 @@ from videogen.transformer.inference import TextToVideo
 NUM_CLIPS = 64
 COLUMNS = (
   ('t2v', ('t2v/color_accuracy', 't2v/shape_accuracy', 't2v/motion_accuracy'), '{:.1%}'),
-  ('uncond', ('task/uncond/valid',), '{:.0%}'),
+  ('uncond / recon', ('task/uncond/valid', 'task/uncond/recon_valid'), '{:.0%}'),
   ('predict', ('task/predict/direction_kept',), '{:.0%}'),
   ('interpolate', ('task/interpolate/on_path_2px', 'task/interpolate/given_frames_psnr'), None),
   ('inpaint', ('task/inpaint/unmasked_psnr_minus_recon', 'task/inpaint/track_continuous'), None),
@@ -44,6 +45,16 @@ COLUMNS = (
     '{:+.1f} dB',
   ),
   ('restyle', ('task/restyle/color_accuracy', 'task/restyle/motion_accuracy'), '{:.0%}'),
+  (
+    'restyle teacher-forced',
+    ('task/restyle/teacher_forced_color_accuracy', 'task/restyle/teacher_forced_motion_accuracy'),
+    '{:.0%}',
+  ),
+  (
+    'restyle recon',
+    ('task/restyle/recon_color_accuracy', 'task/restyle/recon_motion_accuracy'),
+    '{:.0%}',
+  ),
 )
 
 

@@ -79,6 +79,7 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
   assert (used['inpaint'].temperature, used['inpaint'].top_k) == (1.0, 0)
   expected = {
     'task/uncond/valid',
+    'task/uncond/recon_valid',
     'task/i2v/color_accuracy',
     'task/predict/direction_kept',
     'task/interpolate/given_frames_psnr',
@@ -95,6 +96,8 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
     'task/outpaint/shifted_fill_psnr_minus_recon',
     'task/restyle/color_accuracy',
     'task/restyle/motion_accuracy',
+    'task/restyle/recon_color_accuracy',
+    'task/restyle/teacher_forced_motion_accuracy',
   }
   assert expected <= set(results), sorted(results)
   assert results['task/num_clips'] == 2

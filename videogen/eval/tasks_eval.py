@@ -20,10 +20,14 @@ held-out clip per row, and scores it with the checks of
 |             | (every token right, `recon_psnr_gain`); the model's most likely     |
 |             | tokens given the clean clip's earlier ones (`teacher_forced_psnr_   |
 |             | gain`: sampling without compounding errors)                         |
-| restyle     | colour and motion of the caption (>= 90% each)                      |
+| restyle     | colour and motion of the caption (>= 90% each); references: the     |
+|             | tokenizer's reconstruction of the clip (`recon_*`) and the model's  |
+|             | most likely tokens given the clip's earlier ones                    |
+|             | (`teacher_forced_*`)                                                |
 | i2v         | the caption's colour, shape and motion (alignment)                  |
 | uncond      | valid samples: objects with a colour, a shape, a steady motion      |
-|             | (>= 90%)                                                            |
+|             | (>= 90%); reference: the held-out clips' tokenizer reconstructions  |
+|             | that pass the same check (`recon_valid`)                            |
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ def evaluate_tasks(
     if task == 'uncond':
       samples = model.unconditional(settings, num_samples=len(videos))
       results[f'{key}/valid'] = _fraction([shapes_eval.valid_unconditional(v) for v in samples])
+      results[f'{key}/recon_valid'] = _fraction([shapes_eval.valid_unconditional(v) for v in recon])
       continue
     if task == 'i2v':
       samples = model.run_task_batch(task, captions, settings, image=list(videos[:, 0]))
@@ -209,7 +214,11 @@ def evaluate_tasks(
         )
     elif task == 'restyle':
       samples = model.run_task_batch(task, captions, settings, video=list(videos))
-      report = shapes_eval.evaluate_clips(samples, captions)
-      results[f'{key}/color_accuracy'] = report.color_accuracy
-      results[f'{key}/motion_accuracy'] = report.motion_accuracy
+      forced = model.teacher_forced_task_batch(
+        task, captions, list(videos), settings, video=list(videos)
+      )
+      for name, clips in (('', samples), ('recon_', recon), ('teacher_forced_', forced)):
+        report = shapes_eval.evaluate_clips(clips, captions)
+        results[f'{key}/{name}color_accuracy'] = report.color_accuracy
+        results[f'{key}/{name}motion_accuracy'] = report.motion_accuracy
   return results
