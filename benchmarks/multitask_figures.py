@@ -7,8 +7,8 @@ protocol (80 grid prompts x 2 samples x 3 seeds). Every other task runs
 sampled once per seed and averaged), with the same-run
 references (restore's copy, reconstruction and teacher-forced gains,
 in/outpaint's one-token-off fill, restyle's teacher-forced and reconstructed
-colour and motion, the reconstructed clips that pass uncond's check). Each task samples with the run's
-`config.sampling.per_task`.
+colour and motion, the reconstructed clips that pass uncond's check). Each
+task samples with the run's `config.sampling.per_task`.
 
   python benchmarks/multitask_figures.py --workdir runs/multitask --steps 500,1000,1400 \
       --out benchmarks/results/multitask

@@ -97,6 +97,8 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
     'task/restyle/color_accuracy',
     'task/restyle/motion_accuracy',
     'task/restyle/recon_color_accuracy',
+    'task/restyle/recon_motion_accuracy',
+    'task/restyle/teacher_forced_color_accuracy',
     'task/restyle/teacher_forced_motion_accuracy',
   }
   assert expected <= set(results), sorted(results)

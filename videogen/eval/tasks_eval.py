@@ -137,8 +137,8 @@ def evaluate_tasks(
     settings = model.default_settings(task, seed=seed)
     if task == 'uncond':
       samples = model.unconditional(settings, num_samples=len(videos))
-      results[f'{key}/valid'] = _fraction([shapes_eval.valid_unconditional(v) for v in samples])
-      results[f'{key}/recon_valid'] = _fraction([shapes_eval.valid_unconditional(v) for v in recon])
+      for name, clips in (('valid', samples), ('recon_valid', recon)):
+        results[f'{key}/{name}'] = _fraction([shapes_eval.valid_unconditional(v) for v in clips])
       continue
     if task == 'i2v':
       samples = model.run_task_batch(task, captions, settings, image=list(videos[:, 0]))
