@@ -183,6 +183,19 @@ def test_token_metrics_values():
   np.testing.assert_allclose(with_z['z_loss'], 0.1 * 9.0, rtol=1e-4)
 
 
+def test_corrupt_inputs_replaces_only_clip_tokens_at_the_given_rate():
+  inputs = jnp.full((64, 400), 1005, jnp.int32)  # An id outside the 1000 codes.
+  key = jax.random.key(3)
+  assert model.corrupt_inputs(inputs, key, 0.0, 10, 1000) is inputs
+  out = np.asarray(model.corrupt_inputs(inputs, key, 0.25, 10, 1000))
+  np.testing.assert_array_equal(out[:, :10], 1005)  # The prefix and BOS stay.
+  replaced = out[:, 10:] != 1005
+  assert abs(replaced.mean() - 0.25) < 0.01
+  assert out[:, 10:][replaced].min() >= 0 and out[:, 10:][replaced].max() < 1000
+  assert len(np.unique(out[:, 10:][replaced])) > 900  # Uniform over the codebook.
+  np.testing.assert_array_equal(out, model.corrupt_inputs(inputs, key, 0.25, 10, 1000))
+
+
 def test_variants_and_flop_count():
   sizes = {}
   for variant in transformer_config.VARIANTS:

@@ -269,7 +269,8 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
 
 
 def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path):
-  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS)
+  # With input token noise, so the step's corrupted-input path runs too.
+  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS, **{'model.input_token_noise': 0.1})
   task, state, losses = _train(config, frozen, tmp_path)
   assert task.spec.tasks == tasks.TASKS and task.spec.prefix_length == 33
   assert all(np.isfinite(losses))

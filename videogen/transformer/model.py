@@ -64,6 +64,31 @@ def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
   return jnp.concatenate([bos, flat[:, :-1]], axis=1)
 
 
+def corrupt_inputs(
+  inputs: jax.Array, key: jax.Array, prob: float, start: int, vocab_size: int
+) -> jax.Array:
+  """Teacher-forced inputs with each clip token replaced by a random code with `prob`.
+
+  Taming Transformers' `pkeep` (here 1 - prob): in training the model reads some wrong
+  earlier tokens, as it does when sampling, and still has to predict the clean ones.
+
+  Args:
+    inputs: int32 [batch, length] model inputs.
+    key: PRNG key.
+    prob: replacement probability; 0 returns `inputs`.
+    start: the first position that may change (the clip's first token after BOS and
+      any task prefix); earlier ones never do.
+    vocab_size: the codebook size; replacements are drawn uniformly from it.
+  """
+  if prob <= 0:
+    return inputs
+  replace_key, code_key = jax.random.split(key)
+  position = jnp.arange(inputs.shape[1])[None, :]
+  replace = jax.random.bernoulli(replace_key, prob, inputs.shape) & (position >= start)
+  codes = jax.random.randint(code_key, inputs.shape, 0, vocab_size, inputs.dtype)
+  return jnp.where(replace, codes, inputs)
+
+
 class Transformer(nnx.Module):
   """Text-conditioned autoregressive transformer over video tokens."""
 

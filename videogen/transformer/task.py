@@ -38,7 +38,7 @@ from videogen.train.task import StepCost, Task, TrainState
 from videogen.transformer import inference, losses, tasks, token_cache
 from videogen.transformer.inference import TextToVideo
 from videogen.transformer.layers import TransformerSpec, trained_tasks
-from videogen.transformer.model import Transformer, shift_right
+from videogen.transformer.model import Transformer, corrupt_inputs, shift_right
 
 
 @flax.struct.dataclass
@@ -278,13 +278,19 @@ class TransformerTask(Task):
     tokens = self._tokens(state, batch)
     text_emb = self._batch_text_embeddings(state, batch)
     batch_size = tokens.shape[0]
-    drop_key, offset_key, dropout_key = jax.random.split(rng, 3)
+    drop_key, offset_key, dropout_key, noise_key = jax.random.split(rng, 4)
     text_drop = jax.random.bernoulli(drop_key, model_config.text_dropout_prob, (batch_size,))
     frame_offset = jnp.zeros((batch_size,), jnp.int32)
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    inputs = shift_right(tokens, self.spec.bos_id)
+    inputs = corrupt_inputs(
+      shift_right(tokens, self.spec.bos_id),
+      noise_key,
+      model_config.input_token_noise,
+      1,
+      self.spec.vocab_size,
+    )
     targets = tokens.reshape(batch_size, -1)
 
     def loss_fn(params):
@@ -313,7 +319,7 @@ class TransformerTask(Task):
     """`train_step` of a multi-task model: a task per clip, its prefix built from the clip."""
     model_config = self.config.model
     text_emb = self._batch_text_embeddings(state, batch)
-    task_key, drop_key, offset_key, dropout_key = jax.random.split(rng, 4)
+    task_key, drop_key, offset_key, dropout_key, noise_key = jax.random.split(rng, 5)
     task_batch = self._task_batch(state, batch, task_key)
     batch_size = task_batch.inputs.shape[0]
     text_drop = jax.random.bernoulli(drop_key, model_config.text_dropout_prob, (batch_size,))
@@ -322,11 +328,20 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
+    # The condition prefix stays clean: only the clip's own earlier tokens are the
+    # sampler's, and so only they can be wrong at sampling time.
+    inputs = corrupt_inputs(
+      task_batch.inputs,
+      noise_key,
+      model_config.input_token_noise,
+      self.spec.prefix_length + 1,
+      self.spec.vocab_size,
+    )
 
     def loss_fn(params):
       model = nnx.merge(self.graphdef, params, state.model_state)
       logits = model(
-        task_batch.inputs,
+        inputs,
         text_emb,
         batch['text_mask'],
         frame_offset=frame_offset,
