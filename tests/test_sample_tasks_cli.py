@@ -401,4 +401,24 @@ def test_a_bad_task_weight_is_a_one_line_error(capsys, tmp_path, weights, expect
   assert expected in line, line
 
 
+_BAD_NOISE = """
+from videogen import config_lib
+
+def get_config():
+  config = config_lib.load_config_file({path!r})
+  config.model.input_token_noise = {noise!r}
+  return config
+"""
+
+
+@pytest.mark.parametrize('noise', [-0.1, 1.0])
+def test_input_token_noise_out_of_range_is_a_one_line_error(capsys, tmp_path, noise):
+  multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
+  line = _train_error_line(capsys, tmp_path, _BAD_NOISE.format(path=multitask, noise=noise))
+  assert line == (
+    f'videogen train: error: config.model.input_token_noise={noise}: '
+    'give a probability in [0, 1) (0 = off)'
+  ), line
+
+
 _SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)

@@ -340,6 +340,12 @@ def _train(v: Any) -> None:
       tasks.active_tasks(v.config.model.tasks)
     except ValueError as error:
       raise InputError(f'config.model.tasks: {error}') from None
+  model = v.config.get('model') if v.config is not None else None
+  noise = model.get('input_token_noise', 0.0) if model is not None else 0.0
+  if not 0 <= noise < 1:
+    raise InputError(
+      f'config.model.input_token_noise={noise}: give a probability in [0, 1) (0 = off)'
+    )
   config_path = v.workdir and os.path.join(v.workdir, 'config.json')
   if config_path and os.path.isfile(config_path) and v.config is not None:
     try:
