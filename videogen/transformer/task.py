@@ -284,13 +284,7 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    inputs = corrupt_inputs(
-      shift_right(tokens, self.spec.bos_id),
-      noise_key,
-      model_config.input_token_noise,
-      1,
-      self.spec.vocab_size,
-    )
+    inputs = self._corrupt(shift_right(tokens, self.spec.bos_id), noise_key)
     targets = tokens.reshape(batch_size, -1)
 
     def loss_fn(params):
@@ -328,15 +322,7 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    # The condition prefix stays clean: only the clip's own earlier tokens are the
-    # sampler's, and so only they can be wrong at sampling time.
-    inputs = corrupt_inputs(
-      task_batch.inputs,
-      noise_key,
-      model_config.input_token_noise,
-      self.spec.prefix_length + 1,
-      self.spec.vocab_size,
-    )
+    inputs = self._corrupt(task_batch.inputs, noise_key)
 
     def loss_fn(params):
       model = nnx.merge(self.graphdef, params, state.model_state)
@@ -358,6 +344,15 @@ class TransformerTask(Task):
     metrics.update(update_metrics)
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     return state.replace(**fields), metrics
+
+  def _corrupt(self, inputs: jax.Array, key: jax.Array) -> jax.Array:
+    """`inputs` with `model.input_token_noise` of the clip's tokens made random codes.
+
+    The task prefix and BOS stay clean (sampling reads the condition exactly); any
+    clip input token may change, i2v/predict's given frames included.
+    """
+    noise = self.config.model.get('input_token_noise', 0.0)  # Absent in older configs.
+    return corrupt_inputs(inputs, key, noise, self.spec.prefix_length + 1, self.spec.vocab_size)
 
   def _task_batch(self, state, batch, key, weights=None) -> tasks.TaskBatch:
     """The batch's task sequences; `weights` (task -> weight) default `config.model.tasks`."""
