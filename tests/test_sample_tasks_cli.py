@@ -421,4 +421,18 @@ def test_input_token_noise_out_of_range_is_a_one_line_error(capsys, tmp_path, no
   ), line
 
 
+def test_an_unknown_input_token_noise_task_is_a_one_line_error(capsys, tmp_path):
+  multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
+  source = _BAD_NOISE.format(path=multitask, noise=0.1).replace(
+    '  return config',
+    "  config.model.input_token_noise_tasks = 'restore,colorize'\n  return config",
+  )
+  line = _train_error_line(capsys, tmp_path, source)
+  assert line == (
+    'videogen train: error: config.model.input_token_noise_tasks=restore,colorize: unknown '
+    "tasks ['colorize']; valid: t2v,uncond,i2v,predict,interpolate,inpaint,outpaint,"
+    'restore,restyle'
+  ), line
+
+
 _SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)

@@ -194,6 +194,11 @@ def test_corrupt_inputs_replaces_only_clip_tokens_at_the_given_rate():
   assert out[:, 10:][replaced].min() >= 0 and out[:, 10:][replaced].max() < 1000
   assert len(np.unique(out[:, 10:][replaced])) > 900  # Uniform over the codebook.
   np.testing.assert_array_equal(out, model.corrupt_inputs(inputs, key, 0.25, 10, 1000))
+  # One probability per row: rows at 0 stay, the others get the scalar call's draws.
+  row_prob = jnp.where(jnp.arange(64) % 2 == 0, 0.25, 0.0)
+  per_row = np.asarray(model.corrupt_inputs(inputs, key, row_prob, 10, 1000))
+  np.testing.assert_array_equal(per_row[1::2], 1005)
+  np.testing.assert_array_equal(per_row[0::2], out[0::2])
 
 
 def test_variants_and_flop_count():

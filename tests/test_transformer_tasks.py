@@ -156,6 +156,16 @@ def test_task_weights_draw_the_tasks(frozen):
     tasks.active_tasks({'colourise': 1.0})
 
 
+def test_task_lists_select_rows():
+  assert tasks.parse_task_list('') == tasks.TASKS
+  assert tasks.parse_task_list(' restyle, uncond') == ('uncond', 'restyle')  # TASKS order.
+  with pytest.raises(ValueError, match=r"unknown tasks \['colourise'\]; valid: t2v,uncond"):
+    tasks.parse_task_list('restore,colourise')
+  task = jnp.asarray([tasks.TASKS.index(name) for name in ('t2v', 'restore', 'uncond', 'i2v')])
+  np.testing.assert_array_equal(tasks.rows_of('uncond,restore', task), [0, 1, 1, 0])
+  np.testing.assert_array_equal(tasks.rows_of('', task), [1, 1, 1, 1])
+
+
 def test_task_layout_keeps_the_weights_in_expectation():
   weights = {'t2v': 2.0, 'interpolate': 1.0, 'restore': 1.0, 'restyle': 1.0}
   layout = tasks.TaskLayout.create(weights, 12)  # 4.8, 2.4, 2.4, 2.4 rows expected.
@@ -269,8 +279,9 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
 
 
 def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path):
-  # With input token noise, so the step's corrupted-input path runs too.
-  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS, **{'model.input_token_noise': 0.1})
+  # With input token noise on some tasks, so the step's corrupted-input path runs too.
+  noise = {'model.input_token_noise': 0.1, 'model.input_token_noise_tasks': 'uncond,restore'}
+  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS, **noise)
   task, state, losses = _train(config, frozen, tmp_path)
   assert task.spec.tasks == tasks.TASKS and task.spec.prefix_length == 33
   assert all(np.isfinite(losses))

@@ -346,6 +346,14 @@ def _train(v: Any) -> None:
     raise InputError(
       f'config.model.input_token_noise={noise}: give a probability in [0, 1) (0 = off)'
     )
+  noise_tasks = model.get('input_token_noise_tasks', '') if model is not None else ''
+  if noise_tasks:
+    from videogen.transformer import tasks
+
+    try:
+      tasks.parse_task_list(noise_tasks)
+    except ValueError as error:
+      raise InputError(f'config.model.input_token_noise_tasks={noise_tasks}: {error}') from None
   config_path = v.workdir and os.path.join(v.workdir, 'config.json')
   if config_path and os.path.isfile(config_path) and v.config is not None:
     try:

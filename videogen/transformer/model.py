@@ -65,7 +65,7 @@ def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
 
 
 def corrupt_inputs(
-  inputs: jax.Array, key: jax.Array, prob: float, start: int, vocab_size: int
+  inputs: jax.Array, key: jax.Array, prob: float | jax.Array, start: int, vocab_size: int
 ) -> jax.Array:
   """Teacher-forced inputs with each clip token replaced by a random code with `prob`.
 
@@ -75,16 +75,18 @@ def corrupt_inputs(
   Args:
     inputs: int32 [batch, length] model inputs.
     key: PRNG key.
-    prob: replacement probability; 0 returns `inputs`.
+    prob: replacement probability, a scalar or one per row ([batch]); a scalar 0
+      returns `inputs`.
     start: the first position that may change (the clip's first token after BOS and
       any task prefix); earlier ones never do.
     vocab_size: the codebook size; replacements are drawn uniformly from it.
   """
-  if prob <= 0:
+  if isinstance(prob, (int, float)) and prob <= 0:
     return inputs
   replace_key, code_key = jax.random.split(key)
   position = jnp.arange(inputs.shape[1])[None, :]
-  replace = jax.random.bernoulli(replace_key, prob, inputs.shape) & (position >= start)
+  row_prob = jnp.broadcast_to(jnp.asarray(prob, jnp.float32), inputs.shape[:1])[:, None]
+  replace = jax.random.bernoulli(replace_key, row_prob, inputs.shape) & (position >= start)
   codes = jax.random.randint(code_key, inputs.shape, 0, vocab_size, inputs.dtype)
   return jnp.where(replace, codes, inputs)
 

@@ -322,7 +322,7 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    inputs = self._corrupt(task_batch.inputs, noise_key)
+    inputs = self._corrupt(task_batch.inputs, noise_key, task_batch.task)
 
     def loss_fn(params):
       model = nnx.merge(self.graphdef, params, state.model_state)
@@ -345,13 +345,20 @@ class TransformerTask(Task):
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     return state.replace(**fields), metrics
 
-  def _corrupt(self, inputs: jax.Array, key: jax.Array) -> jax.Array:
+  def _corrupt(self, inputs: jax.Array, key: jax.Array, task: jax.Array | None = None) -> jax.Array:
     """`inputs` with `model.input_token_noise` of the clip's tokens made random codes.
 
-    The task prefix and BOS stay clean (sampling reads the condition exactly); any
-    clip input token may change, i2v/predict's given frames included.
+    Only rows whose task is in `model.input_token_noise_tasks` change (`task`:
+    int32 [batch] index into `tasks.TASKS`; None = every row is t2v). The task
+    prefix and BOS stay clean (sampling reads the condition exactly); any clip
+    input token may change, i2v/predict's given frames included.
     """
-    noise = self.config.model.get('input_token_noise', 0.0)  # Absent in older configs.
+    model_config = self.config.model
+    noise = model_config.get('input_token_noise', 0.0)  # Fields absent in older configs.
+    if noise > 0:
+      task = jnp.zeros(inputs.shape[:1], jnp.int32) if task is None else task
+      rows = tasks.rows_of(model_config.get('input_token_noise_tasks', ''), task)
+      noise = noise * rows.astype(jnp.float32)
     return corrupt_inputs(inputs, key, noise, self.spec.prefix_length + 1, self.spec.vocab_size)
 
   def _task_batch(self, state, batch, key, weights=None) -> tasks.TaskBatch:

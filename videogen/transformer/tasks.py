@@ -74,6 +74,28 @@ def active_tasks(weights: Mapping[str, float]) -> tuple[str, ...]:
   return active
 
 
+def parse_task_list(names: str) -> tuple[str, ...]:
+  """Task names from a comma-separated list ('' = every task), in `TASKS` order.
+
+  Raises:
+    ValueError: an unknown task name.
+  """
+  given = [name.strip() for name in names.split(',') if name.strip()]
+  unknown = sorted(set(given) - set(TASKS))
+  if unknown:
+    raise ValueError(f'unknown tasks {unknown}; valid: {",".join(TASKS)}')
+  return tuple(name for name in TASKS if not given or name in given)
+
+
+def rows_of(names: str, task: jax.Array) -> jax.Array:
+  """bool [batch]: the rows whose task (int32 [batch], index into `TASKS`) is in `names`.
+
+  `names` is a `parse_task_list` string ('' = every task).
+  """
+  ids = jnp.asarray([TASKS.index(name) for name in parse_task_list(names)], jnp.int32)
+  return jnp.isin(task, ids)
+
+
 def task_id(spec: TransformerSpec, name: str) -> int:
   """Input token id of task `name` (multi-task models only)."""
   return spec.vocab_size + 2 + TASKS.index(name)
