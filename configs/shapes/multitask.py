@@ -27,8 +27,9 @@ from videogen import config_lib
 
 # Relative training weights of the tasks (t2v kept at twice the others). Moving weight to
 # the tasks that miss their targets (uncond, restyle 1.5; outpaint, restore 1.25; i2v 0.5,
-# predict 0.75) lifted none of them and cost t2v its target; `model.input_token_noise=0.1`
-# lifted restore by 0.9 dB and cost t2v's shape 5 points (README, 2026-12-04 re-run).
+# predict 0.75) lifted none of them and cost t2v its target; `model.input_token_noise` (0.1
+# or 0.2, on every task or only restore and restyle) lifted restore by 0.9-1.1 dB and cost
+# t2v's shape 4-7 points even with t2v kept clean (README, 2026-12-04 re-run).
 TASK_WEIGHTS = {
   't2v': 2.0,
   'uncond': 1.0,
