@@ -429,7 +429,7 @@ def test_an_unknown_input_token_noise_task_is_a_one_line_error(capsys, tmp_path)
   )
   line = _train_error_line(capsys, tmp_path, source)
   assert line == (
-    'videogen train: error: config.model.input_token_noise_tasks=restore,colorize: unknown '
+    'videogen train: error: config.model.input_token_noise_tasks=restore,colorize: Unknown '
     "tasks ['colorize']; valid: t2v,uncond,i2v,predict,interpolate,inpaint,outpaint,"
     'restore,restyle'
   ), line

@@ -159,7 +159,7 @@ def test_task_weights_draw_the_tasks(frozen):
 def test_task_lists_select_rows():
   assert tasks.parse_task_list('') == tasks.TASKS
   assert tasks.parse_task_list(' restyle, uncond') == ('uncond', 'restyle')  # TASKS order.
-  with pytest.raises(ValueError, match=r"unknown tasks \['colourise'\]; valid: t2v,uncond"):
+  with pytest.raises(ValueError, match=r"Unknown tasks \['colourise'\]; valid: t2v,uncond"):
     tasks.parse_task_list('restore,colourise')
   task = jnp.asarray([tasks.TASKS.index(name) for name in ('t2v', 'restore', 'uncond', 'i2v')])
   np.testing.assert_array_equal(tasks.rows_of('uncond,restore', task), [0, 1, 1, 0])

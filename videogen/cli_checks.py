@@ -323,6 +323,27 @@ def parse_box(box: str) -> tuple[int, int, int, int, int, int]:
   return values
 
 
+def _check_model(model: Any) -> None:
+  """`config.model`'s task weights and input token noise."""
+  from videogen.transformer import tasks
+
+  try:
+    if 'tasks' in model:
+      tasks.active_tasks(model.tasks)
+  except ValueError as error:
+    raise InputError(f'config.model.tasks: {error}') from None
+  noise = model.get('input_token_noise', 0.0)
+  if not 0 <= noise < 1:
+    raise InputError(
+      f'config.model.input_token_noise={noise}: give a probability in [0, 1) (0 = off)'
+    )
+  noise_tasks = model.get('input_token_noise_tasks', '')
+  try:
+    tasks.parse_task_list(noise_tasks)
+  except ValueError as error:
+    raise InputError(f'config.model.input_token_noise_tasks={noise_tasks}: {error}') from None
+
+
 def _train(v: Any) -> None:
   if v.workdir and not _is_remote(v.workdir) and os.path.isfile(v.workdir):
     raise InputError(f'--workdir={v.workdir}: is a file, expected a directory')
@@ -333,27 +354,9 @@ def _train(v: Any) -> None:
       transformer_config.check_per_task(v.config.sampling.per_task)
     except ValueError as error:
       raise InputError(str(error)) from None
-  if v.config is not None and 'model' in v.config and 'tasks' in v.config.model:
-    from videogen.transformer import tasks
-
-    try:
-      tasks.active_tasks(v.config.model.tasks)
-    except ValueError as error:
-      raise InputError(f'config.model.tasks: {error}') from None
   model = v.config.get('model') if v.config is not None else None
-  noise = model.get('input_token_noise', 0.0) if model is not None else 0.0
-  if not 0 <= noise < 1:
-    raise InputError(
-      f'config.model.input_token_noise={noise}: give a probability in [0, 1) (0 = off)'
-    )
-  noise_tasks = model.get('input_token_noise_tasks', '') if model is not None else ''
-  if noise_tasks:
-    from videogen.transformer import tasks
-
-    try:
-      tasks.parse_task_list(noise_tasks)
-    except ValueError as error:
-      raise InputError(f'config.model.input_token_noise_tasks={noise_tasks}: {error}') from None
+  if model is not None:
+    _check_model(model)
   config_path = v.workdir and os.path.join(v.workdir, 'config.json')
   if config_path and os.path.isfile(config_path) and v.config is not None:
     try:

@@ -31,7 +31,7 @@ A model trained on `t2v` alone has none of this: no extra embeddings, no prefix.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +62,7 @@ def active_tasks(weights: Mapping[str, float]) -> tuple[str, ...]:
     ValueError: an unknown task, a negative weight, or none > 0.
   """
   weights = dict(weights)
-  unknown = sorted(set(weights) - set(TASKS))
-  if unknown:
-    raise ValueError(f'Unknown tasks {unknown}; valid: {list(TASKS)}')
+  _check_known(weights)
   negative = [name for name, weight in weights.items() if weight < 0]
   if negative:
     raise ValueError(f'Task weights must be >= 0; got {negative}')
@@ -74,6 +72,12 @@ def active_tasks(weights: Mapping[str, float]) -> tuple[str, ...]:
   return active
 
 
+def _check_known(names: Iterable[str]) -> None:
+  unknown = sorted(set(names) - set(TASKS))
+  if unknown:
+    raise ValueError(f'Unknown tasks {unknown}; valid: {",".join(TASKS)}')
+
+
 def parse_task_list(names: str) -> tuple[str, ...]:
   """Task names from a comma-separated list ('' = every task), in `TASKS` order.
 
@@ -81,9 +85,7 @@ def parse_task_list(names: str) -> tuple[str, ...]:
     ValueError: an unknown task name.
   """
   given = [name.strip() for name in names.split(',') if name.strip()]
-  unknown = sorted(set(given) - set(TASKS))
-  if unknown:
-    raise ValueError(f'unknown tasks {unknown}; valid: {",".join(TASKS)}')
+  _check_known(given)
   return tuple(name for name in TASKS if not given or name in given)
 
 
