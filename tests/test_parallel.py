@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from videogen import config_lib
-from videogen.parallel import distributed, host_memory, sharding
+from videogen.parallel import distributed, host_memory, platform, sharding
 from videogen.parallel import mesh as mesh_lib
 
 RULES = sharding.DEFAULT_LOGICAL_AXIS_RULES
@@ -160,17 +160,18 @@ _RESTART_AND_SHOW = (
   'from videogen.parallel import host_memory\n'
   "print('start', os.getpid(), sys.argv[1:], flush=True)\n"
   'host_memory.restart_with_kept_memory()\n'
-  "print('env', os.environ.get('MALLOC_TRIM_THRESHOLD_'), os.environ.get('MALLOC_TOP_PAD_'))\n"
+  'import jax.numpy as jnp\n'
+  "keys = ('LD_PRELOAD', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_ARENA_MAX')\n"
+  "print('env', *[os.environ.get(k) for k in keys], int(jnp.arange(4).sum()))\n"
 )
 
 
 def _restart_and_show(**env: str) -> list[str]:
-  """Output lines of a fresh process that calls restart_with_kept_memory."""
-  clean = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_')}
-  clean.pop('GLIBC_TUNABLES', None)
+  """Output lines of a fresh JAX_PLATFORMS=cpu process that calls restart_with_kept_memory."""
+  clean = {k: v for k, v in os.environ.items() if not host_memory.chooses_allocator({k: v})}
   result = subprocess.run(
     [sys.executable, '-c', _RESTART_AND_SHOW, 'arg'],
-    env={**clean, **env},
+    env={**clean, 'JAX_PLATFORMS': 'cpu', **env},
     capture_output=True,
     text=True,
     check=True,
@@ -179,12 +180,50 @@ def _restart_and_show(**env: str) -> list[str]:
 
 
 @pytest.mark.skipif(not host_memory.is_glibc(), reason='glibc settings')
-def test_cli_restarts_itself_with_malloc_settings_unless_the_user_has_some():
+def test_cli_restarts_itself_with_an_allocator_unless_the_user_has_chosen_one():
   start, again, env = _restart_and_show()
-  # Same process id and arguments; the second run starts with the settings.
+  # Same process id and arguments; the second run starts with the allocator this machine
+  # gets (tcmalloc where installed, else glibc's settings with one arena), and runs JAX.
   assert start == again and start.endswith("['arg']")
-  settings = host_memory.MALLOC_ENVIRONMENT
-  assert env == f'env {settings["MALLOC_TRIM_THRESHOLD_"]} {settings["MALLOC_TOP_PAD_"]}'
+  tcmalloc = host_memory.find_tcmalloc()
+  chosen = host_memory.allocator_environment({}, tcmalloc=tcmalloc, cpu_only=True)
+  keys = ('LD_PRELOAD', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_ARENA_MAX')
+  assert env == ' '.join(['env', *[str(chosen.get(k)) for k in keys], '6'])
+  assert (chosen.get('LD_PRELOAD') == tcmalloc) == bool(tcmalloc)
+  # A user's own choice is kept: no restart.
   start, env = _restart_and_show(MALLOC_ARENA_MAX='2')
-  assert env == 'env None None'
-  assert host_memory.malloc_environment({'GLIBC_TUNABLES': 'glibc.malloc.trim_threshold=1'}) is None
+  assert env == 'env None None 2 6'
+
+
+def test_allocator_environment_prefers_tcmalloc_and_keeps_a_users_choice():
+  choose = host_memory.allocator_environment
+  if not host_memory.is_glibc():
+    assert choose({}, tcmalloc='libtcmalloc.so.4', cpu_only=True) is None
+    return
+  base = {'PATH': '/bin', 'LD_PRELOAD': 'libfoo.so'}
+  with_tcmalloc = choose(base, tcmalloc='libtcmalloc_minimal.so.4', cpu_only=True)
+  assert with_tcmalloc == {'PATH': '/bin', 'LD_PRELOAD': 'libfoo.so libtcmalloc_minimal.so.4'}
+  cpu = choose({'PATH': '/bin'}, tcmalloc=None, cpu_only=True)
+  assert cpu == {'PATH': '/bin', **host_memory.CPU_ONLY_GLIBC_SETTINGS}
+  assert cpu['MALLOC_ARENA_MAX'] == '1' and cpu['MALLOC_MMAP_MAX_'] == '0'
+  accelerator = choose({'PATH': '/bin'}, tcmalloc=None, cpu_only=False)
+  assert accelerator == {'PATH': '/bin', **host_memory.GLIBC_SETTINGS}
+  assert 'MALLOC_ARENA_MAX' not in accelerator
+  for chosen in (
+    {'GLIBC_TUNABLES': 'glibc.malloc.trim_threshold=1'},
+    {'MALLOC_ARENA_MAX': '4'},
+    {'LD_PRELOAD': '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2'},
+  ):
+    assert choose(chosen, tcmalloc='libtcmalloc.so.4', cpu_only=True) is None
+
+
+def test_cpu_only_reads_jax_platforms_before_any_backend(monkeypatch):
+  for platforms, expected in (('cpu', True), ('CPU', True), ('tpu', False), ('cuda', False)):
+    monkeypatch.setenv('JAX_PLATFORMS', platforms)
+    assert platform.cpu_only() is expected
+  monkeypatch.delenv('JAX_PLATFORMS')
+  monkeypatch.setattr(platform, 'tpu_visible', lambda: False)
+  monkeypatch.setattr(platform, '_gpu_plugin_installed', lambda: False)
+  assert platform.cpu_only()
+  monkeypatch.setattr(platform, 'tpu_visible', lambda: True)
+  assert not platform.cpu_only()

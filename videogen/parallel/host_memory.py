@@ -1,26 +1,36 @@
-"""glibc malloc settings that let a training process keep its freed memory.
+"""The C allocator a training process runs with: one that keeps its freed memory.
 
 XLA:CPU allocates every step's buffers and frees them when the step ends. By
 default glibc hands freed memory back to the kernel, so the next step
 page-faults the same memory in again: on 2 cores, 16% of the tiny
-tokenizer's CPU time went to the kernel. With the settings below its train
-steps go from 7.2 to 8.8 per second (kernel time 18.9 s -> 2.1 s per 400
-steps).
+tokenizer's CPU time and 15% of the multi-task transformer's went to the
+kernel (302 million page faults in 1400 steps).
 
-glibc reads them from the environment when the process starts; `mallopt`
-called from Python after start-up gave only 8.0 steps/s (measured), so the
-CLI starts itself again with them set (`restart_with_kept_memory`). A
-process that already has any malloc setting in its environment is left as
-it is, and so is any C library other than glibc.
+The `videogen` command therefore starts itself again (`restart_with_kept_memory`;
+an allocator is chosen before the process starts, and `mallopt` from Python
+after start-up gave only 8.0 of the 8.8 steps/s below) with:
+
+- tcmalloc preloaded where the system has it (Colab does; Debian and Ubuntu:
+  `apt install libtcmalloc-minimal4`). Steps per second on 2 cores, against
+  glibc with `GLIBC_SETTINGS`: tiny transformer 3.5 vs 3.1, multi-task 1.08
+  vs 0.99, tiny tokenizer 7.9 vs 7.8; peak memory 1.6 vs 2.7 GiB
+  (`benchmarks/results/host_allocator.md`).
+- Otherwise glibc, told to keep its memory (`GLIBC_SETTINGS`; with one arena
+  on a CPU-only machine, `CPU_ONLY_GLIBC_SETTINGS`).
+
+A process whose environment already chooses (any `MALLOC_*`, `GLIBC_TUNABLES`,
+or a malloc in `LD_PRELOAD`) is left as it is, and so is any C library other
+than glibc.
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import sys
 from typing import Mapping
 
-MALLOC_ENVIRONMENT = {
+GLIBC_SETTINGS = {
   # Never return freed heap memory to the kernel (the largest value glibc takes).
   'MALLOC_TRIM_THRESHOLD_': str(2**31 - 1),
   # Grow the heap in steps this large, so a step's buffers fit in one growth.
@@ -28,9 +38,18 @@ MALLOC_ENVIRONMENT = {
   # Serve every block from the (kept) heap, never from a fresh mmap: a block
   # over the mmap threshold (at most 32 MiB) that does not fit the heap's
   # free top would otherwise be mapped and unmapped on every step (measured:
-  # 7.5 steps/s until some larger allocation happened to grow the heap).
+  # the tiny tokenizer at 7.5 steps/s instead of 8.8).
   'MALLOC_MMAP_MAX_': '0',
 }
+# XLA:CPU runs a step on its own threads, and a thread's own arena serves a block
+# larger than its 64 MiB heaps from a fresh mmap whatever MALLOC_MMAP_MAX_ says. One
+# arena (the main heap) keeps them too: tiny transformer 3.1 vs 2.6 steps/s, multi-task
+# 0.99 vs 0.89 (page faults 27 million -> 0.9 million per 300 steps), tokenizer 7.6 vs 7.8.
+# Not set where an accelerator may run: there the input pipeline's threads would share
+# one lock, and the steps' buffers live in the accelerator's memory.
+CPU_ONLY_GLIBC_SETTINGS = {**GLIBC_SETTINGS, 'MALLOC_ARENA_MAX': '1'}
+# Library names `ctypes.util.find_library` looks up, preferred first.
+TCMALLOC_LIBRARIES = ('tcmalloc_minimal', 'tcmalloc')
 
 
 def is_glibc() -> bool:
@@ -41,26 +60,58 @@ def is_glibc() -> bool:
     return False
 
 
-def malloc_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
-  """`environ` plus `MALLOC_ENVIRONMENT`, or None when the process should keep its own.
+def find_tcmalloc() -> str | None:
+  """The system's tcmalloc shared library (a name `LD_PRELOAD` finds), or None."""
+  for name in TCMALLOC_LIBRARIES:
+    library = ctypes.util.find_library(name)
+    if library:
+      return library
+  return None
 
-  None on other C libraries, and when `environ` already sets any malloc
-  option (`MALLOC_*` or `GLIBC_TUNABLES`): the user's choice wins.
-  """
-  if not is_glibc():
-    return None
+
+def chooses_allocator(environ: Mapping[str, str]) -> bool:
+  """Whether `environ` already sets the allocator or its options."""
   if 'GLIBC_TUNABLES' in environ or any(key.startswith('MALLOC_') for key in environ):
+    return True
+  return 'malloc' in environ.get('LD_PRELOAD', '')
+
+
+def allocator_environment(
+  environ: Mapping[str, str], *, tcmalloc: str | None, cpu_only: bool
+) -> dict[str, str] | None:
+  """`environ` with the allocator chosen, or None when the process should keep its own.
+
+  Args:
+    environ: the process's environment.
+    tcmalloc: the tcmalloc library to preload (`find_tcmalloc()`), or None for glibc.
+    cpu_only: JAX will run on the CPU (one glibc arena then).
+
+  Returns:
+    None on other C libraries and when `environ` already chooses
+    (`chooses_allocator`): the user's choice wins.
+  """
+  if not is_glibc() or chooses_allocator(environ):
     return None
-  return {**environ, **MALLOC_ENVIRONMENT}
+  if tcmalloc:
+    preload = ' '.join(filter(None, (environ.get('LD_PRELOAD', ''), tcmalloc)))
+    return {**environ, 'LD_PRELOAD': preload}
+  return {**environ, **(CPU_ONLY_GLIBC_SETTINGS if cpu_only else GLIBC_SETTINGS)}
 
 
 def restart_with_kept_memory() -> None:
-  """Re-executes this process with `MALLOC_ENVIRONMENT` unless it has malloc settings.
+  """Re-executes this process with `allocator_environment` unless it has chosen.
 
-  Call first thing in a command-line entry point: it does not return when
-  it restarts (same interpreter, same command line, same process id).
+  Call first thing in a command-line entry point, after JAX_PLATFORMS is
+  settled: it does not return when it restarts (same interpreter, same
+  command line, same process id).
   """
-  environ = malloc_environment(os.environ)
+  from videogen.parallel import platform  # noqa: PLC0415  (a sibling; keeps startup light)
+
+  if not is_glibc() or chooses_allocator(os.environ):
+    return
+  environ = allocator_environment(
+    os.environ, tcmalloc=find_tcmalloc(), cpu_only=platform.cpu_only()
+  )
   if environ is None:
     return
   sys.stdout.flush()

@@ -70,3 +70,15 @@ def prefer_cpu_without_tpu() -> bool:
     return False
   os.environ['JAX_PLATFORMS'] = 'cpu'
   return True
+
+
+def cpu_only() -> bool:
+  """Whether JAX will run on the CPU, known before it starts a backend.
+
+  True when JAX_PLATFORMS names only 'cpu', or, with JAX_PLATFORMS unset, when
+  this machine has no TPU chips and no GPU plugin is installed.
+  """
+  platforms = os.environ.get('JAX_PLATFORMS', '')
+  if platforms:
+    return platforms.lower() == 'cpu'
+  return not (tpu_visible() or _gpu_plugin_installed())
