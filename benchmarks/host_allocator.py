@@ -139,7 +139,7 @@ def with_ratios(cases: list[dict]) -> list[dict]:
 def markdown(cases: list[dict], machine: dict) -> str:
   lines = [
     f'Host allocator, `python benchmarks/host_allocator.py`: {machine["cpus"]} CPUs, '
-    f"{machine['platform']}, glibc {machine['glibc']}. Ratios are against glibc's defaults "
+    f"{machine['platform']}, {machine['glibc']}. Ratios are against glibc's defaults "
     'in the same run.',
     '',
     '| config | allocator | steps/s (× glibc) | wall s | kernel CPU s | page faults (× glibc) '

@@ -91,9 +91,10 @@ def get_config(arg=None):
     for task, cfg_scale in PER_TASK_CFG.items():
       config.sampling.per_task[task]['cfg_scale'] = cfg_scale
   if arg.size == 'tiny' and not arg.runlocal:
-    # Sequences of 385 tokens at 0.8-0.9 steps/s on 2 idle CPU cores (the quickstart: 3.7 on
-    # 192): warm-started from the quickstart, the whole run took 29 min 39 s wall clock. On a
-    # machine with a 2.6x slower matmul: 0.55 steps/s, 44.7 min (the task layout's encoding
-    # of only the rows that need it; 0.50 steps/s when every row encoded a second clip).
+    # Sequences of 385 tokens on 2 idle CPU cores: warm-started from the quickstart, the whole
+    # run took 24 min 17 s wall clock on 2026-12-04 at 1.0 steps/s, with the allocator the
+    # `videogen` command picks on a CPU-only machine without tcmalloc (glibc in one arena,
+    # `videogen/parallel/host_memory.py`); 33.5 min at 0.8 steps/s the same day with glibc's
+    # per-thread arenas. On a machine with a 2.6x slower matmul: 0.55 steps/s, 44.7 min.
     config.num_train_steps = 1400
   return config

@@ -12,9 +12,9 @@ after start-up gave only 8.0 of the 8.8 steps/s below) with:
 
 - tcmalloc preloaded where the system has it (Colab does; Debian and Ubuntu:
   `apt install libtcmalloc-minimal4`). Steps per second on 2 cores, against
-  glibc with `GLIBC_SETTINGS`: tiny transformer 3.5 vs 3.1, multi-task 1.08
-  vs 0.99, tiny tokenizer 7.9 vs 7.8; peak memory 1.6 vs 2.7 GiB
-  (`benchmarks/results/host_allocator.md`).
+  glibc with `CPU_ONLY_GLIBC_SETTINGS`: tiny transformer 3.68 vs 3.31,
+  multi-task 1.18 vs 1.05, tiny tokenizer 8.58 vs 7.97; the transformer's
+  peak memory 1.76 vs 2.23 GiB (`benchmarks/results/host_allocator.md`).
 - Otherwise glibc, told to keep its memory (`GLIBC_SETTINGS`; with one arena
   on a CPU-only machine, `CPU_ONLY_GLIBC_SETTINGS`).
 
@@ -43,8 +43,8 @@ GLIBC_SETTINGS = {
 }
 # XLA:CPU runs a step on its own threads, and a thread's own arena serves a block
 # larger than its 64 MiB heaps from a fresh mmap whatever MALLOC_MMAP_MAX_ says. One
-# arena (the main heap) keeps them too: tiny transformer 3.1 vs 2.6 steps/s, multi-task
-# 0.99 vs 0.89 (page faults 27 million -> 0.9 million per 300 steps), tokenizer 7.6 vs 7.8.
+# arena (the main heap) keeps them too: tiny transformer 3.31 vs 2.73 steps/s (page faults
+# 26.8 -> 0.9 million in 300 steps), multi-task 1.05 vs 0.92, tokenizer 7.97 vs 8.44.
 # Not set where an accelerator may run: there the input pipeline's threads would share
 # one lock, and the steps' buffers live in the accelerator's memory.
 CPU_ONLY_GLIBC_SETTINGS = {**GLIBC_SETTINGS, 'MALLOC_ARENA_MAX': '1'}
