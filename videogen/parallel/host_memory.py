@@ -7,8 +7,8 @@ tokenizer's CPU time and 15% of the multi-task transformer's went to the
 kernel (302 million page faults in 1400 steps).
 
 The `videogen` command therefore starts itself again (`restart_with_kept_memory`;
-an allocator is chosen before the process starts, and `mallopt` from Python
-after start-up gave only 8.0 of the 8.8 steps/s below) with:
+an allocator is chosen before the process starts: `mallopt` from Python after
+start-up gave the tiny tokenizer 8.0 steps/s against 8.8) with:
 
 - tcmalloc preloaded where the system has it (Colab does; Debian and Ubuntu:
   `apt install libtcmalloc-minimal4`). Steps per second on 2 cores, against
@@ -76,6 +76,10 @@ def chooses_allocator(environ: Mapping[str, str]) -> bool:
   return 'malloc' in environ.get('LD_PRELOAD', '')
 
 
+def _keeps_its_own(environ: Mapping[str, str]) -> bool:
+  return not is_glibc() or chooses_allocator(environ)
+
+
 def allocator_environment(
   environ: Mapping[str, str], *, tcmalloc: str | None, cpu_only: bool
 ) -> dict[str, str] | None:
@@ -90,7 +94,7 @@ def allocator_environment(
     None on other C libraries and when `environ` already chooses
     (`chooses_allocator`): the user's choice wins.
   """
-  if not is_glibc() or chooses_allocator(environ):
+  if _keeps_its_own(environ):
     return None
   if tcmalloc:
     preload = ' '.join(filter(None, (environ.get('LD_PRELOAD', ''), tcmalloc)))
@@ -107,13 +111,12 @@ def restart_with_kept_memory() -> None:
   """
   from videogen.parallel import platform  # noqa: PLC0415  (a sibling; keeps startup light)
 
-  if not is_glibc() or chooses_allocator(os.environ):
+  # Checked before the library lookup (`ldconfig`), which the restarted process skips.
+  if _keeps_its_own(os.environ):
     return
   environ = allocator_environment(
     os.environ, tcmalloc=find_tcmalloc(), cpu_only=platform.cpu_only()
   )
-  if environ is None:
-    return
   sys.stdout.flush()
   sys.stderr.flush()
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)

@@ -53,6 +53,10 @@ def _gpu_plugin_installed() -> bool:
   )
 
 
+def _accelerator_present() -> bool:
+  return tpu_visible() or _gpu_plugin_installed()
+
+
 def prefer_cpu_without_tpu() -> bool:
   """Pins JAX to the CPU where libtpu is installed but no TPU (nor GPU) is there.
 
@@ -66,7 +70,7 @@ def prefer_cpu_without_tpu() -> bool:
   """
   if 'JAX_PLATFORMS' in os.environ or importlib.util.find_spec('libtpu') is None:
     return False
-  if tpu_visible() or _gpu_plugin_installed():
+  if _accelerator_present():
     return False
   os.environ['JAX_PLATFORMS'] = 'cpu'
   return True
@@ -81,4 +85,4 @@ def cpu_only() -> bool:
   platforms = os.environ.get('JAX_PLATFORMS', '')
   if platforms:
     return platforms.lower() == 'cpu'
-  return not (tpu_visible() or _gpu_plugin_installed())
+  return not _accelerator_present()
