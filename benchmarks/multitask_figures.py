@@ -8,7 +8,8 @@ sampled once per seed and averaged), with the same-run
 references (restore's copy, reconstruction and teacher-forced gains,
 in/outpaint's one-token-off fill, restyle's teacher-forced and reconstructed
 colour and motion, the reconstructed clips that pass uncond's check). Each
-task samples with the run's `config.sampling.per_task`.
+task samples with the run's `config.sampling.per_task`, or with a config file's
+(`--sampling configs/shapes/multitask.py`: a run trained before its settings changed).
 
   python benchmarks/multitask_figures.py --workdir runs/multitask --steps 500,1000,1400 \
       --out benchmarks/results/multitask
@@ -23,7 +24,7 @@ import shutil
 import tempfile
 import time
 
-from videogen import quickstart, weights
+from videogen import config_lib, quickstart, weights
 from videogen.eval import tasks_eval
 from videogen.transformer.inference import TextToVideo
 
@@ -74,12 +75,26 @@ def at_step(workdir: pathlib.Path, step: int, scratch: pathlib.Path) -> pathlib.
   return view
 
 
-def figures(path: pathlib.Path, use_ema: bool = True, seeds: tuple[int, ...] = (0,)) -> dict:
+def use_sampling(model: TextToVideo, config_file: str | None) -> None:
+  """Samples `model` with `config_file`'s `config.sampling` instead of its run's (None: as is)."""
+  if config_file:
+    sampling = config_lib.load_config_file(config_file).sampling
+    with model.config.unlocked():
+      model.config.sampling = sampling
+
+
+def figures(
+  path: pathlib.Path,
+  use_ema: bool = True,
+  seeds: tuple[int, ...] = (0,),
+  sampling: str | None = None,
+) -> dict:
   """The figures of the latest checkpoint of `path` (its EMA weights when kept and
   `use_ema`), with its step and the weights used. Every task but t2v is sampled
   once per seed on the same clips; its figures are the means over the seeds (each
   seed's under `per_seed`)."""
   model = TextToVideo.load(path, use_ema=use_ema)
+  use_sampling(model, sampling)
   kind = 'ema' if use_ema and model.config.optimizer.ema_decay > 0 else 'raw'
   start = time.perf_counter()
   held = quickstart.held_out_alignment(
@@ -130,6 +145,11 @@ def main() -> None:
     help='comma-separated sampling seeds of every task but t2v (the README table: 0); '
     'the figures are their means',
   )
+  parser.add_argument(
+    '--sampling',
+    default=None,
+    help="a config file whose config.sampling (per-task settings) replaces the run's",
+  )
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
   use_ema = {'ema': (True,), 'raw': (False,), 'both': (True, False)}[args.weights]
@@ -149,7 +169,7 @@ def main() -> None:
       views = [at_step(workdir, step, pathlib.Path(scratch)) for step in steps] or [workdir]
       for view in views:
         for ema in use_ema:
-          rows.append(figures(view, ema, seeds))
+          rows.append(figures(view, ema, seeds, args.sampling))
           print(json.dumps(rows[-1]), flush=True)
   except (FileNotFoundError, ValueError) as error:  # Not a multi-task transformer run.
     raise SystemExit(f'--workdir={workdir}: {error}') from None

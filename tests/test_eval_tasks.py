@@ -110,3 +110,47 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
   assert only['task/restore/copy_psnr_gain'] == results['task/restore/copy_psnr_gain']
   with pytest.raises(ValueError, match='Unknown task'):
     tasks_eval.evaluate_tasks(model, config, 'test', num_clips=2, only=('restor',))
+
+
+def _benchmark(name):
+  """A module of `benchmarks/` (which import each other by name)."""
+  import importlib  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  sys.path.insert(0, str(helpers.REPO / 'benchmarks'))
+  try:
+    return importlib.import_module(name)
+  finally:
+    sys.path.remove(str(helpers.REPO / 'benchmarks'))
+
+
+def test_best_of_n_benchmark_scores_with_its_fields_then_puts_the_settings_back(tmp_path):
+  best_of_n = _benchmark('best_of_n')
+  weights = {f'model.tasks.{name}': 1.0 for name in ('t2v', 'restyle', 'restore')}
+  per_task = {'restore': {'temperature': 0.0}}
+  config = helpers.toy_transformer_config(
+    str(tmp_path / 'data'), **weights, **{'sampling.per_task': per_task}
+  )
+  frozen = helpers.toy_inference(config, tmp_path / 'frozen')
+  spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
+  params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
+  model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
+  used = []
+  run_task_batch = model.run_task_batch
+
+  def record(task, prompts, settings, **inputs):
+    used.append((task, settings.temperature, settings.candidates))
+    return run_task_batch(task, prompts, settings, **inputs)
+
+  model.run_task_batch = record
+  best_of_n.NUM_CLIPS = 2
+  for task in ('restyle', 'restore'):
+    row = best_of_n.score(model, task, {'temperature': 1.0, 'candidates': 2}, (0, 1))
+    assert set(row) == {'seconds'} | {key for key, _ in best_of_n.FIGURES[task]}
+    assert all(np.isfinite(value) for value in row.values())
+  assert used == [('restyle', 1.0, 2)] * 2 + [('restore', 1.0, 2)] * 2  # Seeds 0 and 1.
+  # The run's own settings are back: restore's entry as it was, none for restyle.
+  assert model.config.sampling.per_task.to_dict() == per_task
+  # `--sampling FILE` swaps in a config file's sampling section.
+  best_of_n.multitask_figures.use_sampling(model, str(helpers.CONFIGS / 'shapes' / 'multitask.py'))
+  assert model.default_settings('restyle').candidates == 16

@@ -111,6 +111,7 @@ CASES = [
     ['--prompt', 'p', '--first_frame_temperature', '-0.5'],
     '--first_frame_temperature=-0.5: must be >= 0',
   ),
+  (['--task', 'restyle', '--prompt', 'p', '--video', '{clip}', '--candidates', '0'], '>= 1'),
 ]
 
 
@@ -252,12 +253,16 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
   for task in tasks.TASKS:
     settings = SamplingSettings.from_config(config.sampling, task)
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
-    # generate new frames sample at 0.2, those whose canvas is the whole clip greedily.
+    # generate new frames sample at 0.2, those whose canvas is the whole clip keep the best
+    # of 16 samples, each at its own temperature.
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
-    expected.update({task: (0.0, 0, None) for task in tasks.CLIP_TASKS})
+    expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
+    expected.update({'restore': (0.3, 0, None), 'restyle': (1.0, 0, None)})
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
     assert got == expected[task], task
+    assert settings.candidates == (16 if task in tasks.CLIP_TASKS else 1), task
+    settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
   # A flag wins over the task's field; the task's other fields stay.
@@ -311,6 +316,17 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
     ).max()
     > 0
   )  # No per-task entry: the shared temperature 1.0.
+  # Best of 3 needs a temperature (restyle's is 0 here) and a task with a pixel input.
+  best = sample('restyle_best', *restyle, '--temperature', '1.0', '--candidates', '3')
+  assert best.shape == greedy.shape
+  for extra, expected in (
+    (restyle + ['--candidates', '3'], 'candidates=3 needs temperature > 0'),
+    (['--candidates', '2'], 'candidates=2: t2v has no pixel condition to rank samples by'),
+  ):
+    args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
+    code, err = _main([*args, *extra, '--out', str(tmp_path / 'bad')], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and expected in lines[0], err
   top1 = sample('t2v_1', '--seed', '1')  # No --task: t2v's entry all the same.
   np.testing.assert_array_equal(top1, sample('t2v_2', '--seed', '2'))
   assert np.abs(sample('t2v_k0', '--seed', '2', '--top_k', '0').astype(int) - top1).max() > 0

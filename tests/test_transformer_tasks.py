@@ -4,6 +4,8 @@ Toy sizes: a random 5x16x16 -> 2x4x4 tokenizer (1000 codes), so a canvas is 32
 tokens and a multi-task sequence 1 + 32 + 32.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +16,8 @@ from tests import helpers
 from videogen.data import pipeline
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
+from videogen.transformer import candidates, sampling, tasks
 from videogen.transformer import losses as losses_lib
-from videogen.transformer import sampling, tasks
 from videogen.transformer import task as task_lib
 from videogen.transformer.inference import TextToVideo
 from videogen.transformer.layers import TransformerSpec
@@ -363,3 +365,55 @@ def test_attention_backends_take_the_task_sequence_length(kernel):
     q, k, v, causal=True, backend='pallas', pallas_kernel=kernel, interpret=True
   )
   np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
+def test_candidates_keep_the_sample_that_best_reproduces_the_condition(data_dir, frozen):
+  config = helpers.toy_transformer_config(data_dir, **ALL_TASKS)
+  spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
+  params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
+  model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
+  rng = np.random.default_rng(0)
+  clips = rng.integers(0, 256, (2, 5, 16, 16, 3), np.uint8)
+  mask = np.zeros((16, 16), bool)
+  mask[4:12, 4:12] = True
+  keep = ~model.pixel_mask(model.latent_mask(mask))
+  prompts = ['a red circle moving left', 'a blue square moving up']
+  base = model.default_settings(temperature=1.0, cfg_scale=1.0, seed=3)
+  cases = {  # task -> (one call per prompt's inputs, the condition of prompt i)
+    'restyle': (lambda i, s: model.restyle(prompts[:1], clips[i], s), lambda i: (clips[i],)),
+    'inpaint': (
+      lambda i, s: model.inpaint(prompts[:1], clips[i], mask, s),
+      lambda i: (clips[i], keep),
+    ),
+    'interpolate': (
+      lambda i, s: model.interpolate(prompts[:1], clips[i][0], clips[i][-1], s),
+      lambda i: (clips[i][[0, -1]],),
+    ),
+  }
+  for name, (call, given) in cases.items():
+    # Candidate k is the plain sample of seed + k; the one closest to the input is kept.
+    drawn = np.concatenate([call(0, dataclasses.replace(base, seed=3 + k)) for k in range(3)])
+    errors = candidates.errors(drawn, candidates.condition(name, *given(0)))
+    assert len(set(errors.tolist())) == 3, name  # Three different candidates.
+    best = call(0, dataclasses.replace(base, candidates=3))
+    np.testing.assert_array_equal(best[0], drawn[errors.argmin()], err_msg=name)
+  # A batch of prompts ranks each row against its own input.
+  batch = dataclasses.replace(base, candidates=3)
+  best = model.run_task_batch('restyle', prompts, batch, video=list(clips))
+  for i in range(2):
+    drawn = np.concatenate(
+      [
+        model.run_task_batch(
+          'restyle', prompts, dataclasses.replace(base, seed=3 + k), video=list(clips)
+        )[i : i + 1]
+        for k in range(3)
+      ]
+    )
+    errors = candidates.errors(drawn, candidates.condition('restyle', clips[i]))
+    np.testing.assert_array_equal(best[i], drawn[errors.argmin()])
+  with pytest.raises(ValueError, match='candidates=2: predict has no pixel condition'):
+    model.predict(prompts, clips[0], dataclasses.replace(base, candidates=2))
+  with pytest.raises(ValueError, match='candidates=2: t2v has no pixel condition'):
+    model.generate(prompts, dataclasses.replace(base, candidates=2))
+  with pytest.raises(ValueError, match='candidates=2 needs temperature > 0'):
+    model.restyle(prompts, clips[0], dataclasses.replace(base, candidates=2, temperature=0.0))

@@ -83,6 +83,12 @@ _FIRST_FRAME_TEMPERATURE = flags.DEFINE_float(
 _TOP_K = flags.DEFINE_integer('top_k', None, 'Top-k filtering; 0 = off.')
 _TOP_P = flags.DEFINE_float('top_p', None, 'Nucleus (top-p) filtering; 1 = off.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+_CANDIDATES = flags.DEFINE_integer(
+  'candidates',
+  None,
+  'sample --task interpolate|inpaint|outpaint|restore|restyle: samples drawn per output, '
+  'the one that best reproduces the input kept (needs temperature > 0); default: the run config.',
+)
 _FIRST_FRAME = flags.DEFINE_string(
   'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'
 )
@@ -202,6 +208,7 @@ def _build_dataset() -> None:
 
 def _sample() -> None:
   from videogen import sample
+  from videogen.transformer import candidates
   from videogen.transformer.inference import TextToVideo
 
   if _MODEL.value and _WORKDIR.value:
@@ -228,9 +235,15 @@ def _sample() -> None:
       top_p=_TOP_P.value,
       seed=_SEED.value,
       num_frames=_NUM_FRAMES.value,
+      candidates=_CANDIDATES.value,
     )
   except ValueError as error:  # A config.sampling.per_task the model's config.json spoils.
     _fail('sample', error, 1)
+  try:  # Flags that do not fit together or the task (e.g. --candidates for t2v).
+    settings.check()
+    candidates.check(task, settings.candidates)
+  except ValueError as error:
+    raise UsageError(str(error)) from None
   if _TASK.value is not None:
     try:
       inputs = sample.read_task_inputs(

@@ -36,6 +36,7 @@ _SAMPLING = frozenset(
     'top_k',
     'top_p',
     'seed',
+    'candidates',
     'first_frame',
     'prefix_video',
     'num_frames',
@@ -265,6 +266,7 @@ def _sample(v: Any) -> None:
   at_least('temperature', v.temperature, 0)
   at_least('first_frame_temperature', v.first_frame_temperature, 0)
   at_least('cfg_scale', v.cfg_scale, 0)
+  at_least('candidates', v.candidates, 1)
   in_range('top_p', v.top_p, 0.0, 1.0, low_open=True)
   if v.first_frame and v.prefix_video:
     raise InputError('give --first_frame or --prefix_video, not both')

@@ -96,7 +96,12 @@ def sample_task_to_dir(
   )
   if jax.process_index() == 0:
     write_samples(out, videos, rows, fps=model.fps)
-    print(f'Wrote {len(videos)} {task} samples of {videos.shape[1]} frames to {out}', flush=True)
+    count = (settings or model.default_settings(task)).candidates
+    best_of = f', each the best of {count} candidates' if count > 1 else ''
+    print(
+      f'Wrote {len(videos)} {task} samples of {videos.shape[1]} frames{best_of} to {out}',
+      flush=True,
+    )
   return videos
 
 

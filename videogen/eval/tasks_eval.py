@@ -69,19 +69,6 @@ def degrade(videos: np.ndarray, seed: int = 0) -> np.ndarray:
   return shapes_eval.to_uint8(np.asarray(jnp.where(odd, noisy, down)))
 
 
-def _pixel_mask(model, latent: np.ndarray) -> np.ndarray:
-  """bool [T, H, W]: the pixels of the masked latent tokens [t, h, w]."""
-  frames = model.frames_per_clip
-  t, h, w = latent.shape
-  data = model.config.data
-  bounds = [0] + [model.tokenizer.num_frames(j) for j in range(1, t + 1)]
-  frame_of = np.zeros(frames, int)
-  for j in range(t):
-    frame_of[bounds[j] : bounds[j + 1]] = j
-  spatial = latent.repeat(data.height // h, axis=1).repeat(data.width // w, axis=2)
-  return spatial[frame_of]
-
-
 def _colors(caption: str) -> list[tuple[str, str]]:
   return [(spec.color, spec.motion) for spec in shapes.parse_caption(caption)]
 
@@ -174,13 +161,13 @@ def evaluate_tasks(
       t, h, w = model.latent_shape
       if task == 'inpaint':  # The centre half of every frame.
         latent = tasks.box_mask(model.latent_shape, (0, t, h // 4, h - h // 4, w // 4, w - w // 4))
-        pixel = _pixel_mask(model, latent)
+        pixel = model.pixel_mask(latent)
         samples = model.run_task_batch(
           task, captions, settings, video=list(videos), mask=[pixel] * len(videos)
         )
       else:
         latent = tasks.border_mask(model.latent_shape, tasks.default_border(model.latent_shape))
-        pixel = _pixel_mask(model, latent)
+        pixel = model.pixel_mask(latent)
         samples = model.run_task_batch(task, captions, settings, video=list(videos))
       kept = ~pixel
       results[f'{key}/unmasked_psnr_minus_recon'] = _unmasked_gap(samples, recon, videos, kept)

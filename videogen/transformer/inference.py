@@ -42,8 +42,8 @@ from jax.experimental import multihost_utils
 from videogen import text, vq, weights
 from videogen.parallel import sharding
 from videogen.text import config as text_config_lib
+from videogen.transformer import candidates, sampling, tasks
 from videogen.transformer import config as transformer_config
-from videogen.transformer import sampling, tasks
 from videogen.transformer.layers import TransformerSpec
 from videogen.transformer.model import Transformer
 from videogen.transformer.task_sampling import TaskSampling
@@ -72,6 +72,9 @@ class SamplingSettings:
       video (the window slides over latent frames).
     window_prefix_frames: latent frames carried into the next window of a
       long video.
+    candidates: samples drawn per output (seeds seed, seed + 1, ...) of a task
+      with a pixel condition, keeping the one that best reproduces it
+      (`videogen.transformer.candidates`); 1 = one sample.
   """
 
   cfg_scale: float = 1.0
@@ -82,6 +85,7 @@ class SamplingSettings:
   seed: int = 0
   num_frames: int | None = None
   window_prefix_frames: int = 1
+  candidates: int = 1
 
   @classmethod
   def from_config(
@@ -107,6 +111,7 @@ class SamplingSettings:
       first_frame_temperature=None if first_frame < 0 else first_frame,
       top_k=int(merged['top_k']),
       top_p=float(merged['top_p']),
+      candidates=int(merged['candidates']),
       seed=int(config.seed),
       window_prefix_frames=int(config.window_prefix_frames),
     )
@@ -126,6 +131,12 @@ class SamplingSettings:
       ('top_k', self.top_k < 0, 'must be >= 0 (0 = off)'),
       ('top_p', not 0 < self.top_p <= 1, 'must be in (0, 1] (1 = off)'),
       ('num_frames', self.num_frames is not None and self.num_frames < 1, 'must be >= 1'),
+      ('candidates', self.candidates < 1, 'must be >= 1 (1 = one sample)'),
+      (
+        'candidates',
+        self.candidates > 1 and self.temperature == 0 and not self.first_frame_temperature,
+        'needs temperature > 0: greedy sampling draws the same candidate every time',
+      ),
     )
     for name, bad, rule in problems:
       if bad:
@@ -367,6 +378,7 @@ class TextToVideo(TaskSampling):
     task = self.generate_task(image=image, video=video)
     settings = settings or self.default_settings(task)
     settings.check()
+    candidates.check(task, settings.candidates)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:

@@ -17,19 +17,24 @@ Inputs are uint8 RGB at any size (resized to the model's); clip conditions
 need at least the model's clip length in frames (the first ones are used).
 Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3]. Without
 `settings`, a task samples with `model.default_settings(task)`: `config.sampling`
-with the task's `config.sampling.per_task` entry over it.
+with the task's `config.sampling.per_task` entry over it. With
+`settings.candidates` > 1, a task with a pixel condition (interpolate, inpaint,
+outpaint, restore, restyle) returns, of that many samples, the one that best
+reproduces its condition (`videogen.transformer.candidates`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from videogen import vq
-from videogen.transformer import sampling, tasks
+from videogen.transformer import candidates, sampling, tasks
 
 if TYPE_CHECKING:
   from videogen.transformer.inference import SamplingSettings
@@ -164,7 +169,18 @@ class TaskSampling:
     (`image`, `video`, `last_frame`, `mask`, as for `run_task`); i2v and predict
     clips must keep the same number of latent frames."""
     canvas, prefix = self._batch_conditions(task, prompts, inputs)
-    return self._task(task, prompts, settings, 1, canvas=lambda _: canvas, prefix=prefix)
+
+    def ranked():
+      return candidates.Condition.concatenate(
+        [
+          self._ranking_condition(task, **{name: values[i] for name, values in inputs.items()})
+          for i in range(len(prompts))
+        ]
+      )
+
+    return self._task(
+      task, prompts, settings, 1, canvas=lambda _: canvas, prefix=prefix, ranked=ranked
+    )
 
   def teacher_forced_task_batch(
     self,
@@ -296,23 +312,89 @@ class TaskSampling:
       return tasks.masked_canvas(spec, tokens, jnp.asarray(latent)[None]), None
     return tokens, None  # restore, restyle: the (degraded or greyscale) clip's tokens.
 
+  def _ranking_condition(
+    self, task, *, image=None, video=None, last_frame=None, mask=None
+  ) -> candidates.Condition:
+    """What `task`'s candidates are ranked against (inputs checked by `_condition`)."""
+    if task == 'interpolate':
+      frames = np.concatenate([self._resized(np.asarray(f)[None]) for f in (image, last_frame)])
+      return candidates.condition(task, frames)
+    clip = self._resized(np.asarray(video)[: self.frames_per_clip])
+    keep = None
+    if task == 'inpaint':
+      keep = ~self.pixel_mask(self.latent_mask(mask))
+    elif task == 'outpaint':
+      border = tasks.default_border(self.latent_shape)
+      keep = ~self.pixel_mask(tasks.border_mask(self.latent_shape, border))
+    return candidates.condition(task, clip, keep)
+
+  def pixel_mask(self, latent: np.ndarray) -> np.ndarray:
+    """bool [T, H, W]: the pixels of the latent tokens [t, h, w] that are True."""
+    t, h, w = latent.shape
+    data = self.config.data
+    bounds = [0] + [self.tokenizer.num_frames(j) for j in range(1, t + 1)]
+    frame_of = np.zeros(self.frames_per_clip, int)
+    for j in range(t):
+      frame_of[bounds[j] : bounds[j + 1]] = j
+    spatial = np.asarray(latent).repeat(data.height // h, axis=1).repeat(data.width // w, axis=2)
+    return spatial[frame_of]
+
   def _one(self, task, prompts, settings, num_samples, **inputs) -> np.ndarray:
     """`num_samples` per prompt, all conditioned on the same inputs."""
     canvas, prefix = self._condition(task, **inputs)
     rows = len(prompts) * num_samples
     tiled = None if prefix is None else jnp.repeat(prefix, rows, axis=0)
-    return self._task(task, prompts, settings, num_samples, canvas=_tiled(canvas), prefix=tiled)
+    return self._task(
+      task,
+      prompts,
+      settings,
+      num_samples,
+      canvas=_tiled(canvas),
+      prefix=tiled,
+      ranked=lambda: self._ranking_condition(task, **inputs),
+    )
 
-  def _task(self, task, prompts, settings, num_samples, *, canvas=None, prefix=None) -> np.ndarray:
-    """Checks, then `_generate` with the task token and canvas."""
+  def _task(
+    self, task, prompts, settings, num_samples, *, canvas=None, prefix=None, ranked=None
+  ) -> np.ndarray:
+    """Checks, then `_generate` with the task token and canvas, once per candidate.
+
+    Args:
+      ranked: () -> the `candidates.Condition` of the prompts (tasks it can rank).
+    """
     tasks.check_task(self.spec, task)
     settings = settings or self.default_settings(task)
     settings.check()
+    candidates.check(task, settings.candidates)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
-    return self._generate(prompts, settings, num_samples, task=task, canvas=canvas, prefix=prefix)
+
+    def draw(seed):
+      seeded = dataclasses.replace(settings, seed=seed)
+      return self._generate(prompts, seeded, num_samples, task=task, canvas=canvas, prefix=prefix)
+
+    count = settings.candidates
+    if count == 1:
+      return draw(settings.seed)
+    condition = ranked()
+    # One batch per candidate, so memory stays that of one sample per output.
+    best = draw(settings.seed)
+    best_error = candidates.errors(best, condition)
+    for k in range(1, count):
+      drawn = draw(settings.seed + k)
+      error = candidates.errors(drawn, condition)
+      best = np.where((error < best_error)[:, None, None, None, None], drawn, best)
+      best_error = np.minimum(error, best_error)
+      logging.info(
+        '%s: candidate %d of %d; mean error of the best %.1f',
+        task,
+        k + 1,
+        count,
+        float(best_error.mean()),
+      )
+    return best
 
   def _task_prefix(self, task, rows, num_frames, prefix, canvas) -> jax.Array:
     """int32 [rows, 1 + t*h*w]: the task token and conditioning canvas."""

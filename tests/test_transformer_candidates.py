@@ -1,0 +1,82 @@
+"""Best of N: each task's candidates are ranked by what they were given, in pixels."""
+
+import numpy as np
+import pytest
+
+from videogen.transformer import candidates, tasks
+
+
+def _clip(color=(255, 0, 0), frames=5, size=8):
+  """uint8 [T, H, W, 3]: a 4x4 square of `color` on black, moving right a pixel per frame."""
+  clip = np.zeros((frames, size, size, 3), np.uint8)
+  for t in range(frames):
+    clip[t, 2:6, t % 4 : t % 4 + 4] = color
+  return clip
+
+
+def _greyscale(clip):
+  return np.asarray(tasks.greyscale(clip.astype(np.float32))).round().astype(np.uint8)
+
+
+def test_restyle_ranks_by_greyscale_whatever_the_colours_are():
+  red = _clip((255, 0, 0))
+  condition = candidates.condition('restyle', red)
+  # The clip itself and its greyscale version reproduce the grey input; blue (another luma)
+  # on the same square does not, nor does a square in the wrong place.
+  samples = np.stack([red, _greyscale(red), _clip((0, 0, 255)), np.roll(red, 2, axis=2)])
+  errors = candidates.errors(samples, condition)
+  assert errors[0] == pytest.approx(0) and errors[1] < 0.5
+  assert errors[2] > 100 and errors[3] > 100
+
+
+def test_restore_ranks_by_2x2_means():
+  clip = _clip((200, 100, 50)).astype(np.int16) + 30  # No pixel at 0 or 255 to clip.
+  condition = candidates.condition('restore', clip.astype(np.uint8))
+  # +-20 in a checkerboard keeps every 2x2 mean: the same low-resolution clip.
+  checker = 20 * (1 - 2 * ((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2))
+  detailed = np.clip(clip + checker[None, :, :, None], 0, 255).astype(np.uint8)
+  shifted = np.roll(clip, 1, axis=2).astype(np.uint8)
+  errors = candidates.errors(np.stack([detailed, shifted]), condition)
+  assert errors[0] < 1 and errors[1] > 100
+
+
+def test_interpolate_compares_the_first_and_last_frames_only():
+  clip = _clip()
+  condition = candidates.condition('interpolate', clip[[0, -1]])
+  middle_changed = clip.copy()
+  middle_changed[1:-1] = 255
+  last_changed = clip.copy()
+  last_changed[-1] = 0
+  errors = candidates.errors(np.stack([middle_changed, last_changed]), condition)
+  assert errors[0] == 0 and errors[1] > 0
+
+
+def test_inpaint_compares_the_kept_pixels_only_as_a_mean_over_them():
+  clip = _clip()
+  keep = np.ones(clip.shape[:3], bool)
+  keep[:, :4] = False  # The top half is filled.
+  condition = candidates.condition('inpaint', clip, keep)
+  top = clip.copy()
+  top[:, :4] = 255
+  bottom = clip.copy()
+  bottom[:, 4:] = 10
+  errors = candidates.errors(np.stack([top, bottom]), condition)
+  expected = ((bottom[:, 4:].astype(float) - clip[:, 4:]) ** 2).mean()
+  assert errors[0] == 0 and errors[1] == pytest.approx(expected)
+
+
+def test_errors_pair_each_prompt_with_its_own_samples():
+  red, blue = _clip((255, 0, 0)), _clip((0, 0, 255))
+  both = candidates.Condition.concatenate(
+    [candidates.condition('restyle', red), candidates.condition('restyle', blue)]
+  )
+  # Prompt-major: two samples of the first prompt, then two of the second.
+  errors = candidates.errors(np.stack([red, blue, red, blue]), both)
+  assert errors[0] == errors[3] == 0 and errors[1] > 0 and errors[2] > 0
+
+
+@pytest.mark.parametrize('task', ['t2v', 'uncond', 'i2v', 'predict'])
+def test_tasks_without_a_pixel_condition_refuse_candidates(task):
+  candidates.check(task, 1)
+  with pytest.raises(ValueError, match=f'candidates=4: {task} has no pixel condition'):
+    candidates.check(task, 4)

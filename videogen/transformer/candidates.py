@@ -1,0 +1,117 @@
+"""Best of N: candidates ranked by how well they reproduce the task's pixel condition.
+
+A sample of a conditioned task can be checked against what it was given, in
+pixels, without knowing the right answer:
+
+| task        | the sample, seen as the condition was made | compared with               |
+|-------------|--------------------------------------------|-----------------------------|
+| restyle     | in greyscale                               | the greyscale input         |
+| restore     | averaged over 2x2 pixels                   | the degraded input, likewise |
+| interpolate | its first and last frames                  | the given frames            |
+| inpaint     | outside the mask                           | the given pixels there      |
+| outpaint    | inside the border                          | the given pixels there      |
+
+(A x2 downscale keeps the 2x2 means; noise shrinks in them.) With
+`SamplingSettings.candidates = n`, a task draws n samples (seeds seed, seed+1,
+...) and keeps the one with the least mean squared error here. Free generation
+(t2v, uncond) and i2v/predict (their given frames are copied tokens, always
+reproduced) have nothing to rank by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from videogen.transformer import tasks
+
+RANKED_TASKS = ('interpolate', 'inpaint', 'outpaint', 'restore', 'restyle')
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+  """What a task's samples are ranked against, at the model's resolution.
+
+  Attributes:
+    task: one of `RANKED_TASKS`.
+    pixels: float32 [rows, ...], `view(task, clip)` of the condition, one row
+      per prompt (or one row for all).
+    keep: bool [rows, T, H, W], the pixels compared (inpaint, outpaint), or None = all.
+  """
+
+  task: str
+  pixels: np.ndarray
+  keep: np.ndarray | None = None
+
+  @classmethod
+  def concatenate(cls, conditions: list[Condition]) -> Condition:
+    """One condition with the rows of `conditions` (one per prompt), in order."""
+    keeps = [c.keep for c in conditions]
+    return cls(
+      conditions[0].task,
+      np.concatenate([c.pixels for c in conditions]),
+      None if keeps[0] is None else np.concatenate(keeps),
+    )
+
+
+def check(task: str, candidates: int) -> None:
+  """ValueError (one line) unless `task` can rank `candidates` samples."""
+  if candidates > 1 and task not in RANKED_TASKS:
+    raise ValueError(
+      f'candidates={candidates}: {task} has no pixel condition to rank samples by; '
+      f'use candidates=1, or a task of {", ".join(RANKED_TASKS)}.'
+    )
+
+
+def view(task: str, clips: np.ndarray) -> np.ndarray:
+  """What of uint8 clips [N, T, H, W, 3] the task compares: float32 [N, ...]."""
+  clips = np.asarray(clips, np.float32)
+  if task == 'restyle':
+    return np.asarray(tasks.greyscale(clips))[..., :1]
+  if task == 'restore':
+    n, frames, height, width, channels = clips.shape
+    pooled = clips.reshape(n, frames, height // 2, 2, width // 2, 2, channels)
+    return pooled.mean(axis=(3, 5))
+  if task == 'interpolate':
+    return clips[:, [0, -1]]
+  return clips
+
+
+def condition(task: str, video: np.ndarray, keep: np.ndarray | None = None) -> Condition:
+  """The `Condition` of one prompt.
+
+  Args:
+    task: one of `RANKED_TASKS`.
+    video: uint8 [T, H, W, 3] at the model's resolution: the input clip, or for
+      interpolate the first and last frames ([2, H, W, 3]).
+    keep: bool [T, H, W], the given pixels (inpaint, outpaint).
+  """
+  check(task, 2)
+  if task == 'interpolate':  # Already the two frames `view` would take.
+    pixels = np.asarray(video, np.float32)[None]
+  else:
+    pixels = view(task, np.asarray(video)[None])
+  return Condition(task, pixels, None if keep is None else np.asarray(keep, bool)[None])
+
+
+def errors(samples: np.ndarray, condition: Condition) -> np.ndarray:
+  """Mean squared error of each sample against its prompt's condition.
+
+  Args:
+    samples: uint8 [rows, T, H, W, 3]; `rows` is a multiple of the condition's
+      rows, prompt-major (each prompt's samples together).
+    condition: the `Condition`.
+
+  Returns:
+    float32 [rows].
+  """
+  seen = view(condition.task, samples)
+  per_prompt = len(samples) // len(condition.pixels)
+  squared = (seen - np.repeat(condition.pixels, per_prompt, axis=0)) ** 2
+  if condition.keep is None:
+    return squared.reshape(len(samples), -1).mean(axis=1)
+  keep = np.repeat(condition.keep, per_prompt, axis=0)[..., None]
+  return (squared * keep).reshape(len(samples), -1).sum(axis=1) / np.maximum(
+    keep.reshape(len(samples), -1).sum(axis=1) * squared.shape[-1], 1
+  )
