@@ -329,15 +329,12 @@ class TaskSampling:
     return candidates.condition(task, clip, keep)
 
   def pixel_mask(self, latent: np.ndarray) -> np.ndarray:
-    """bool [T, H, W]: the pixels of the latent tokens [t, h, w] that are True."""
+    """bool [T, H, W]: the pixels of the latent tokens marked in bool [t, h, w]."""
     t, h, w = latent.shape
     data = self.config.data
-    bounds = [0] + [self.tokenizer.num_frames(j) for j in range(1, t + 1)]
-    frame_of = np.zeros(self.frames_per_clip, int)
-    for j in range(t):
-      frame_of[bounds[j] : bounds[j + 1]] = j
-    spatial = np.asarray(latent).repeat(data.height // h, axis=1).repeat(data.width // w, axis=2)
-    return spatial[frame_of]
+    ends = [self.tokenizer.num_frames(j) for j in range(1, t + 1)]  # Frames of j latent frames.
+    latent_frame = np.searchsorted(ends, np.arange(self.frames_per_clip), side='right')
+    return np.asarray(latent)[latent_frame].repeat(data.height // h, 1).repeat(data.width // w, 2)
 
   def _one(self, task, prompts, settings, num_samples, **inputs) -> np.ndarray:
     """`num_samples` per prompt, all conditioned on the same inputs."""
