@@ -372,48 +372,57 @@ def test_candidates_keep_the_sample_that_best_reproduces_the_condition(data_dir,
   spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
   params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
   model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
+  drawn = []  # Every batch the sampler draws.
+  generate = model._generate  # noqa: SLF001
+
+  def record(*args, **kwargs):
+    drawn.append(generate(*args, **kwargs))
+    return drawn[-1]
+
+  model._generate = record  # noqa: SLF001
   rng = np.random.default_rng(0)
   clips = rng.integers(0, 256, (2, 5, 16, 16, 3), np.uint8)
   mask = np.zeros((16, 16), bool)
   mask[4:12, 4:12] = True
   keep = ~model.pixel_mask(model.latent_mask(mask))
   prompts = ['a red circle moving left', 'a blue square moving up']
-  base = model.default_settings(temperature=1.0, cfg_scale=1.0, seed=3)
-  cases = {  # task -> (one call per prompt's inputs, the condition of prompt i)
-    'restyle': (lambda i, s: model.restyle(prompts[:1], clips[i], s), lambda i: (clips[i],)),
-    'inpaint': (
-      lambda i, s: model.inpaint(prompts[:1], clips[i], mask, s),
-      lambda i: (clips[i], keep),
-    ),
+  plain = model.default_settings(temperature=1.0, cfg_scale=1.0, seed=3)
+  best_of_3 = dataclasses.replace(plain, candidates=3)
+  cases = {  # task -> (a call on prompt 0's inputs, its condition)
+    'restyle': (lambda s: model.restyle(prompts[:1], clips[0], s), (clips[0],)),
+    'inpaint': (lambda s: model.inpaint(prompts[:1], clips[0], mask, s), (clips[0], keep)),
     'interpolate': (
-      lambda i, s: model.interpolate(prompts[:1], clips[i][0], clips[i][-1], s),
-      lambda i: (clips[i][[0, -1]],),
+      lambda s: model.interpolate(prompts[:1], clips[0][0], clips[0][-1], s),
+      (clips[0][[0, -1]],),
     ),
   }
   for name, (call, given) in cases.items():
-    # Candidate k is the plain sample of seed + k; the one closest to the input is kept.
-    drawn = np.concatenate([call(0, dataclasses.replace(base, seed=3 + k)) for k in range(3)])
-    errors = candidates.errors(drawn, candidates.condition(name, *given(0)))
+    drawn.clear()
+    best = call(best_of_3)
+    candidates_drawn = np.concatenate(drawn)
+    errors = candidates.errors(candidates_drawn, candidates.condition(name, *given))
     assert len(set(errors.tolist())) == 3, name  # Three different candidates.
-    best = call(0, dataclasses.replace(base, candidates=3))
-    np.testing.assert_array_equal(best[0], drawn[errors.argmin()], err_msg=name)
+    np.testing.assert_array_equal(best[0], candidates_drawn[errors.argmin()], err_msg=name)
+    # The first candidate is the plain sample of the seed.
+    np.testing.assert_array_equal(call(plain)[0], candidates_drawn[0], err_msg=name)
+  # Each seed has its own candidates (seed 4's are not seed 3's shifted by one).
+  by_seed = {}
+  for seed in (3, 4):
+    drawn.clear()
+    model.restyle(prompts[:1], clips[0], dataclasses.replace(best_of_3, seed=seed))
+    by_seed[seed] = list(drawn)
+  for other in by_seed[4]:
+    assert not any(np.array_equal(other, mine) for mine in by_seed[3])
   # A batch of prompts ranks each row against its own input.
-  batch = dataclasses.replace(base, candidates=3)
-  best = model.run_task_batch('restyle', prompts, batch, video=list(clips))
+  drawn.clear()
+  best = model.run_task_batch('restyle', prompts, best_of_3, video=list(clips))
   for i in range(2):
-    drawn = np.concatenate(
-      [
-        model.run_task_batch(
-          'restyle', prompts, dataclasses.replace(base, seed=3 + k), video=list(clips)
-        )[i : i + 1]
-        for k in range(3)
-      ]
-    )
-    errors = candidates.errors(drawn, candidates.condition('restyle', clips[i]))
-    np.testing.assert_array_equal(best[i], drawn[errors.argmin()])
+    rows = np.stack([batch[i] for batch in drawn])
+    errors = candidates.errors(rows, candidates.condition('restyle', clips[i]))
+    np.testing.assert_array_equal(best[i], rows[errors.argmin()])
   with pytest.raises(ValueError, match='candidates=2: predict has no pixel condition'):
-    model.predict(prompts, clips[0], dataclasses.replace(base, candidates=2))
+    model.predict(prompts, clips[0], dataclasses.replace(plain, candidates=2))
   with pytest.raises(ValueError, match='candidates=2: t2v has no pixel condition'):
-    model.generate(prompts, dataclasses.replace(base, candidates=2))
+    model.generate(prompts, dataclasses.replace(plain, candidates=2))
   with pytest.raises(ValueError, match='candidates=2 needs temperature > 0'):
-    model.restyle(prompts, clips[0], dataclasses.replace(base, candidates=2, temperature=0.0))
+    model.restyle(prompts, clips[0], dataclasses.replace(plain, candidates=2, temperature=0.0))

@@ -12,8 +12,9 @@ pixels, without knowing the right answer:
 | outpaint    | inside the border                          | the given pixels there      |
 
 (A x2 downscale keeps the 2x2 means; noise shrinks in them.) With
-`SamplingSettings.candidates = n`, a task draws n samples (seeds seed, seed+1,
-...) and keeps the one with the least mean squared error here. Free generation
+`SamplingSettings.candidates = n`, a task draws n samples (the plain sample of
+its seed first, then n - 1 more from keys folded from it, so each seed has its
+own candidates) and keeps the one with the least mean squared error here. Free generation
 (t2v, uncond) and i2v/predict (their given frames are copied tokens, always
 reproduced) have nothing to rank by.
 """

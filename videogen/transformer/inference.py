@@ -72,9 +72,9 @@ class SamplingSettings:
       video (the window slides over latent frames).
     window_prefix_frames: latent frames carried into the next window of a
       long video.
-    candidates: samples drawn per output (seeds seed, seed + 1, ...) of a task
-      with a pixel condition, keeping the one that best reproduces it
-      (`videogen.transformer.candidates`); 1 = one sample.
+    candidates: samples drawn per output of a task with a pixel condition,
+      keeping the one that best reproduces it (`videogen.transformer.candidates`;
+      the first is the plain sample of `seed`); 1 = one sample.
   """
 
   cfg_scale: float = 1.0
@@ -399,6 +399,7 @@ class TextToVideo(TaskSampling):
     video: np.ndarray | None = None,
     canvas: Callable[[int], jax.Array] | None = None,
     prefix: jax.Array | None = None,
+    candidate: int = 0,
   ) -> np.ndarray:
     """`generate` after its checks, for any task.
 
@@ -409,6 +410,8 @@ class TextToVideo(TaskSampling):
         models; default: the kept frames of `video`, mask elsewhere).
       prefix: int32 [rows, m, h, w] kept first latent frames, per row (instead
         of `video`'s).
+      candidate: k > 0 draws from fold_in(key(seed), k) instead of key(seed)
+        (`TaskSampling`'s candidates: other seeds, other candidates).
     """
     num_frames = settings.num_frames or self.frames_per_clip
     if num_frames > self.max_frames:
@@ -437,7 +440,7 @@ class TextToVideo(TaskSampling):
         first_frame_temperature=settings.first_frame_temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
-        rng=jax.random.key(settings.seed),
+        rng=_candidate_key(settings.seed, candidate),
         window_prefix_frames=settings.window_prefix_frames,
         task_prefix=task_prefix,
         no_text=no_text,
@@ -538,3 +541,9 @@ def _to_uint8(video: np.ndarray) -> np.ndarray:
 _encode_text: Callable[..., jax.Array] = jax.jit(text.encode_fn, static_argnums=0)
 _encode_video: Callable[..., jax.Array] = jax.jit(vq.encode_fn, static_argnums=0)
 _decode_tokens: Callable[..., jax.Array] = jax.jit(vq.decode_fn, static_argnums=0)
+
+
+def _candidate_key(seed: int, candidate: int) -> jax.Array:
+  """key(seed) for the plain sample, fold_in(key(seed), k) for candidate k > 0."""
+  key = jax.random.key(seed)
+  return jax.random.fold_in(key, candidate) if candidate else key

@@ -25,7 +25,6 @@ reproduces its condition (`videogen.transformer.candidates`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Sequence
 
 import jax
@@ -368,19 +367,20 @@ class TaskSampling:
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
 
-    def draw(seed):
-      seeded = dataclasses.replace(settings, seed=seed)
-      return self._generate(prompts, seeded, num_samples, task=task, canvas=canvas, prefix=prefix)
+    def draw(candidate):
+      return self._generate(
+        prompts, settings, num_samples, task=task, canvas=canvas, prefix=prefix, candidate=candidate
+      )
 
     count = settings.candidates
     if count == 1:
-      return draw(settings.seed)
+      return draw(0)
     condition = ranked()
     # One batch per candidate, so memory stays that of one sample per output.
-    best = draw(settings.seed)
+    best = draw(0)
     best_error = candidates.errors(best, condition)
     for k in range(1, count):
-      drawn = draw(settings.seed + k)
+      drawn = draw(k)
       error = candidates.errors(drawn, condition)
       best = np.where((error < best_error)[:, None, None, None, None], drawn, best)
       best_error = np.minimum(error, best_error)
