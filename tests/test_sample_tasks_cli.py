@@ -15,7 +15,7 @@ from PIL import Image
 from tests import helpers
 from videogen import cli, config_lib
 from videogen.data import video_io
-from videogen.transformer import tasks
+from videogen.transformer import candidates, tasks
 from videogen.transformer.inference import SamplingSettings, TextToVideo
 from videogen.transformer.model import Transformer
 
@@ -205,7 +205,7 @@ _SAMPLE_EVERY_TASK = """
 import sys
 import jax
 import numpy as np
-from videogen.transformer import tasks
+from videogen.transformer import candidates, tasks
 from videogen.transformer.inference import TextToVideo
 
 assert jax.device_count() == 1, jax.devices()
@@ -253,15 +253,15 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
   for task in tasks.TASKS:
     settings = SamplingSettings.from_config(config.sampling, task)
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
-    # generate new frames sample at 0.2, those whose canvas is the whole clip keep the best
-    # of 16 samples, each at its own temperature.
+    # generate new frames sample at 0.2, those whose canvas is the whole clip at their own
+    # temperature; every task with a pixel input keeps the best of 16 samples.
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
     expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
     expected.update({'restore': (0.3, 0, None), 'restyle': (1.0, 0, None)})
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
     assert got == expected[task], task
-    assert settings.candidates == (16 if task in tasks.CLIP_TASKS else 1), task
+    assert settings.candidates == (16 if task in candidates.RANKED_TASKS else 1), task
     settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)

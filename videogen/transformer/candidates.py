@@ -11,7 +11,10 @@ pixels, without knowing the right answer:
 | inpaint     | outside the mask                           | the given pixels there      |
 | outpaint    | inside the border                          | the given pixels there      |
 
-(A x2 downscale keeps the 2x2 means; noise shrinks in them.) With
+(A x2 downscale keeps the 2x2 means; noise shrinks in them. Restyle is
+colourisation: the colours change, the brightness stays, so a caption naming a
+colour of another brightness than the grey input's conflicts with it, and the
+ranking sides with the input.) With
 `SamplingSettings.candidates = n`, a task draws n samples (the plain sample of
 its seed first, then n - 1 more from keys folded from it, so each seed has its
 own candidates) and keeps the one with the least mean squared error here. Free generation
