@@ -3,23 +3,24 @@
 A sample of a conditioned task can be checked against what it was given, in
 pixels, without knowing the right answer:
 
-| task        | the sample, seen as the condition was made | compared with               |
-|-------------|--------------------------------------------|-----------------------------|
-| restyle     | in greyscale                               | the greyscale input         |
-| restore     | averaged over 2x2 pixels                   | the degraded input, likewise |
-| interpolate | its first and last frames                  | the given frames            |
-| inpaint     | outside the mask                           | the given pixels there      |
-| outpaint    | inside the border                          | the given pixels there      |
+| task        | the sample, seen as the condition was made | compared with                |
+|-------------|--------------------------------------------|------------------------------|
+| restyle     | in greyscale                               | the greyscale input          |
+| restore     | averaged over 2x2 pixels                   | the degraded input, averaged |
+| interpolate | its first and last frames                  | the given frames             |
+| inpaint     | outside the mask                           | the given pixels there       |
+| outpaint    | inside the border                          | the given pixels there       |
 
-(A x2 downscale keeps the 2x2 means; noise shrinks in them. Restyle is
+A x2 downscale keeps the 2x2 means, and noise shrinks in them. Restyle is
 colourisation: the colours change, the brightness stays, so a caption naming a
 colour of another brightness than the grey input's conflicts with it, and the
-ranking sides with the input.) With
-`SamplingSettings.candidates = n`, a task draws n samples (the plain sample of
-its seed first, then n - 1 more from keys folded from it, so each seed has its
-own candidates) and keeps the one with the least mean squared error here. Free generation
-(t2v, uncond) and i2v/predict (their given frames are copied tokens, always
-reproduced) have nothing to rank by.
+ranking sides with the input.
+
+With `SamplingSettings.candidates = n`, a task draws n samples (the plain
+sample of its seed first, then n - 1 more from keys folded from it, so each
+seed has its own candidates) and keeps the one with the least mean squared
+error here. Free generation (t2v, uncond) and i2v/predict (their given frames
+are copied tokens, always reproduced) have nothing to rank by.
 """
 
 from __future__ import annotations
