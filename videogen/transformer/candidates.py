@@ -92,7 +92,8 @@ def condition(task: str, video: np.ndarray, keep: np.ndarray | None = None) -> C
       interpolate the first and last frames ([2, H, W, 3]).
     keep: bool [T, H, W], the given pixels (inpaint, outpaint).
   """
-  check(task, 2)
+  if task not in RANKED_TASKS:
+    raise ValueError(f'{task} has no pixel condition; ranked tasks: {", ".join(RANKED_TASKS)}.')
   if task == 'interpolate':  # Already the two frames `view` would take.
     pixels = np.asarray(video, np.float32)[None]
   else:
@@ -111,12 +112,11 @@ def errors(samples: np.ndarray, condition: Condition) -> np.ndarray:
   Returns:
     float32 [rows].
   """
-  seen = view(condition.task, samples)
-  per_prompt = len(samples) // len(condition.pixels)
-  squared = (seen - np.repeat(condition.pixels, per_prompt, axis=0)) ** 2
-  if condition.keep is None:
-    return squared.reshape(len(samples), -1).mean(axis=1)
-  keep = np.repeat(condition.keep, per_prompt, axis=0)[..., None]
-  return (squared * keep).reshape(len(samples), -1).sum(axis=1) / np.maximum(
-    keep.reshape(len(samples), -1).sum(axis=1) * squared.shape[-1], 1
-  )
+  rows = len(samples)
+  per_prompt = rows // len(condition.pixels)
+  squared = (view(condition.task, samples) - np.repeat(condition.pixels, per_prompt, axis=0)) ** 2
+  weights = np.ones_like(squared)
+  if condition.keep is not None:
+    weights *= np.repeat(condition.keep, per_prompt, axis=0)[..., None]
+  total = (squared * weights).reshape(rows, -1).sum(axis=1)
+  return total / np.maximum(weights.reshape(rows, -1).sum(axis=1), 1)  # No kept pixel: 0.

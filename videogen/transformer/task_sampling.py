@@ -301,15 +301,18 @@ class TaskSampling:
       last = self._image_tokens(_rgb(last_frame, 'last_frame', ndim=3))
       return tasks.interpolate_canvas(spec, first, last), None
     tokens = self._clip_tokens(_rgb(video, 'video', ndim=4), grey=task == 'restyle')
-    if task == 'inpaint':
-      latent = self.latent_mask(mask)
+    if task in ('inpaint', 'outpaint'):
+      latent = self._fill_mask(task, mask)
       if not latent.any():
         raise ValueError('The inpainting mask covers no pixel; mark the region to fill.')
       return tasks.masked_canvas(spec, tokens, jnp.asarray(latent)[None]), None
-    if task == 'outpaint':
-      latent = tasks.border_mask(spec.latent_shape, tasks.default_border(spec.latent_shape))
-      return tasks.masked_canvas(spec, tokens, jnp.asarray(latent)[None]), None
     return tokens, None  # restore, restyle: the (degraded or greyscale) clip's tokens.
+
+  def _fill_mask(self, task, mask) -> np.ndarray:
+    """bool [t, h, w], the tokens inpaint (`mask`'s) or outpaint (the borders) fills."""
+    if task == 'inpaint':
+      return self.latent_mask(mask)
+    return tasks.border_mask(self.latent_shape, tasks.default_border(self.latent_shape))
 
   def _ranking_condition(
     self, task, *, image=None, video=None, last_frame=None, mask=None
@@ -320,11 +323,8 @@ class TaskSampling:
       return candidates.condition(task, frames)
     clip = self._resized(np.asarray(video)[: self.frames_per_clip])
     keep = None
-    if task == 'inpaint':
-      keep = ~self.pixel_mask(self.latent_mask(mask))
-    elif task == 'outpaint':
-      border = tasks.default_border(self.latent_shape)
-      keep = ~self.pixel_mask(tasks.border_mask(self.latent_shape, border))
+    if task in ('inpaint', 'outpaint'):
+      keep = ~self.pixel_mask(self._fill_mask(task, mask))
     return candidates.condition(task, clip, keep)
 
   def pixel_mask(self, latent: np.ndarray) -> np.ndarray:
