@@ -8,6 +8,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -168,6 +169,22 @@ def test_task_lists_select_rows():
   np.testing.assert_array_equal(tasks.rows_of('', task), [1, 1, 1, 1])
 
 
+def test_input_noise_on_the_listed_tasks_and_its_linear_decay():
+  task = jnp.asarray([tasks.TASKS.index(name) for name in ('t2v', 'restore', 'uncond')])
+  model = ml_collections.ConfigDict({'input_token_noise': 0.0})
+  assert task_lib.input_noise(model, task, jnp.int32(0), 100) == 0.0  # Off: a plain 0.
+  model = ml_collections.ConfigDict(
+    {'input_token_noise': 0.2, 'input_token_noise_tasks': 'restore,uncond'}
+  )
+  for step in (0, 100):  # Constant without decay.
+    noise = task_lib.input_noise(model, task, jnp.int32(step), 100)
+    np.testing.assert_allclose(noise, [0.0, 0.2, 0.2])
+  model.input_token_noise_decay = True
+  for step, want in ((0, 0.2), (25, 0.15), (100, 0.0), (150, 0.0)):
+    noise = task_lib.input_noise(model, task, jnp.int32(step), 100)
+    np.testing.assert_allclose(noise, [0.0, want, want], atol=1e-7)
+
+
 def test_task_layout_keeps_the_weights_in_expectation():
   weights = {'t2v': 2.0, 'interpolate': 1.0, 'restore': 1.0, 'restyle': 1.0}
   layout = tasks.TaskLayout.create(weights, 12)  # 4.8, 2.4, 2.4, 2.4 rows expected.
@@ -281,8 +298,12 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
 
 
 def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path):
-  # With input token noise on some tasks, so the step's corrupted-input path runs too.
-  noise = {'model.input_token_noise': 0.1, 'model.input_token_noise_tasks': 'uncond,restore'}
+  # With decaying input token noise on some tasks, so the step's corrupted-input path runs too.
+  noise = {
+    'model.input_token_noise': 0.1,
+    'model.input_token_noise_tasks': 'uncond,restore',
+    'model.input_token_noise_decay': True,
+  }
   config = helpers.toy_transformer_config(data_dir, **ALL_TASKS, **noise)
   task, state, losses = _train(config, frozen, tmp_path)
   assert task.spec.tasks == tasks.TASKS and task.spec.prefix_length == 33

@@ -92,6 +92,7 @@ def model_config(variant: str = 'small') -> ml_collections.ConfigDict:
   config.dropout = 0.0  # Dropout on each residual branch in training.
   config.text_dropout_prob = 0.1  # Probability of replacing a caption by the learned null text (CFG).
   config.input_token_noise = 0.0  # Training only: probability of replacing each teacher-forced clip input token by a random code (Taming's 1 - pkeep), so the model learns to continue from sampling errors.
+  config.input_token_noise_decay = False  # Decay input_token_noise linearly to 0 at the last training step (clean inputs at the end).
   config.input_token_noise_tasks = ''  # Multi-task models: comma-separated tasks whose clips get input_token_noise ('' = every task).
   config.scan_layers = variant not in UNROLLED_VARIANTS  # nnx.scan over stacked layers (fast compile); False = a Python loop.
   config.remat_policy = 'full' if variant in FULL_REMAT_VARIANTS else 'none'  # 'none', 'full', 'dots_saveable' or 'dots_with_no_batch_dims_saveable'.

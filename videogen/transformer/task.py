@@ -284,7 +284,7 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    inputs = self._corrupt(shift_right(tokens, self.spec.bos_id), noise_key)
+    inputs = self._corrupt(shift_right(tokens, self.spec.bos_id), noise_key, state.step)
     targets = tokens.reshape(batch_size, -1)
 
     def loss_fn(params):
@@ -322,7 +322,7 @@ class TransformerTask(Task):
     if model_config.train_frame_offset:
       room = self.spec.max_latent_frames - self.latent_shape[0]
       frame_offset = jax.random.randint(offset_key, (batch_size,), 0, room + 1)
-    inputs = self._corrupt(task_batch.inputs, noise_key, task_batch.task)
+    inputs = self._corrupt(task_batch.inputs, noise_key, state.step, task_batch.task)
 
     def loss_fn(params):
       model = nnx.merge(self.graphdef, params, state.model_state)
@@ -345,20 +345,16 @@ class TransformerTask(Task):
     metrics['text_drop_fraction'] = jnp.mean(text_drop.astype(jnp.float32))
     return state.replace(**fields), metrics
 
-  def _corrupt(self, inputs: jax.Array, key: jax.Array, task: jax.Array | None = None) -> jax.Array:
-    """`inputs` with `model.input_token_noise` of the clip's tokens made random codes.
+  def _corrupt(
+    self, inputs: jax.Array, key: jax.Array, step: jax.Array, task: jax.Array | None = None
+  ) -> jax.Array:
+    """`inputs` with some of the clip's tokens made random codes (`input_noise`).
 
-    Only rows whose task is in `model.input_token_noise_tasks` change (`task`:
-    int32 [batch] index into `tasks.TASKS`; None = every row is t2v). The task
-    prefix and BOS stay clean (sampling reads the condition exactly); any clip
-    input token may change, i2v/predict's given frames included.
+    The task prefix and BOS stay clean (sampling reads the condition exactly);
+    any clip input token may change, i2v/predict's given frames included.
     """
-    model_config = self.config.model
-    noise = model_config.get('input_token_noise', 0.0)  # Fields absent in older configs.
-    if noise > 0:
-      task = jnp.zeros(inputs.shape[:1], jnp.int32) if task is None else task
-      rows = tasks.rows_of(model_config.get('input_token_noise_tasks', ''), task)
-      noise = noise * rows.astype(jnp.float32)
+    task = jnp.zeros(inputs.shape[:1], jnp.int32) if task is None else task
+    noise = input_noise(self.config.model, task, step, self.config.num_train_steps)
     return corrupt_inputs(inputs, key, noise, self.spec.prefix_length + 1, self.spec.vocab_size)
 
   def _task_batch(self, state, batch, key, weights=None) -> tasks.TaskBatch:
@@ -629,6 +625,27 @@ def _task_metrics(logits, task_batch: tasks.TaskBatch, z_loss: float, weights=No
 def _ids(tokenize, captions: list[str]) -> dict[str, np.ndarray]:
   ids, mask = tokenize(captions)
   return {'text_ids': ids, 'text_mask': mask}
+
+
+def input_noise(
+  model_config: ml_collections.ConfigDict, task: jax.Array, step: jax.Array, num_steps: int
+) -> jax.Array | float:
+  """Each row's probability of a random code at a clip input token in training.
+
+  `model.input_token_noise` on the rows whose task is in
+  `model.input_token_noise_tasks` (`task`: int32 [batch] index into
+  `tasks.TASKS`), 0 elsewhere; with `model.input_token_noise_decay` it falls
+  linearly to 0 at `num_steps`. A plain 0.0 when the noise is off.
+  """
+  noise = model_config.get('input_token_noise', 0.0)  # Fields absent in older configs.
+  if noise <= 0:
+    return 0.0
+  rows = tasks.rows_of(model_config.get('input_token_noise_tasks', ''), task)
+  noise = noise * rows.astype(jnp.float32)
+  if model_config.get('input_token_noise_decay', False):
+    remaining = 1.0 - jnp.asarray(step, jnp.float32) / max(num_steps, 1)
+    noise = noise * jnp.clip(remaining, 0.0, 1.0)
+  return noise
 
 
 def _cached_embeddings(cache, captions: list[str]) -> dict[str, np.ndarray]:
