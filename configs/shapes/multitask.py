@@ -31,7 +31,7 @@ from videogen import config_lib
 # or 0.2, on every task or only restore and restyle) lifted restore by 0.9-1.1 dB and cost
 # t2v's shape 4-7 points even with t2v kept clean (README, 2026-12-04 re-run); 0.2 decaying
 # to 0 (`model.input_token_noise_decay`) met restore (+3.1 dB, best of 16) and uncond (90%)
-# and still cost t2v's shape 5 points (81.0%), so inputs stay clean (README, 2026-12-05).
+# and still cost t2v's shape 5 points (81.0 vs 86.0%), so inputs stay clean (README, 2026-12-05).
 TASK_WEIGHTS = {
   't2v': 2.0,
   'uncond': 1.0,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import logging
 from etils import epath
 from flax import nnx
@@ -643,8 +644,7 @@ def input_noise(
   rows = tasks.rows_of(model_config.get('input_token_noise_tasks', ''), task)
   noise = noise * rows.astype(jnp.float32)
   if model_config.get('input_token_noise_decay', False):
-    remaining = 1.0 - jnp.asarray(step, jnp.float32) / max(num_steps, 1)
-    noise = noise * jnp.clip(remaining, 0.0, 1.0)
+    noise = noise * optax.linear_schedule(1.0, 0.0, max(num_steps, 1))(step)
   return noise
 
 
