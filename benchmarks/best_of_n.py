@@ -5,7 +5,7 @@
 
 Not a speed benchmark: the quality side of `SamplingSettings.candidates`
 (`videogen/transformer/candidates.py`). For every task of the run that candidates
-can rank (interpolate, inpaint, outpaint, restore, restyle) it scores, with
+can rank (uncond, interpolate, inpaint, outpaint, restore, restyle) it scores, with
 `videogen.eval.tasks_eval` on 64 held-out test clips:
 
   greedy    one sample at temperature 0, the reference measured in the same run;
@@ -32,6 +32,7 @@ from videogen.transformer.inference import TextToVideo
 NUM_CLIPS = multitask_figures.NUM_CLIPS
 # task -> (figure keys under task/<name>/, how to print each)
 FIGURES = {
+  'uncond': (('valid', '{:.0%}'),),
   'interpolate': (('on_path_2px', '{:.0%}'), ('given_frames_psnr', '{:.1f} dB')),
   'inpaint': (('unmasked_psnr_minus_recon', '{:+.2f} dB'), ('track_continuous', '{:.0%}')),
   'outpaint': (('unmasked_psnr_minus_recon', '{:+.2f} dB'), ('track_continuous', '{:.0%}')),

@@ -254,14 +254,16 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     settings = SamplingSettings.from_config(config.sampling, task)
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
     # generate new frames sample at 0.2, those whose canvas is the whole clip at their own
-    # temperature; every task with a pixel input keeps the best of 16 samples.
+    # temperature; every task with a pixel input keeps the best of 16 samples, uncond the
+    # steadiest of 8.
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
     expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
     expected.update({'restore': (0.3, 0, None), 'restyle': (1.0, 0, None)})
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
     assert got == expected[task], task
-    assert settings.candidates == (16 if task in candidates.RANKED_TASKS else 1), task
+    ranked = 8 if task == 'uncond' else 16
+    assert settings.candidates == (ranked if task in candidates.RANKED_TASKS else 1), task
     settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
@@ -321,7 +323,7 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
   assert best.shape == greedy.shape
   for extra, expected in (
     (restyle + ['--candidates', '3'], 'candidates=3 needs temperature > 0'),
-    (['--candidates', '2'], 'candidates=2: t2v has no pixel condition to rank samples by'),
+    (['--candidates', '2'], 'candidates=2: t2v draws one sample'),
   ):
     args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
     code, err = _main([*args, *extra, '--out', str(tmp_path / 'bad')], capsys)

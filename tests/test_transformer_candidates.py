@@ -1,4 +1,4 @@
-"""Best of N: each task's candidates are ranked by what they were given, in pixels."""
+"""Best of N: candidates are ranked by what they were given, in pixels, and by their pace."""
 
 import numpy as np
 import pytest
@@ -75,8 +75,60 @@ def test_errors_pair_each_prompt_with_its_own_samples():
   assert errors[0] == errors[3] == 0 and errors[1] > 0 and errors[2] > 0
 
 
-@pytest.mark.parametrize('task', ['t2v', 'uncond', 'i2v', 'predict'])
-def test_tasks_without_a_pixel_condition_refuse_candidates(task):
+@pytest.mark.parametrize('task', ['t2v', 'i2v', 'predict'])
+def test_tasks_steered_by_a_caption_or_frames_refuse_candidates(task):
   candidates.check(task, 1)
-  with pytest.raises(ValueError, match=f'candidates=4: {task} has no pixel condition'):
+  with pytest.raises(ValueError, match=f'candidates=4: {task} draws one sample'):
     candidates.check(task, 4)
+
+
+def _moving(steps, size=16):
+  """uint8 [len(steps) + 1, H, W, 3]: a 4x4 white square moving right by `steps[t]` px."""
+  columns = np.concatenate([[0], np.cumsum(steps)])
+  clip = np.zeros((len(columns), size, size, 3), np.uint8)
+  for t, column in enumerate(columns):
+    clip[t, 6:10, column : column + 4] = 255
+  return clip
+
+
+def test_pace_unevenness_of_steady_jumpy_and_still_clips():
+  steady, jumpy = _moving([1] * 8), _moving([0, 0, 0, 4, 0, 0, 0, 4])
+  still = np.repeat(_moving([0])[:1], 9, axis=0)
+  one_jump = _moving([0] * 7 + [4])
+  pace = candidates.pace_unevenness(np.stack([steady, jumpy, still, one_jump]))
+  assert pace[0] == pytest.approx(0, abs=1e-6)  # The same change at every step.
+  assert pace[1] == pytest.approx(np.sqrt(3))  # 2 of 8 steps hold the change.
+  # All of the change in one step is the most uneven, and a still clip counts as that.
+  assert pace[3] == pytest.approx(np.sqrt(7)) and pace[2] == pytest.approx(np.sqrt(7))
+  assert candidates.pace_unevenness(steady[None, :1]) == 0  # One frame: no pace.
+
+
+def test_interpolate_scores_the_given_frames_error_times_the_pace():
+  steady, jumpy = _moving([1] * 8), _moving([0, 0, 0, 4, 0, 0, 0, 4])
+  given = steady[[0, -1]].copy()
+  given[given == 255] = 245  # Neither candidate reproduces the given frames exactly.
+  condition = candidates.condition('interpolate', given)
+  samples = np.stack([jumpy, steady])
+  errors = candidates.errors(samples, condition)
+  assert errors[0] == errors[1] > 0  # The same first and last frames ...
+  scores = candidates.scores(samples, condition)
+  np.testing.assert_allclose(scores, errors * candidates.pace_unevenness(samples), rtol=1e-6)
+  assert scores[1] < scores[0]  # ... and the steady middle wins.
+  # Restyle and the other tasks compared with pixels rank by the error alone.
+  restyle = candidates.condition('restyle', steady)
+  np.testing.assert_array_equal(
+    candidates.scores(samples, restyle), candidates.errors(samples, restyle)
+  )
+
+
+def test_uncond_is_ranked_by_its_pace_alone():
+  steady, jumpy = _moving([1] * 8), _moving([0, 0, 0, 4, 0, 0, 0, 4])
+  still = np.repeat(steady[:1], 9, axis=0)
+  uncond = candidates.Condition('uncond')
+  scores = candidates.scores(np.stack([still, jumpy, steady]), uncond)
+  assert scores.argmin() == 2 and scores[0] > scores[1]  # A still sample ranks last.
+  candidates.check('uncond', 8)
+  with pytest.raises(ValueError, match='uncond has no pixel condition to compare'):
+    candidates.errors(steady[None], uncond)
+  with pytest.raises(ValueError, match='uncond has no pixel condition; conditioned tasks'):
+    candidates.condition('uncond', steady)

@@ -388,7 +388,7 @@ def test_attention_backends_take_the_task_sequence_length(kernel):
   np.testing.assert_allclose(got, expected, atol=2e-5)
 
 
-def test_candidates_keep_the_sample_that_best_reproduces_the_condition(data_dir, frozen):
+def test_candidates_keep_the_sample_that_scores_best(data_dir, frozen):
   config = helpers.toy_transformer_config(data_dir, **ALL_TASKS)
   spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
   params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
@@ -416,14 +416,16 @@ def test_candidates_keep_the_sample_that_best_reproduces_the_condition(data_dir,
       lambda s: model.interpolate(prompts[:1], clips[0][0], clips[0][-1], s),
       (clips[0][[0, -1]],),
     ),
+    'uncond': (lambda s: model.unconditional(s), None),  # Ranked by its pace alone.
   }
   for name, (call, given) in cases.items():
     drawn.clear()
     best = call(best_of_3)
     candidates_drawn = np.concatenate(drawn)
-    errors = candidates.errors(candidates_drawn, candidates.condition(name, *given))
-    assert len(set(errors.tolist())) == 3, name  # Three different candidates.
-    np.testing.assert_array_equal(best[0], candidates_drawn[errors.argmin()], err_msg=name)
+    condition = candidates.Condition(name) if given is None else candidates.condition(name, *given)
+    scores = candidates.scores(candidates_drawn, condition)
+    assert len(set(scores.tolist())) == 3, name  # Three different candidates.
+    np.testing.assert_array_equal(best[0], candidates_drawn[scores.argmin()], err_msg=name)
     # The first candidate is the plain sample of the seed.
     np.testing.assert_array_equal(call(plain)[0], candidates_drawn[0], err_msg=name)
   # Each seed has its own candidates (seed 4's are not seed 3's shifted by one).
@@ -441,9 +443,9 @@ def test_candidates_keep_the_sample_that_best_reproduces_the_condition(data_dir,
     rows = np.stack([batch[i] for batch in drawn])
     errors = candidates.errors(rows, candidates.condition('restyle', clips[i]))
     np.testing.assert_array_equal(best[i], rows[errors.argmin()])
-  with pytest.raises(ValueError, match='candidates=2: predict has no pixel condition'):
+  with pytest.raises(ValueError, match='candidates=2: predict draws one sample'):
     model.predict(prompts, clips[0], dataclasses.replace(plain, candidates=2))
-  with pytest.raises(ValueError, match='candidates=2: t2v has no pixel condition'):
+  with pytest.raises(ValueError, match='candidates=2: t2v draws one sample'):
     model.generate(prompts, dataclasses.replace(plain, candidates=2))
   with pytest.raises(ValueError, match='candidates=2 needs temperature > 0'):
     model.restyle(prompts, clips[0], dataclasses.replace(plain, candidates=2, temperature=0.0))

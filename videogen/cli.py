@@ -86,8 +86,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 _CANDIDATES = flags.DEFINE_integer(
   'candidates',
   None,
-  'sample --task interpolate|inpaint|outpaint|restore|restyle: samples drawn per output, '
-  'the one that best reproduces the input kept (needs temperature > 0); default: the run config.',
+  'sample --task uncond|interpolate|inpaint|outpaint|restore|restyle: samples drawn per '
+  'output, the one that best reproduces the input (uncond: the steadiest) kept (needs '
+  'temperature > 0); default: the run config.',
 )
 _FIRST_FRAME = flags.DEFINE_string(
   'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'

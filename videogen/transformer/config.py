@@ -143,7 +143,7 @@ def sampling_config() -> ml_collections.ConfigDict:
   config.first_frame_temperature = -1.0  # Temperature of the clip's first latent frame when sampled (where objects are placed); < 0 = `temperature`.
   config.top_k = 0  # Sample among the k most likely tokens; 0 = all.
   config.top_p = 1.0  # Nucleus sampling mass; 1 = off.
-  config.candidates = 1  # Samples per output of a task with a pixel condition; the one reproducing it best is kept (transformer/candidates.py); 1 = off.
+  config.candidates = 1  # Samples per output of a task with a pixel condition or uncond; the one reproducing it best (uncond: the steadiest) is kept (transformer/candidates.py); 1 = off.
   config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
   config.num_prompts = 4  # How many of `prompts` the periodic samples use.
   config.prompts = list(DEFAULT_PROMPTS)  # Fixed prompts of the periodic sample grid.

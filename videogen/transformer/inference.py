@@ -72,8 +72,9 @@ class SamplingSettings:
       video (the window slides over latent frames).
     window_prefix_frames: latent frames carried into the next window of a
       long video.
-    candidates: samples drawn per output of a task with a pixel condition,
-      keeping the one that best reproduces it (`videogen.transformer.candidates`;
+    candidates: samples drawn per output of a task with a pixel condition or of
+      uncond, keeping the one that best reproduces the condition (interpolate's
+      and uncond's weighed by how steadily they move; `videogen.transformer.candidates`;
       the first is the plain sample of `seed`); 1 = one sample.
   """
 

@@ -20,7 +20,8 @@ Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3]. Without
 with the task's `config.sampling.per_task` entry over it. With
 `settings.candidates` > 1, a task with a pixel condition (interpolate, inpaint,
 outpaint, restore, restyle) returns, of that many samples, the one that best
-reproduces its condition (`videogen.transformer.candidates`).
+reproduces its condition, interpolate's and uncond's also weighed by how
+steadily they move (`videogen.transformer.candidates`).
 """
 
 from __future__ import annotations
@@ -356,7 +357,8 @@ class TaskSampling:
     """Checks, then `_generate` with the task token and canvas, once per candidate.
 
     Args:
-      ranked: () -> the `candidates.Condition` of the prompts (tasks it can rank).
+      ranked: () -> the `candidates.Condition` of the prompts (tasks with a pixel
+        condition; None: the task's alone, as for uncond).
     """
     tasks.check_task(self.spec, task)
     settings = settings or self.default_settings(task)
@@ -375,21 +377,21 @@ class TaskSampling:
     count = settings.candidates
     if count == 1:
       return draw(0)
-    condition = ranked()
+    condition = ranked() if ranked is not None else candidates.Condition(task)
     # One batch per candidate, so memory stays that of one sample per output.
     best = draw(0)
-    best_error = candidates.errors(best, condition)
+    best_score = candidates.scores(best, condition)
     for k in range(1, count):
       drawn = draw(k)
-      error = candidates.errors(drawn, condition)
-      best = np.where((error < best_error)[:, None, None, None, None], drawn, best)
-      best_error = np.minimum(error, best_error)
+      score = candidates.scores(drawn, condition)
+      best = np.where((score < best_score)[:, None, None, None, None], drawn, best)
+      best_score = np.minimum(score, best_score)
       logging.info(
-        '%s: candidate %d of %d; mean error of the best %.1f',
+        '%s: candidate %d of %d; mean score of the best %.3g',
         task,
         k + 1,
         count,
-        float(best_error.mean()),
+        float(best_score.mean()),
       )
     return best
 
