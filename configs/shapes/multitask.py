@@ -80,7 +80,11 @@ PER_TASK_SAMPLING = {
 # 0.5 (-1.4 dB; 94% vs -1.3 dB; 89% at 1.0), outpaint 1.0 (-2.5 dB vs -3.1 dB at 0.5, track
 # 83% both), restore 0.3 (+2.6 vs +2.5 dB at 0.2, +2.3 dB at 0.6), restyle 1.0 (95 / 92% vs
 # 95 / 91% at 0.5, best of 8). 16 keeps the cost at 16 sampling passes (32 gains 0.1-0.5 dB).
+# Interpolate's given frames are weighed by its pace and uncond keeps the steadiest of 8
+# (`candidates.pace_unevenness`; training seeds 0 / 1, 3 sampling seeds): interpolate 78 / 76%
+# by the given frames alone -> 85 / 81%; uncond 88 / 86% (one sample) -> 98 / 98% (README, "Pace").
 PER_TASK_CANDIDATES = {
+  'uncond': 8,
   'interpolate': 16,
   'inpaint': 16,
   'outpaint': 16,
