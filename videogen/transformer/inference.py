@@ -74,8 +74,9 @@ class SamplingSettings:
       long video.
     candidates: samples drawn per output of a task with a pixel condition or of
       uncond, keeping the one that best reproduces the condition (interpolate's
-      and uncond's weighed by how steadily they move; `videogen.transformer.candidates`;
-      the first is the plain sample of `seed`); 1 = one sample.
+      weighed by how steadily it moves) or, for uncond, the steadiest
+      (`videogen.transformer.candidates`; the first is the plain sample of
+      `seed`); 1 = one sample.
   """
 
   cfg_scale: float = 1.0

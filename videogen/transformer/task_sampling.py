@@ -20,8 +20,8 @@ Every entry returns uint8 [len(prompts) * num_samples, T, H, W, 3]. Without
 with the task's `config.sampling.per_task` entry over it. With
 `settings.candidates` > 1, a task with a pixel condition (interpolate, inpaint,
 outpaint, restore, restyle) returns, of that many samples, the one that best
-reproduces its condition, interpolate's and uncond's also weighed by how
-steadily they move (`videogen.transformer.candidates`).
+reproduces its condition (interpolate's weighed by how steadily it moves), and
+uncond the steadiest (`videogen.transformer.candidates`).
 """
 
 from __future__ import annotations
