@@ -41,9 +41,9 @@ import numpy as np
 
 from videogen.transformer import tasks
 
-RANKED_TASKS = ('uncond', 'interpolate', 'inpaint', 'outpaint', 'restore', 'restyle')
-# Tasks compared with a pixel condition (`errors`); uncond has none.
-CONDITIONED_TASKS = RANKED_TASKS[1:]
+# Tasks compared with a pixel condition (`errors`); uncond has none and is ranked by pace alone.
+CONDITIONED_TASKS = ('interpolate', 'inpaint', 'outpaint', 'restore', 'restyle')
+RANKED_TASKS = ('uncond', *CONDITIONED_TASKS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +156,8 @@ def pace_unevenness(samples: np.ndarray) -> np.ndarray:
     return np.zeros(len(clips), np.float32)
   change = (np.diff(clips, axis=1) ** 2).reshape(len(clips), steps, -1).mean(axis=2)
   mean = change.mean(axis=1)
-  still = mean < 1.0
-  return np.where(still, np.sqrt(steps - 1.0), change.std(axis=1) / np.where(still, 1.0, mean))
+  unevenness = change.std(axis=1) / np.maximum(mean, 1.0)
+  return np.where(mean < 1.0, np.sqrt(steps - 1.0), unevenness)
 
 
 def scores(samples: np.ndarray, condition: Condition) -> np.ndarray:
