@@ -17,7 +17,7 @@ from tests import helpers
 from videogen.data import pipeline
 from videogen.parallel import compilation, sharding
 from videogen.parallel import mesh as mesh_lib
-from videogen.transformer import candidates, sampling, tasks
+from videogen.transformer import candidates, layers, sampling, tasks
 from videogen.transformer import losses as losses_lib
 from videogen.transformer import task as task_lib
 from videogen.transformer.inference import TextToVideo
@@ -242,10 +242,22 @@ def test_loss_counts_generated_tokens_only(frozen):
   assert task_lib._task_metrics(generated_changed, batch, 0.0)[0] != loss  # noqa: SLF001
 
 
-@pytest.mark.parametrize('position', ['rope3d', 'learned3d'])
-def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
-  spec = _spec(position=position)
+def _open_copy_gate(model, bias=3.0):
+  """`model`'s copy gate set to a random kernel and `bias` (it starts at zeros)."""
+  gate = model.copy_gate
+  gate.kernel[...] = jax.random.normal(jax.random.key(11), gate.kernel[...].shape)
+  gate.bias[...] = jnp.full(gate.bias[...].shape, bias)
+
+
+@pytest.mark.parametrize(
+  ('position', 'copy_tasks'),
+  [('rope3d', ()), ('learned3d', ()), ('rope3d', ('inpaint', 'restore'))],
+)
+def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position, copy_tasks):
+  spec = _spec(position=position, copy_tasks=copy_tasks)
   model = Transformer(spec, rngs=nnx.Rngs(0))
+  if copy_tasks:
+    _open_copy_gate(model)
   assert model.token_embed.embedding.shape == (1000 + 2 + len(tasks.TASKS), 32)
   key = jax.random.key(7)
   canvas = jax.random.randint(key, (2, 2, 4, 4), 0, 1000)
@@ -295,6 +307,54 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position):
   assert (np.asarray(forced) != np.asarray(clip))[~kept.reshape(2, -1)].any()
   with pytest.raises(ValueError, match='needs task_prefix'):
     sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
+
+
+def test_copy_gate_starts_closed_and_when_open_copies_the_aligned_canvas_token():
+  plain = Transformer(_spec(), rngs=nnx.Rngs(0))
+  model = Transformer(_spec(copy_tasks=('restore',)), rngs=nnx.Rngs(0))
+  spec = model.spec
+  key = jax.random.key(3)
+  canvas = jax.random.randint(key, (2, 2, 4, 4), 0, 1000)
+  box = jnp.asarray(tasks.box_mask((2, 4, 4), (0, 2, 1, 3, 1, 3)))[None]
+  canvas = tasks.masked_canvas(spec, canvas, box)
+  restore, restyle = tasks.TASKS.index('restore'), tasks.TASKS.index('restyle')
+  prefix = tasks.task_prefix(spec, jnp.asarray([restore, restyle]), canvas)
+  clip = jax.random.randint(jax.random.fold_in(key, 1), (2, 32), 0, 1000)
+  inputs = jnp.concatenate([prefix, jnp.full((2, 1), spec.bos_id), clip[:, :-1]], axis=1)
+  text_emb = jax.random.normal(key, (2, 6, 16))
+  text_mask = jnp.ones((2, 6), jnp.int32)
+  # Zero-initialised, the gate changes nothing: the same weights give the same logits.
+  np.testing.assert_array_equal(
+    model(inputs, text_emb, text_mask), plain(inputs, text_emb, text_mask)
+  )
+  _open_copy_gate(model, bias=1e4)
+  logits = np.asarray(model(inputs, text_emb, text_mask, logits_from=spec.prefix_length))
+  without = np.asarray(plain(inputs, text_emb, text_mask, logits_from=spec.prefix_length))
+  flat = np.asarray(canvas).reshape(2, -1)
+  masked = flat == tasks.mask_id(spec)
+  assert masked.any() and not masked.all()
+  # On the restore row, clip token i's logits favour canvas token i; under the mask, and
+  # on the restyle row (not a copy task), nothing is copied.
+  np.testing.assert_array_equal(np.argmax(logits[0], -1)[~masked[0]], flat[0][~masked[0]])
+  np.testing.assert_allclose(logits[0][masked[0]], without[0][masked[0]], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(logits[1], without[1], rtol=1e-5, atol=1e-5)
+  # Sampling through the KV cache copies the condition wherever it is given, on that row.
+  samples = sampling.sample_tokens(
+    model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key, task_prefix=prefix
+  )
+  samples = np.asarray(samples).reshape(2, -1)
+  np.testing.assert_array_equal(samples[0][~masked[0]], flat[0][~masked[0]])
+  assert (samples[1] != flat[1])[~masked[1]].any()
+  with pytest.raises(ValueError, match='copy_tasks=restore needs a multi-task model'):
+    _spec(tasks_names=('t2v',), copy_tasks=('restore',))
+  # The config field: a comma-separated list; '' or absent (older runs) is no copy path.
+  assert layers.copy_tasks(ml_collections.ConfigDict({'copy_canvas_tasks': 'restore'})) == (
+    'restore',
+  )
+  assert layers.copy_tasks(ml_collections.ConfigDict({'copy_canvas_tasks': ''})) == ()
+  assert layers.copy_tasks(ml_collections.ConfigDict()) == ()
+  with pytest.raises(ValueError, match=r"Unknown tasks \['restor'\]"):
+    layers.copy_tasks(ml_collections.ConfigDict({'copy_canvas_tasks': 'restor'}))
 
 
 def test_two_step_multitask_run_then_every_task_entry(data_dir, frozen, tmp_path):

@@ -452,6 +452,9 @@ def _decode_program(config, task, mesh, chip: tpu.Chip, slice_of: list[int]) -> 
     cross_value=tuple(array(cross_shape, dtype, cross_axes) for _ in layers),
     context_mask=array((rows, text_length), jnp.bool_, ('batch', None)),
     frame_offset=array((rows,), jnp.int32, ('batch',)),
+    prefix=(
+      array((rows, spec.prefix_length), jnp.int32, ('batch', None)) if spec.copy_tasks else None
+    ),
   )
   token = array((rows,), jnp.int32, ('batch',))
   index = jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh))

@@ -100,6 +100,7 @@ def model_config(variant: str = 'small') -> ml_collections.ConfigDict:
   config.attention_backend = 'auto'  # 'auto' (by platform), 'xla', 'cudnn' or 'pallas'.
   config.param_dtype = 'float32'  # Parameter dtype; compute dtype is config.compute_dtype.
   config.tasks = task_weights()  # Task name -> training weight; t2v alone = no task prefix.
+  config.copy_canvas_tasks = ''  # Multi-task models: comma-separated tasks on whose rows a learnt gate per clip position adds to the logit of the canvas token at the same (t, h, w), so copying the condition is one step away ('' = none).
   return config
 
 

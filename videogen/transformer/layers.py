@@ -62,8 +62,16 @@ class TransformerSpec:
   # Tasks the model is trained for (`videogen.transformer.tasks.TASKS` order);
   # ('t2v',) alone is the plain text-to-video model without a task prefix.
   tasks: tuple[str, ...] = ('t2v',)
+  # Multi-task models: tasks on whose rows a learnt per-position gate adds to
+  # each clip position's logit of the canvas token aligned with it (a copy path).
+  copy_tasks: tuple[str, ...] = ()
 
   def __post_init__(self):
+    if self.copy_tasks and not self.multitask:
+      raise ValueError(
+        f'copy_tasks={",".join(self.copy_tasks)} needs a multi-task model (a task besides '
+        't2v in model.tasks): a text-to-video model has no canvas to copy.'
+      )
     if self.embed_dim % self.num_heads:
       raise ValueError(
         f'embed_dim {self.embed_dim} is not a multiple of num_heads {self.num_heads}'
@@ -115,6 +123,13 @@ class TransformerSpec:
     return 1 + self.seq_length if self.multitask else 0
 
   @property
+  def copy_task_ids(self) -> tuple[int, ...]:
+    """Task token ids of `copy_tasks` (`tasks.task_id`)."""
+    from videogen.transformer import tasks  # noqa: PLC0415  (tasks imports this module)
+
+    return tuple(tasks.task_id(self, name) for name in self.copy_tasks)
+
+  @property
   def input_vocab_size(self) -> int:
     """Rows of the input embedding: the codes, BOS, and for multi-task models
     the mask token and one token per task of `tasks.TASKS`."""
@@ -155,6 +170,7 @@ class TransformerSpec:
       dtype=compute_dtype,
       param_dtype=model.param_dtype,
       tasks=trained_tasks(model),
+      copy_tasks=copy_tasks(model),
     )
 
 
@@ -166,6 +182,14 @@ def trained_tasks(model: ml_collections.ConfigDict) -> tuple[str, ...]:
   if weights is None:
     return ('t2v',)
   return tasks.active_tasks(weights)
+
+
+def copy_tasks(model: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """`model.copy_canvas_tasks` as a tuple ('' or absent in older configs: none)."""
+  from videogen.transformer import tasks  # noqa: PLC0415
+
+  names = model.get('copy_canvas_tasks', '')
+  return tasks.parse_task_list(names) if names else ()
 
 
 def token_coords(

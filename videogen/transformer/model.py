@@ -10,7 +10,10 @@ can sit anywhere in [0, max_latent_frames), beyond the training length.
 A multi-task model (`spec.multitask`) reads `spec.prefix_length` more
 positions first: a task token and a canvas of conditioning tokens aligned
 with the clip (`videogen.transformer.tasks`); its input table has the mask
-and task tokens too. A text-to-video model has neither.
+and task tokens too. A text-to-video model has neither. On the rows of the
+tasks in `spec.copy_tasks`, a learnt gate per clip position adds to the logit
+of the canvas token at the same (t, h, w) (a pointer-style copy path), so
+reproducing the condition is one step away.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class DecodeCache:
     cross_value: per layer, as `cross_key`.
     context_mask: bool [batch, text_length].
     frame_offset: int32 [batch], latent frame index of the window's first frame.
+    prefix: int32 [batch, spec.prefix_length], the task token and canvas as
+      they are filled (models with `spec.copy_tasks`; None otherwise).
   """
 
   key: tuple[jax.Array, ...]
@@ -47,6 +52,7 @@ class DecodeCache:
   cross_value: tuple[jax.Array, ...]
   context_mask: jax.Array
   frame_offset: jax.Array
+  prefix: jax.Array | None = None
 
 
 def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
@@ -151,6 +157,17 @@ class Transformer(nnx.Module):
       kernel_init=layers.kernel_init(('embed', 'vocab'), 0, 1),
       rngs=rngs,
     )
+    if spec.copy_tasks:
+      # Starts closed (zeros), so a warm start from a model without it is unchanged.
+      self.copy_gate = nnx.Linear(
+        embed,
+        1,
+        dtype=spec.dtype,
+        param_dtype=param_dtype,
+        kernel_init=sharding.with_logical(nnx.initializers.zeros, ('embed', None)),
+        bias_init=sharding.with_logical(nnx.initializers.zeros, (None,)),
+        rngs=rngs,
+      )
 
   # --- pieces shared by training and decoding ---------------------------------
 
@@ -193,9 +210,39 @@ class Transformer(nnx.Module):
       rope = layers.rope_tables(coords, self.spec.head_dim, self.spec.rope_theta)
     return sharding.constrain(x, ('batch', 'length', 'embed')), rope
 
-  def _logits(self, x: jax.Array) -> jax.Array:
-    logits = self.head(self.final_norm(x)).astype(jnp.float32)
+  def _logits(self, x: jax.Array, copied: jax.Array | None = None) -> jax.Array:
+    """x: [batch, length, embed]; copied: int32 [batch, length], the token each
+    position's copy gate adds to (`_copied`; ids >= vocab_size add to none)."""
+    x = self.final_norm(x)
+    logits = self.head(x).astype(jnp.float32)
+    if self.spec.copy_tasks:
+      gate = self.copy_gate(x).astype(jnp.float32)  # [batch, length, 1]
+      logits = logits + gate * jax.nn.one_hot(copied, self.spec.vocab_size, dtype=jnp.float32)
     return sharding.constrain(logits, ('batch', 'length', 'vocab'))
+
+  def _copied(self, prefix: jax.Array, positions: jax.Array) -> jax.Array | None:
+    """int32 [batch, len(positions)]: at each sequence position, the canvas token
+    aligned with the clip token it predicts, on rows of a `spec.copy_tasks` task;
+    `vocab_size` (nothing copied) elsewhere and at prefix positions.
+
+    Args:
+      prefix: int32 [batch, spec.prefix_length], the task token and the canvas.
+      positions: int32 [n], sequence positions.
+    """
+    if not self.spec.copy_tasks:
+      return None
+    spec = self.spec
+    clip_index = positions - spec.prefix_length
+    canvas = prefix[:, 1:].astype(jnp.int32)
+    aligned = jnp.take(canvas, jnp.clip(clip_index, 0, canvas.shape[1] - 1), axis=1)
+    rows = jnp.isin(prefix[:, 0], jnp.asarray(spec.copy_task_ids, prefix.dtype))
+    return jnp.where(rows[:, None] & (clip_index >= 0)[None, :], aligned, spec.vocab_size)
+
+  def _prefix_of(self, inputs: jax.Array) -> jax.Array:
+    """The task prefix at the start of `inputs`, padded to its full length."""
+    prefix = inputs[:, : self.spec.prefix_length].astype(jnp.int32)
+    missing = self.spec.prefix_length - prefix.shape[1]
+    return jnp.pad(prefix, ((0, 0), (0, missing)), constant_values=self.spec.vocab_size)
 
   def layer(self, index: int) -> layers.Block:
     """Block `index` as its own module (a slice of the stacked parameters)."""
@@ -260,7 +307,8 @@ class Transformer(nnx.Module):
     else:
       for index, block in enumerate(self.blocks):
         x = apply_block(block, x, None if layer_keys is None else layer_keys[index])
-    return self._logits(x[:, logits_from:])
+    copied = self._copied(self._prefix_of(inputs), jnp.arange(logits_from, length))
+    return self._logits(x[:, logits_from:], copied)
 
   # --- KV-cached decoding -----------------------------------------------------
 
@@ -291,6 +339,11 @@ class Transformer(nnx.Module):
       cross_value=tuple(v for _, v in cross),
       context_mask=context_mask,
       frame_offset=frame_offset.astype(jnp.int32),
+      prefix=(
+        jnp.full((context.shape[0], spec.prefix_length), spec.vocab_size, jnp.int32)
+        if spec.copy_tasks
+        else None
+      ),
     )
 
   def prefill(self, inputs: jax.Array, cache: DecodeCache) -> tuple[jax.Array, DecodeCache]:
@@ -321,7 +374,13 @@ class Transformer(nnx.Module):
       values[i] = jax.lax.dynamic_update_slice_in_dim(
         values[i], jnp.swapaxes(v, 1, 2).astype(values[i].dtype), 0, axis=2
       )
-    return self._logits(x), cache.replace(key=tuple(keys), value=tuple(values))
+    prefix = cache.prefix
+    if prefix is not None:  # The prefix positions this prefill holds.
+      filled = inputs[:, : self.spec.prefix_length].astype(jnp.int32)
+      prefix = jax.lax.dynamic_update_slice_in_dim(prefix, filled, 0, axis=1)
+    cache = cache.replace(key=tuple(keys), value=tuple(values), prefix=prefix)
+    copied = None if prefix is None else self._copied(prefix, jnp.arange(length))
+    return self._logits(x, copied), cache
 
   def decode_step(
     self, token: jax.Array, index: jax.Array, cache: DecodeCache
@@ -348,7 +407,15 @@ class Transformer(nnx.Module):
       x, (keys[i], values[i]) = self.layer(i)(
         x, block_inputs, cache=(keys[i], values[i]), index=index
       )
-    return self._logits(x)[:, 0], cache.replace(key=tuple(keys), value=tuple(values))
+    prefix, copied = cache.prefix, None
+    if prefix is not None:
+      slot = jnp.clip(index, 0, prefix.shape[1] - 1)
+      current = jax.lax.dynamic_index_in_dim(prefix, slot, 1, keepdims=False)
+      written = jnp.where(index < prefix.shape[1], token.astype(jnp.int32), current)
+      prefix = jax.lax.dynamic_update_index_in_dim(prefix, written, slot, 1)
+      copied = self._copied(prefix, jnp.reshape(index, (1,)))
+    cache = cache.replace(key=tuple(keys), value=tuple(values), prefix=prefix)
+    return self._logits(x, copied)[:, 0], cache
 
 
 def _stacked_blocks(spec: TransformerSpec, rngs: nnx.Rngs) -> layers.Block:
