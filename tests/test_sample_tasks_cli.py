@@ -453,4 +453,34 @@ def test_an_unknown_input_token_noise_task_is_a_one_line_error(capsys, tmp_path)
   ), line
 
 
+@pytest.mark.parametrize(
+  ('config', 'copy_tasks', 'message'),
+  [
+    (
+      'multitask.py',
+      'restore,restor',
+      "Unknown tasks ['restor']; valid: t2v,uncond,i2v,predict,interpolate,inpaint,outpaint,"
+      'restore,restyle',
+    ),
+    (
+      'transformer.py',
+      'restore',
+      'a text-to-video model has no canvas to copy; give config.model.tasks a task besides '
+      "t2v, or set it to ''",
+    ),
+  ],
+)
+def test_a_bad_copy_canvas_task_list_is_a_one_line_error(
+  capsys, tmp_path, config, copy_tasks, message
+):
+  path = str(helpers.CONFIGS / 'shapes' / config)
+  source = _BAD_NOISE.format(path=path, noise=0.0).replace(
+    '  return config', f'  config.model.copy_canvas_tasks = {copy_tasks!r}\n  return config'
+  )
+  line = _train_error_line(capsys, tmp_path, source)
+  assert line == (
+    f'videogen train: error: config.model.copy_canvas_tasks={copy_tasks}: {message}'
+  ), line
+
+
 _SHARED = dict(cfg_scale=1.0, temperature=1.0, top_k=0, top_p=1.0, seed=0, window_prefix_frames=1)

@@ -326,8 +326,8 @@ def parse_box(box: str) -> tuple[int, int, int, int, int, int]:
 
 
 def _check_model(model: Any) -> None:
-  """`config.model`'s task weights and input token noise."""
-  from videogen.transformer import tasks
+  """`config.model`'s task weights, input token noise and copy path."""
+  from videogen.transformer import layers, tasks
 
   try:
     if 'tasks' in model:
@@ -344,6 +344,16 @@ def _check_model(model: Any) -> None:
     tasks.parse_task_list(noise_tasks)
   except ValueError as error:
     raise InputError(f'config.model.input_token_noise_tasks={noise_tasks}: {error}') from None
+  copy_tasks = model.get('copy_canvas_tasks', '')
+  try:
+    layers.copy_tasks(model)
+  except ValueError as error:
+    raise InputError(f'config.model.copy_canvas_tasks={copy_tasks}: {error}') from None
+  if copy_tasks and layers.trained_tasks(model) == ('t2v',):
+    raise InputError(
+      f'config.model.copy_canvas_tasks={copy_tasks}: a text-to-video model has no canvas to '
+      "copy; give config.model.tasks a task besides t2v, or set it to ''"
+    )
 
 
 def _train(v: Any) -> None:
