@@ -32,6 +32,9 @@ from videogen import config_lib
 # t2v's shape 4-7 points even with t2v kept clean (README, 2026-12-04 re-run); 0.2 decaying
 # to 0 (`model.input_token_noise_decay`) met restore (+3.1 dB, best of 16) and uncond (90%)
 # and still cost t2v's shape 5 points (81.0 vs 86.0%), so inputs stay clean (README, 2026-12-05).
+# A copy path on restore's rows (`model.copy_canvas_tasks='restore'`) lifted restore to +2.97 dB
+# (teacher-forced +3.2) and cost outpaint's track 4 points (78%); on every task's rows it cost
+# restore (+0.9 dB) and restyle (89 / 85%), so it stays off (README, 2026-12-05).
 TASK_WEIGHTS = {
   't2v': 2.0,
   'uncond': 1.0,
