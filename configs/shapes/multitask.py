@@ -33,8 +33,9 @@ from videogen import config_lib
 # to 0 (`model.input_token_noise_decay`) met restore (+3.1 dB, best of 16) and uncond (90%)
 # and still cost t2v's shape 5 points (81.0 vs 86.0%), so inputs stay clean (README, 2026-12-05).
 # A copy path on restore's rows (`model.copy_canvas_tasks='restore'`) lifted restore to +2.97 dB
-# (teacher-forced +3.2) and cost outpaint's track 4 points (78%); on every task's rows it cost
-# restore (+0.9 dB) and restyle (89 / 85%), so it stays off (README, 2026-12-05).
+# at best of 16 and +3.12 dB at 32 (teacher-forced +3.2) and cost outpaint's track 4 points
+# (78%); on every task's rows it cost restore (+0.9 dB) and restyle (89 / 85%), so it stays off
+# (README, 2026-12-05; one training seed).
 TASK_WEIGHTS = {
   't2v': 2.0,
   'uncond': 1.0,
