@@ -1,7 +1,8 @@
 """Best of N on a multi-task shapes run: each ranked task's figures against the number of candidates.
 
   python benchmarks/best_of_n.py --workdir runs/multitask [--sampling configs/shapes/multitask.py]
-      [--tasks restyle,inpaint] [--counts 1,2,4,8,16] [--seeds 0] [--out benchmarks/results/best_of_n]
+      [--tasks restyle,inpaint] [--counts 1,2,4,8,16] [--searches clip,frame] [--seeds 0]
+      [--out benchmarks/results/best_of_n]
 
 Not a speed benchmark: the quality side of `SamplingSettings.candidates`
 (`videogen/transformer/candidates.py`). For every task of the run that candidates
@@ -10,7 +11,9 @@ can rank (uncond, interpolate, inpaint, outpaint, restore, restyle) it scores, w
 
   greedy    one sample at temperature 0, the reference measured in the same run;
   N = k     the best of k samples at the task's temperature, for each k of `--counts`
-            (the run's `config.sampling.per_task`, or `--sampling`'s, or `--temperature`).
+            (the run's `config.sampling.per_task`, or `--sampling`'s, or `--temperature`),
+            ranked as whole clips ('clip') or one latent frame at a time ('frame', for
+            inpaint, outpaint, restore and restyle), for each search of `--searches`.
 
 Each row also gives the sampling seconds of its task (sampling and scoring, over
 the seeds). Writes OUT.json and OUT.md and prints the table.
@@ -72,6 +75,9 @@ def main() -> None:
   parser.add_argument('--workdir', required=True, help='a multi-task transformer workdir or export')
   parser.add_argument('--tasks', default='', help='comma-separated; default every ranked task')
   parser.add_argument('--counts', default='1,2,4,8,16', help='candidate counts to score')
+  parser.add_argument(
+    '--searches', default='clip', help='comma-separated candidate searches: clip, frame'
+  )
   parser.add_argument('--seeds', default='0', help='comma-separated sampling seeds (means)')
   parser.add_argument(
     '--temperature', type=float, default=None, help="candidates' temperature (default per task)"
@@ -90,6 +96,10 @@ def main() -> None:
     ) from None
   if min(counts) < 1:
     raise SystemExit(f'--counts={args.counts}: each must be >= 1')
+  searches = args.searches.split(',')
+  for search in searches:
+    if search not in candidates.SEARCHES:
+      raise SystemExit(f'--searches: {search!r} is not one of {", ".join(candidates.SEARCHES)}')
   model = TextToVideo.load(args.workdir)
   multitask_figures.use_sampling(model, args.sampling)
   trained = [t for t in model.spec.tasks if t in candidates.RANKED_TASKS]
@@ -105,7 +115,18 @@ def main() -> None:
     if temperature == 0 and max(counts) > 1:
       raise SystemExit(f'{task} samples greedily in this run; give --temperature for candidates')
     cases = [('greedy', {'temperature': 0.0, 'candidates': 1})]
-    cases += [(f'N = {k}', {'temperature': temperature, 'candidates': k}) for k in counts]
+    for search in searches:
+      if search == 'frame' and task not in candidates.FRAME_RANKED_TASKS:
+        continue
+      label = ' by latent frame' if search == 'frame' else ''
+      cases += [
+        (
+          f'N = {k}{label}',
+          {'temperature': temperature, 'candidates': k, 'candidate_search': search},
+        )
+        for k in counts
+        if k > 1 or search == 'clip'
+      ]
     for label, fields in cases:
       row = {'task': task, 'case': label, **fields, **score(model, task, fields, seeds)}
       rows.append(row)

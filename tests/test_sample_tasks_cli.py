@@ -1,6 +1,7 @@
 """`videogen sample --task X`: missing or misplaced task inputs are one-line errors;
 an exported multi-task model samples each task from the command line."""
 
+import dataclasses
 import json
 import shutil
 
@@ -321,14 +322,20 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
   # Best of 3 needs a temperature (restyle's is 0 here) and a task with a pixel input.
   best = sample('restyle_best', *restyle, '--temperature', '1.0', '--candidates', '3')
   assert best.shape == greedy.shape
+  by_frame = ['--temperature', '1.0', '--candidates', '2', '--candidate_search', 'frame']
+  assert sample('restyle_by_frame', *restyle, *by_frame).shape == greedy.shape
+  interpolate = ['--task', 'interpolate', '--first_frame', files['frame']]
+  interpolate += ['--last_frame', files['frame']]
   for extra, expected in (
     (restyle + ['--candidates', '3'], 'candidates=3 needs temperature > 0'),
     (['--candidates', '2'], 'candidates=2: t2v draws one sample'),
+    (interpolate + by_frame, "candidate_search='frame': interpolate is ranked on whole clips"),
   ):
     args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
     code, err = _main([*args, *extra, '--out', str(tmp_path / 'bad')], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and expected in lines[0], err
+  _check_frame_search(model, files)
   top1 = sample('t2v_1', '--seed', '1')  # No --task: t2v's entry all the same.
   np.testing.assert_array_equal(top1, sample('t2v_2', '--seed', '2'))
   assert np.abs(sample('t2v_k0', '--seed', '2', '--top_k', '0').astype(int) - top1).max() > 0
@@ -343,6 +350,28 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
   lines = [line for line in err.splitlines() if line.strip()]
   assert code == 1 and len(lines) == 1, err
   assert 'videogen sample: error: config.sampling.per_task.restyle.temp: unknown field' in err
+
+
+def _check_frame_search(model, files):
+  """Restore's best of 3 by latent frame: its first latent frame is the best of the
+  first latent frames of the 3 whole-clip candidates, the first being the plain sample."""
+  clip = video_io.read_video(files['clip'])
+  first = candidates.condition('restore', clip).first_frames(1)  # The first latent frame's.
+  plain = SamplingSettings(temperature=1.0, seed=3)
+  canvas, _ = model._condition('restore', video=clip)  # noqa: SLF001
+  drawn = [
+    model._generate(  # noqa: SLF001
+      ['a red circle'], plain, 1, task='restore', canvas=lambda rows: canvas, candidate=k
+    )
+    for k in range(3)
+  ]
+  by_frame = model.restore(
+    ['a red circle'], clip, dataclasses.replace(plain, candidates=3, candidate_search='frame')
+  )
+  best_first = min(float(candidates.errors(d[:, :1], first)[0]) for d in drawn)
+  assert float(candidates.errors(by_frame[:, :1], first)[0]) == pytest.approx(best_first)
+  one = dataclasses.replace(plain, candidate_search='frame')  # One sample: no search.
+  np.testing.assert_array_equal(model.restore(['a red circle'], clip, one), drawn[0])
 
 
 _BAD_PER_TASK = """

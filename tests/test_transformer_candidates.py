@@ -132,3 +132,50 @@ def test_uncond_is_ranked_by_its_pace_alone():
     candidates.errors(steady[None], uncond)
   with pytest.raises(ValueError, match='uncond has no pixel condition; conditioned tasks'):
     candidates.condition('uncond', steady)
+
+
+def test_search_frames_keeps_the_best_draw_of_each_latent_frame_after_the_best_before_it():
+  # Two rows, 3 latent frames of 1x1 tokens, 3 draws each. The k-th draw of a frame is
+  # the token 10 * frame + k, and a clip costs its tokens' distance from the row's
+  # target. Of whole clips (k at every frame), row 0's best would be [1, 11, 21].
+  targets = np.asarray([[2, 11, 20], [0, 12, 21]])
+  seen = []
+
+  def draw(frame, k, chosen):
+    seen.append((frame, k, None if chosen is None else chosen[:, :, 0, 0].tolist()))
+    new = np.full((2, 1, 1, 1), 10 * frame + k)
+    return new if chosen is None else np.concatenate([chosen, new], axis=1)
+
+  def score(tokens):
+    return np.abs(tokens[:, :, 0, 0] - targets[:, : tokens.shape[1]]).sum(axis=1)
+
+  chosen = candidates.search_frames(draw, score, latent_frames=3, count=3)
+  np.testing.assert_array_equal(chosen[:, :, 0, 0], [[2, 11, 20], [0, 12, 21]])
+  # Each frame's draws come after the frames chosen before it, every k in turn.
+  assert [(f, k) for f, k, _ in seen] == [(f, k) for f in range(3) for k in range(3)]
+  assert seen[3][2] == [[2], [0]] and seen[6][2] == [[2, 11], [0, 12]]
+
+
+def test_frame_search_needs_a_condition_on_every_frame():
+  for task in candidates.FRAME_RANKED_TASKS:
+    candidates.check(task, 16, 'frame')
+  for task in ('interpolate', 'uncond'):
+    candidates.check(task, 16, 'clip')
+    candidates.check(task, 1, 'frame')  # One sample: nothing to rank.
+    with pytest.raises(ValueError, match=f"'frame': {task} is ranked on whole clips"):
+      candidates.check(task, 16, 'frame')
+  with pytest.raises(ValueError, match="candidate_search='frames': valid: clip, frame"):
+    candidates.check('inpaint', 16, 'frames')
+  # A condition cut to a clip's first frames compares those frames alone.
+  clip = _clip()
+  keep = np.ones(clip.shape[:3], bool)
+  keep[:, :4] = False
+  condition = candidates.condition('inpaint', clip, keep)
+  first = condition.first_frames(2)
+  assert first.pixels.shape == (1, 2, 8, 8, 3) and first.keep.shape == (1, 2, 8, 8)
+  changed_later = clip.copy()
+  changed_later[2:] = 0
+  assert candidates.errors(changed_later[None, :2], first) == 0
+  assert candidates.errors(changed_later[None], condition) > 0
+  with pytest.raises(ValueError, match='interpolate is ranked on whole clips'):
+    candidates.condition('interpolate', clip[[0, -1]]).first_frames(1)

@@ -90,6 +90,14 @@ _CANDIDATES = flags.DEFINE_integer(
   'output, the one that best reproduces the input (uncond: the steadiest) kept (needs '
   'temperature > 0); default: the run config.',
 )
+_CANDIDATE_SEARCH = flags.DEFINE_enum(
+  'candidate_search',
+  None,
+  ['clip', 'frame'],
+  "How --candidates are ranked: 'clip' (whole samples) or 'frame' (one latent frame at a "
+  'time, the best kept before the next is drawn; inpaint, outpaint, restore, restyle); '
+  'default: the run config.',
+)
 _FIRST_FRAME = flags.DEFINE_string(
   'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'
 )
@@ -237,12 +245,13 @@ def _sample() -> None:
       seed=_SEED.value,
       num_frames=_NUM_FRAMES.value,
       candidates=_CANDIDATES.value,
+      candidate_search=_CANDIDATE_SEARCH.value,
     )
   except ValueError as error:  # A config.sampling.per_task the model's config.json spoils.
     _fail('sample', error, 1)
   try:  # Flags that do not fit together or the task (e.g. --candidates for t2v).
     settings.check()
-    candidates.check(task, settings.candidates)
+    candidates.check(task, settings.candidates, settings.candidate_search)
   except ValueError as error:
     raise UsageError(str(error)) from None
   if _TASK.value is not None:

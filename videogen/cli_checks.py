@@ -37,6 +37,7 @@ _SAMPLING = frozenset(
     'top_p',
     'seed',
     'candidates',
+    'candidate_search',
     'first_frame',
     'prefix_video',
     'num_frames',

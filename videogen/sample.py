@@ -96,8 +96,11 @@ def sample_task_to_dir(
   )
   if jax.process_index() == 0:
     write_samples(out, videos, rows, fps=model.fps)
-    count = (settings or model.default_settings(task)).candidates
+    settings = settings or model.default_settings(task)
+    count = settings.candidates
     best_of = f', each the best of {count} candidates' if count > 1 else ''
+    if count > 1 and settings.candidate_search == 'frame':
+      best_of = f', each latent frame the best of {count} candidates'
     print(
       f'Wrote {len(videos)} {task} samples of {videos.shape[1]} frames{best_of} to {out}',
       flush=True,

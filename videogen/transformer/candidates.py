@@ -31,19 +31,35 @@ seed has its own candidates) and keeps the one with the lowest `scores`.
 Text-to-video, i2v and predict draw one sample: their motion comes from the
 caption or the given frames, and t2v's figures are compared with the
 text-to-video model's single sample.
+
+With `SamplingSettings.candidate_search = 'frame'` (`search_frames`), the
+candidates are drawn one latent frame at a time instead: n draws of the clip's
+first latent frame, the best kept; n draws of the second after it, the best
+kept; and so on. The tokenizer's decoder is causal in time, so a latent frame's
+pixels, and their error against the condition, are final once it is drawn, and
+the search picks among n choices at every latent frame rather than n whole
+clips, for the same number of sampled tokens. It needs a condition on every
+frame (inpaint, outpaint, restore, restyle); interpolate's last frame and
+uncond's pace are known only for whole clips.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
+from absl import logging
 
 from videogen.transformer import tasks
 
 # Tasks compared with a pixel condition (`errors`); uncond has none and is ranked by pace alone.
 CONDITIONED_TASKS = ('interpolate', 'inpaint', 'outpaint', 'restore', 'restyle')
 RANKED_TASKS = ('uncond', *CONDITIONED_TASKS)
+# Tasks whose condition covers every frame, so each latent frame is ranked as it is drawn.
+FRAME_RANKED_TASKS = ('inpaint', 'outpaint', 'restore', 'restyle')
+# `SamplingSettings.candidate_search`: whole clips, or one latent frame at a time.
+SEARCHES = ('clip', 'frame')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +87,33 @@ class Condition:
       None if keeps[0] is None else np.concatenate(keeps),
     )
 
+  def first_frames(self, frames: int) -> Condition:
+    """The condition of a clip's first `frames` frames (a task of `FRAME_RANKED_TASKS`)."""
+    if self.task not in FRAME_RANKED_TASKS:
+      raise ValueError(f'{self.task} is ranked on whole clips, not on their first frames.')
+    keep = None if self.keep is None else self.keep[:, :frames]
+    return Condition(self.task, self.pixels[:, :frames], keep)
 
-def check(task: str, candidates: int) -> None:
-  """ValueError (one line) unless `task` can rank `candidates` samples."""
+
+def check(task: str, candidates: int, search: str = 'clip') -> None:
+  """ValueError (one line) unless `task` can rank `candidates` samples by `search`."""
+  check_search(search)
   if candidates > 1 and task not in RANKED_TASKS:
     raise ValueError(
       f'candidates={candidates}: {task} draws one sample (its caption or frames set its '
       f'motion); use candidates=1, or a task of {", ".join(RANKED_TASKS)}.'
     )
+  if candidates > 1 and search == 'frame' and task not in FRAME_RANKED_TASKS:
+    raise ValueError(
+      f"candidate_search='frame': {task} is ranked on whole clips (its condition is not on "
+      f"every frame); use 'clip', or a task of {', '.join(FRAME_RANKED_TASKS)}."
+    )
+
+
+def check_search(search: str) -> None:
+  """ValueError (one line) unless `search` is one of `SEARCHES`."""
+  if search not in SEARCHES:
+    raise ValueError(f'candidate_search={search!r}: valid: {", ".join(SEARCHES)}.')
 
 
 def view(task: str, clips: np.ndarray) -> np.ndarray:
@@ -176,3 +211,46 @@ def scores(samples: np.ndarray, condition: Condition) -> np.ndarray:
   if condition.task == 'interpolate':
     return error * pace_unevenness(samples)
   return error
+
+
+def search_frames(
+  draw: Callable[[int, int, np.ndarray | None], np.ndarray],
+  score: Callable[[np.ndarray], np.ndarray],
+  latent_frames: int,
+  count: int,
+) -> np.ndarray:
+  """The best of `count` draws of each latent frame in turn, each after the best before it.
+
+  Args:
+    draw: (frame, k, chosen) -> int32 [rows, frame + 1, h, w], the k-th draw of
+      latent frame `frame` after `chosen` ([rows, frame, h, w], None at frame 0),
+      which it keeps as its first latent frames.
+    score: int32 [rows, j, h, w] -> float [rows], lower is better (the first j
+      latent frames, decoded, against the condition's frames they cover).
+    latent_frames: latent frames of the clip.
+    count: draws per latent frame.
+
+  Returns:
+    int32 [rows, latent_frames, h, w].
+  """
+  chosen = None
+  for frame in range(latent_frames):
+    best = best_score = None
+    for k in range(count):
+      drawn = np.asarray(draw(frame, k, chosen))
+      drawn_score = np.asarray(score(drawn))
+      if best is None:
+        best, best_score = drawn, drawn_score
+        continue
+      better = drawn_score < best_score
+      best = np.where(better[:, None, None, None], drawn, best)
+      best_score = np.where(better, drawn_score, best_score)
+    logging.info(
+      'latent frame %d of %d: best of %d; mean score %.3g',
+      frame + 1,
+      latent_frames,
+      count,
+      float(best_score.mean()),
+    )
+    chosen = best
+  return chosen

@@ -145,6 +145,7 @@ def sampling_config() -> ml_collections.ConfigDict:
   config.top_k = 0  # Sample among the k most likely tokens; 0 = all.
   config.top_p = 1.0  # Nucleus sampling mass; 1 = off.
   config.candidates = 1  # Samples per output of a task with a pixel condition or uncond; the one reproducing it best (uncond: the steadiest) is kept (transformer/candidates.py); 1 = off.
+  config.candidate_search = 'clip'  # How candidates are ranked: 'clip' = whole samples; 'frame' = one latent frame at a time, the best kept before the next is drawn (inpaint, outpaint, restore, restyle; transformer/candidates.py).
   config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
   config.num_prompts = 4  # How many of `prompts` the periodic samples use.
   config.prompts = list(DEFAULT_PROMPTS)  # Fixed prompts of the periodic sample grid.
@@ -163,6 +164,7 @@ PER_TASK_FIELDS = (
   'top_k',
   'top_p',
   'candidates',
+  'candidate_search',
 )
 
 

@@ -77,6 +77,10 @@ class SamplingSettings:
       weighed by how steadily it moves) or, for uncond, the steadiest
       (`videogen.transformer.candidates`; the first is the plain sample of
       `seed`); 1 = one sample.
+    candidate_search: 'clip' ranks whole candidate clips; 'frame' draws the
+      candidates one latent frame at a time, keeping the best of each before
+      drawing the next (inpaint, outpaint, restore, restyle;
+      `candidates.search_frames`).
   """
 
   cfg_scale: float = 1.0
@@ -88,6 +92,7 @@ class SamplingSettings:
   num_frames: int | None = None
   window_prefix_frames: int = 1
   candidates: int = 1
+  candidate_search: str = 'clip'
 
   @classmethod
   def from_config(
@@ -114,6 +119,7 @@ class SamplingSettings:
       top_k=int(merged['top_k']),
       top_p=float(merged['top_p']),
       candidates=int(merged['candidates']),
+      candidate_search=str(merged['candidate_search']),
       seed=int(config.seed),
       window_prefix_frames=int(config.window_prefix_frames),
     )
@@ -143,6 +149,7 @@ class SamplingSettings:
     for name, bad, rule in problems:
       if bad:
         raise ValueError(f'{name}={getattr(self, name)} {rule}.')
+    candidates.check_search(self.candidate_search)
 
 
 class TextToVideo(TaskSampling):
@@ -380,7 +387,7 @@ class TextToVideo(TaskSampling):
     task = self.generate_task(image=image, video=video)
     settings = settings or self.default_settings(task)
     settings.check()
-    candidates.check(task, settings.candidates)
+    candidates.check(task, settings.candidates, settings.candidate_search)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
@@ -421,6 +428,33 @@ class TextToVideo(TaskSampling):
         f'num_frames={num_frames} is beyond what the model can generate '
         f'(at most {self.max_frames}: max_latent_frames={self.spec.max_latent_frames}).'
       )
+    tokens = self._generate_tokens(
+      prompts,
+      settings,
+      num_samples,
+      task=task,
+      latent_frames=self.latent_frames_for(num_frames),
+      video=video,
+      canvas=canvas,
+      prefix=prefix,
+      candidate=candidate,
+    )
+    return self._decode_uint8(tokens)[:, :num_frames]
+
+  def _generate_tokens(
+    self,
+    prompts: Sequence[str],
+    settings: SamplingSettings,
+    num_samples: int,
+    *,
+    task: str,
+    latent_frames: int,
+    video: np.ndarray | None = None,
+    canvas: Callable[[int], jax.Array] | None = None,
+    prefix: jax.Array | None = None,
+    candidate: int = 0,
+  ) -> jax.Array:
+    """`_generate`'s tokens: int32 [rows, latent_frames, h, w], before decoding."""
     rows = [p for p in prompts for _ in range(num_samples)]
     with self._context():
       text_emb, mask = self._embed_prompts(rows)
@@ -428,14 +462,15 @@ class TextToVideo(TaskSampling):
         prefix = self.prefix_tokens(video, len(rows))
       task_prefix = None
       if self.spec.multitask:
+        num_frames = self.tokenizer.num_frames(latent_frames)
         task_prefix = self._task_prefix(task, len(rows), num_frames, prefix, canvas)
       no_text = task == 'uncond' and self.spec.multitask
-      tokens = sampling.sample_tokens(
+      return sampling.sample_tokens(
         (self.graphdef, self.params),
         text_emb,
         mask,
         latent_shape=self.latent_shape,
-        num_latent_frames=self.latent_frames_for(num_frames),
+        num_latent_frames=latent_frames,
         prefix_tokens=prefix,
         cfg_scale=None if settings.cfg_scale == 1.0 or no_text else settings.cfg_scale,
         temperature=settings.temperature,
@@ -447,7 +482,6 @@ class TextToVideo(TaskSampling):
         task_prefix=task_prefix,
         no_text=no_text,
       )
-    return self._decode_uint8(tokens)[:, :num_frames]
 
   def _embed_prompts(self, prompts: Sequence[str]) -> tuple[jax.Array, jax.Array]:
     """(T5 embeddings, mask) of `prompts` on the weights' devices (in `_context`)."""

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from videogen import vq
 from videogen.transformer import candidates, sampling, tasks
@@ -363,7 +364,7 @@ class TaskSampling:
     tasks.check_task(self.spec, task)
     settings = settings or self.default_settings(task)
     settings.check()
-    candidates.check(task, settings.candidates)
+    candidates.check(task, settings.candidates, settings.candidate_search)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
@@ -378,6 +379,8 @@ class TaskSampling:
     if count == 1:
       return draw(0)
     condition = ranked() if ranked is not None else candidates.Condition(task)
+    if settings.candidate_search == 'frame':
+      return self._search_frames(task, prompts, settings, num_samples, canvas, condition)
     # One batch per candidate, so memory stays that of one sample per output.
     best = draw(0)
     best_score = candidates.scores(best, condition)
@@ -394,6 +397,35 @@ class TaskSampling:
         float(best_score.mean()),
       )
     return best
+
+  def _search_frames(self, task, prompts, settings, num_samples, canvas, condition) -> np.ndarray:
+    """`candidates.search_frames` over the clip's latent frames: uint8 [rows, T, H, W, 3].
+
+    The k-th draw of latent frame j comes from candidate j * count + k, so the
+    first latent frame's draws are those of the whole-clip search.
+    """
+    count = settings.candidates
+
+    def draw(frame, k, chosen):
+      kept = None if chosen is None else self._place(chosen)[0]
+      tokens = self._generate_tokens(
+        prompts,
+        settings,
+        num_samples,
+        task=task,
+        latent_frames=frame + 1,
+        canvas=canvas,
+        prefix=kept,
+        candidate=frame * count + k,
+      )
+      return np.asarray(multihost_utils.process_allgather(tokens, tiled=True))
+
+    def score(tokens):
+      clips = self._decode_uint8(self._place(tokens)[0])
+      return candidates.scores(clips, condition.first_frames(clips.shape[1]))
+
+    chosen = candidates.search_frames(draw, score, self.latent_shape[0], count)
+    return self._decode_uint8(self._place(chosen)[0])[:, : self.frames_per_clip]
 
   def _task_prefix(self, task, rows, num_frames, prefix, canvas) -> jax.Array:
     """int32 [rows, 1 + t*h*w]: the task token and conditioning canvas."""
