@@ -408,6 +408,10 @@ def _train_error_line(capsys, tmp_path, config_text: str) -> str:
       'config.sampling.per_task.inpainting: unknown task; valid: i2v, inpaint, interpolate,',
     ),
     (
+      {'restore': {'candidate_search': 'frames'}},
+      "config.sampling.per_task.restore.candidate_search='frames': valid: clip, frame",
+    ),
+    (
       {'inpaint': {'temprature': 0.4}},
       'config.sampling.per_task.inpaint.temprature: unknown field; '
       'valid: cfg_scale, temperature, first_frame_temperature, top_k, top_p',
@@ -446,6 +450,26 @@ def test_a_bad_task_weight_is_a_one_line_error(capsys, tmp_path, weights, expect
   line = _train_error_line(capsys, tmp_path, _BAD_WEIGHTS.format(path=multitask, weights=weights))
   assert line.startswith('videogen train: error: config.model.tasks: '), line
   assert expected in line, line
+
+
+_BAD_SEARCH = """
+from videogen import config_lib
+
+def get_config():
+  config = config_lib.load_config_file({path!r})
+  config.sampling.candidate_search = 'best'
+  return config
+"""
+
+
+def test_an_unknown_candidate_search_is_a_one_line_error(capsys, tmp_path):
+  multitask = str(helpers.CONFIGS / 'shapes' / 'multitask.py')
+  line = _train_error_line(capsys, tmp_path, _BAD_SEARCH.format(path=multitask))
+  assert line == (
+    "videogen train: error: config.sampling.candidate_search='best': valid: clip, frame"
+  ), line
+  with pytest.raises(ValueError, match="candidate_search='best': valid: clip, frame"):
+    SamplingSettings(candidate_search='best').check()
 
 
 _BAD_NOISE = """

@@ -357,16 +357,28 @@ def _check_model(model: Any) -> None:
     )
 
 
+def _check_sampling(sampling: Any) -> None:
+  """One-line errors for a training config's `config.sampling` (per-task entries, search)."""
+  from videogen.transformer import config as transformer_config
+
+  try:
+    if 'per_task' in sampling:
+      transformer_config.check_per_task(sampling.per_task)
+  except ValueError as error:
+    raise InputError(str(error)) from None
+  search = sampling.get('candidate_search', 'clip')
+  if search not in transformer_config.CANDIDATE_SEARCHES:
+    raise InputError(
+      f'config.sampling.candidate_search={search!r}: '
+      f'valid: {", ".join(transformer_config.CANDIDATE_SEARCHES)}'
+    )
+
+
 def _train(v: Any) -> None:
   if v.workdir and not _is_remote(v.workdir) and os.path.isfile(v.workdir):
     raise InputError(f'--workdir={v.workdir}: is a file, expected a directory')
-  if v.config is not None and 'sampling' in v.config and 'per_task' in v.config.sampling:
-    from videogen.transformer import config as transformer_config
-
-    try:
-      transformer_config.check_per_task(v.config.sampling.per_task)
-    except ValueError as error:
-      raise InputError(str(error)) from None
+  if v.config is not None and 'sampling' in v.config:
+    _check_sampling(v.config.sampling)
   model = v.config.get('model') if v.config is not None else None
   if model is not None:
     _check_model(model)

@@ -51,6 +51,7 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
+from videogen.transformer import config as transformer_config
 from videogen.transformer import tasks
 
 # Tasks compared with a pixel condition (`errors`); uncond has none and is ranked by pace alone.
@@ -58,8 +59,7 @@ CONDITIONED_TASKS = ('interpolate', 'inpaint', 'outpaint', 'restore', 'restyle')
 RANKED_TASKS = ('uncond', *CONDITIONED_TASKS)
 # Tasks whose condition covers every frame, so each latent frame is ranked as it is drawn.
 FRAME_RANKED_TASKS = ('inpaint', 'outpaint', 'restore', 'restyle')
-# `SamplingSettings.candidate_search`: whole clips, or one latent frame at a time.
-SEARCHES = ('clip', 'frame')
+SEARCHES = transformer_config.CANDIDATE_SEARCHES  # `SamplingSettings.candidate_search`.
 
 
 @dataclasses.dataclass(frozen=True)

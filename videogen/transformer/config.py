@@ -156,6 +156,9 @@ def sampling_config() -> ml_collections.ConfigDict:
   return config
 
 
+# Values of `config.sampling.candidate_search`: rank whole clips, or one latent frame at a time.
+CANDIDATE_SEARCHES = ('clip', 'frame')
+
 # Fields of `config.sampling` that `config.sampling.per_task.<task>` may set.
 PER_TASK_FIELDS = (
   'cfg_scale',
@@ -187,3 +190,9 @@ def check_per_task(per_task) -> None:
           f'config.sampling.per_task.{task}.{field}: unknown field; '
           f'valid: {", ".join(PER_TASK_FIELDS)}'
         )
+    search = fields.get('candidate_search', CANDIDATE_SEARCHES[0])
+    if search not in CANDIDATE_SEARCHES:
+      raise ValueError(
+        f'config.sampling.per_task.{task}.candidate_search={search!r}: '
+        f'valid: {", ".join(CANDIDATE_SEARCHES)}'
+      )
