@@ -265,6 +265,7 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     assert got == expected[task], task
     ranked = 8 if task == 'uncond' else 16
     assert settings.candidates == (ranked if task in candidates.RANKED_TASKS else 1), task
+    assert settings.candidate_search == ('frame' if task in ('restore', 'restyle') else 'clip')
     settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)

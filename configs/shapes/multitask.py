@@ -33,9 +33,10 @@ from videogen import config_lib
 # to 0 (`model.input_token_noise_decay`) met restore (+3.1 dB, best of 16) and uncond (90%)
 # and still cost t2v's shape 5 points (81.0 vs 86.0%), so inputs stay clean (README, 2026-12-05).
 # A copy path on restore's rows (`model.copy_canvas_tasks='restore'`) lifted restore to +2.97 dB
-# at best of 16 and +3.12 dB at 32 (teacher-forced +3.2) and cost outpaint's track 4 points
-# (78%); on every task's rows it cost restore (+0.9 dB) and restyle (89 / 85%), so it stays off
-# (README, 2026-12-05; one training seed).
+# at best of 16 and +3.12 dB at 32 (teacher-forced +3.2), and to +3.31 / +3.33 dB (training
+# seeds 0 / 1) with restore's candidates drawn by latent frame, and cost outpaint's track on both
+# seeds (78 / 78%, 78% at best of 32); on every task's rows it cost restore (+0.9 dB) and restyle
+# (89 / 85%). It stays off, keeping outpaint's track target (README, 2026-12-05).
 TASK_WEIGHTS = {
   't2v': 2.0,
   'uncond': 1.0,
@@ -95,6 +96,13 @@ PER_TASK_CANDIDATES = {
   'restore': 16,
   'restyle': 16,
 }
+# Tasks whose candidates are drawn one latent frame at a time, the best kept before the next
+# (`candidate_search='frame'`, `candidates.search_frames`); the others rank whole clips. Best
+# of 16 on training seeds 0 / 1 (3 sampling seeds; README, "By latent frame"): restore +2.5 /
+# +2.4 -> +2.92 / +2.87 dB, restyle 95 / 92, 94 / 92 -> 95 / 94, 94 / 92%. Inpaint moved within
+# the noise (-1.4 / -1.7 -> -1.3 / -1.6 dB, track 94 / 96 -> 92 / 93%) and outpaint's track fell
+# (82 / 80 -> 78 / 75%), so they rank whole clips.
+FRAME_SEARCH_TASKS = ('restore', 'restyle')
 # Guidance scale where a task's differs from the shared `config.sampling.cfg_scale` (1.75).
 PER_TASK_CFG = {'restore': 1.0}
 
@@ -119,6 +127,8 @@ def get_config(arg=None):
       config.sampling.per_task[task]['cfg_scale'] = cfg_scale
     for task, count in PER_TASK_CANDIDATES.items():
       config.sampling.per_task[task]['candidates'] = count
+    for task in FRAME_SEARCH_TASKS:
+      config.sampling.per_task[task]['candidate_search'] = 'frame'
   if arg.size == 'tiny' and not arg.runlocal:
     # Sequences of 385 tokens on 2 idle CPU cores: warm-started from the quickstart, the whole
     # run took 24 min 17 s wall clock on 2026-12-04 at 1.0 steps/s, with the allocator the
