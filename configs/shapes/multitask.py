@@ -35,7 +35,7 @@ from videogen import config_lib
 # A copy path on restore's rows (`model.copy_canvas_tasks='restore'`) lifted restore to +2.97 dB
 # at best of 16 and +3.12 dB at 32 (teacher-forced +3.2), and to +3.31 / +3.33 dB (training
 # seeds 0 / 1) with restore's candidates drawn by latent frame, and cost outpaint's track on both
-# seeds (78 / 78%, 78% at best of 32); on every task's rows it cost restore (+0.9 dB) and restyle
+# seeds (78 / 78%; 81 / 78% at best of 32); on every task's rows it cost restore (+0.9 dB) and restyle
 # (89 / 85%). It stays off, keeping outpaint's track target (README, 2026-12-05).
 TASK_WEIGHTS = {
   't2v': 2.0,
