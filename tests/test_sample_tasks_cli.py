@@ -255,15 +255,15 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     settings = SamplingSettings.from_config(config.sampling, task)
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
     # generate new frames sample at 0.2, those whose canvas is the whole clip at their own
-    # temperature; every task with a pixel input keeps the best of 16 samples, uncond the
-    # steadiest of 8.
+    # temperature; every task with a pixel input keeps the best of 16 samples (restore of 32),
+    # uncond the steadiest of 8.
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
     expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
     expected.update({'restore': (0.3, 0, None), 'restyle': (1.0, 0, None)})
     got = (settings.temperature, settings.top_k, settings.first_frame_temperature)
     assert got == expected[task], task
-    ranked = 8 if task == 'uncond' else 16
+    ranked = {'uncond': 8, 'restore': 32}.get(task, 16)
     assert settings.candidates == (ranked if task in candidates.RANKED_TASKS else 1), task
     assert settings.candidate_search == ('frame' if task in ('restore', 'restyle') else 'clip')
     settings.check()
