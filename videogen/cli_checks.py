@@ -364,14 +364,11 @@ def _check_sampling(sampling: Any) -> None:
   try:
     if 'per_task' in sampling:
       transformer_config.check_per_task(sampling.per_task)
+    transformer_config.check_candidate_search(
+      sampling.get('candidate_search', 'clip'), 'config.sampling.candidate_search'
+    )
   except ValueError as error:
     raise InputError(str(error)) from None
-  search = sampling.get('candidate_search', 'clip')
-  if search not in transformer_config.CANDIDATE_SEARCHES:
-    raise InputError(
-      f'config.sampling.candidate_search={search!r}: '
-      f'valid: {", ".join(transformer_config.CANDIDATE_SEARCHES)}'
-    )
 
 
 def _train(v: Any) -> None:

@@ -97,7 +97,7 @@ class Condition:
 
 def check(task: str, candidates: int, search: str = 'clip') -> None:
   """ValueError (one line) unless `task` can rank `candidates` samples by `search`."""
-  check_search(search)
+  transformer_config.check_candidate_search(search)
   if candidates > 1 and task not in RANKED_TASKS:
     raise ValueError(
       f'candidates={candidates}: {task} draws one sample (its caption or frames set its '
@@ -108,12 +108,6 @@ def check(task: str, candidates: int, search: str = 'clip') -> None:
       f"candidate_search='frame': {task} is ranked on whole clips (its condition is not on "
       f"every frame); use 'clip', or a task of {', '.join(FRAME_RANKED_TASKS)}."
     )
-
-
-def check_search(search: str) -> None:
-  """ValueError (one line) unless `search` is one of `SEARCHES`."""
-  if search not in SEARCHES:
-    raise ValueError(f'candidate_search={search!r}: valid: {", ".join(SEARCHES)}.')
 
 
 def view(task: str, clips: np.ndarray) -> np.ndarray:

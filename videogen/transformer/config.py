@@ -190,9 +190,13 @@ def check_per_task(per_task) -> None:
           f'config.sampling.per_task.{task}.{field}: unknown field; '
           f'valid: {", ".join(PER_TASK_FIELDS)}'
         )
-    search = fields.get('candidate_search', CANDIDATE_SEARCHES[0])
-    if search not in CANDIDATE_SEARCHES:
-      raise ValueError(
-        f'config.sampling.per_task.{task}.candidate_search={search!r}: '
-        f'valid: {", ".join(CANDIDATE_SEARCHES)}'
-      )
+    check_candidate_search(
+      fields.get('candidate_search', CANDIDATE_SEARCHES[0]),
+      f'config.sampling.per_task.{task}.candidate_search',
+    )
+
+
+def check_candidate_search(search: str, name: str = 'candidate_search') -> None:
+  """ValueError (one line) naming `name` unless `search` is one of `CANDIDATE_SEARCHES`."""
+  if search not in CANDIDATE_SEARCHES:
+    raise ValueError(f'{name}={search!r}: valid: {", ".join(CANDIDATE_SEARCHES)}')

@@ -149,7 +149,7 @@ class SamplingSettings:
     for name, bad, rule in problems:
       if bad:
         raise ValueError(f'{name}={getattr(self, name)} {rule}.')
-    candidates.check_search(self.candidate_search)
+    transformer_config.check_candidate_search(self.candidate_search)
 
 
 class TextToVideo(TaskSampling):
