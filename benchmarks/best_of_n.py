@@ -1,8 +1,8 @@
 """Best of N on a multi-task shapes run: each ranked task's figures against the number of candidates.
 
   python benchmarks/best_of_n.py --workdir runs/multitask [--sampling configs/shapes/multitask.py]
-      [--tasks restyle,inpaint] [--counts 1,2,4,8,16] [--searches clip,frame] [--seeds 0]
-      [--out benchmarks/results/best_of_n]
+      [--tasks restyle,inpaint] [--counts 1,2,4,8,16] [--searches clip,frame] [--refines 0,1]
+      [--seeds 0] [--out benchmarks/results/best_of_n]
 
 Not a speed benchmark: the quality side of `SamplingSettings.candidates`
 (`videogen/transformer/candidates.py`). For every task of the run that candidates
@@ -13,7 +13,9 @@ can rank (uncond, interpolate, inpaint, outpaint, restore, restyle) it scores, w
   N = k     the best of k samples at the task's temperature, for each k of `--counts`
             (the run's `config.sampling.per_task`, or `--sampling`'s, or `--temperature`),
             ranked as whole clips ('clip') or one latent frame at a time ('frame', for
-            inpaint, outpaint, restore and restyle), for each search of `--searches`.
+            inpaint, outpaint, restore and restyle), for each search of `--searches`,
+            then refined over each number of sweeps of `--refines` (tasks with a pixel
+            condition; `videogen.transformer.refine`).
 
 Each row also gives the sampling seconds of its task (sampling and scoring, over
 the seeds). Writes OUT.json and OUT.md and prints the table.
@@ -78,6 +80,9 @@ def main() -> None:
   parser.add_argument(
     '--searches', default='clip', help='comma-separated candidate searches: clip, frame'
   )
+  parser.add_argument(
+    '--refines', default='0', help='comma-separated refine sweeps after the candidates'
+  )
   parser.add_argument('--seeds', default='0', help='comma-separated sampling seeds (means)')
   parser.add_argument(
     '--temperature', type=float, default=None, help="candidates' temperature (default per task)"
@@ -89,13 +94,16 @@ def main() -> None:
   args = parser.parse_args()
   try:
     counts = [int(c) for c in args.counts.split(',')]
+    refines = [int(r) for r in args.refines.split(',')]
     seeds = tuple(int(s) for s in args.seeds.split(','))
   except ValueError:
     raise SystemExit(
-      '--counts and --seeds take integers, e.g. --counts 1,4,16 --seeds 0,1'
+      '--counts, --refines and --seeds take integers, e.g. --counts 1,4,16 --seeds 0,1'
     ) from None
   if min(counts) < 1:
     raise SystemExit(f'--counts={args.counts}: each must be >= 1')
+  if min(refines) < 0:
+    raise SystemExit(f'--refines={args.refines}: each must be >= 0 (0 = no refinement)')
   searches = args.searches.split(',')
   for search in searches:
     if search not in candidates.SEARCHES:
@@ -121,10 +129,11 @@ def main() -> None:
       label = ' by latent frame' if search == 'frame' else ''
       cases += [
         (
-          f'N = {k}{label}',
-          {'temperature': temperature, 'candidates': k, 'candidate_search': search},
+          f'N = {k}{label}' + (f', refined over {r}' if r else ''),
+          {'temperature': temperature, 'candidates': k, 'candidate_search': search, 'refine': r},
         )
         for k in counts
+        for r in (refines if task in candidates.CONDITIONED_TASKS else [0])
         if k > 1 or search == 'clip'
       ]
     for label, fields in cases:

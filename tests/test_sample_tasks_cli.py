@@ -3,6 +3,7 @@ an exported multi-task model samples each task from the command line."""
 
 import dataclasses
 import json
+import re
 import shutil
 
 import jax
@@ -325,18 +326,25 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
   assert best.shape == greedy.shape
   by_frame = ['--temperature', '1.0', '--candidates', '2', '--candidate_search', 'frame']
   assert sample('restyle_by_frame', *restyle, *by_frame).shape == greedy.shape
+  inpaint = ['--task', 'inpaint', '--video', files['clip'], '--mask', files['mask']]
+  refined = ['--refine', '1', '--refine_top_k', '2']
+  assert sample('inpaint_refined', *inpaint, *refined).shape == greedy.shape
   interpolate = ['--task', 'interpolate', '--first_frame', files['frame']]
   interpolate += ['--last_frame', files['frame']]
   for extra, expected in (
     (restyle + ['--candidates', '3'], 'candidates=3 needs temperature > 0'),
     (['--candidates', '2'], 'candidates=2: t2v draws one sample'),
     (interpolate + by_frame, "candidate_search='frame': interpolate is ranked on whole clips"),
+    (['--refine', '1'], 'refine=1: t2v has no pixel condition to refine its sample against'),
+    (inpaint + ['--refine', '-1'], 'refine=-1: give an integer >= 0 (0 = off)'),
+    (inpaint + ['--refine', '1', '--refine_top_k', '0'], 'refine_top_k=0: give an integer >= 1'),
   ):
     args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
     code, err = _main([*args, *extra, '--out', str(tmp_path / 'bad')], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and expected in lines[0], err
   _check_frame_search(model, files)
+  _check_refine(model, files)
   top1 = sample('t2v_1', '--seed', '1')  # No --task: t2v's entry all the same.
   np.testing.assert_array_equal(top1, sample('t2v_2', '--seed', '2'))
   assert np.abs(sample('t2v_k0', '--seed', '2', '--top_k', '0').astype(int) - top1).max() > 0
@@ -373,6 +381,24 @@ def _check_frame_search(model, files):
   assert float(candidates.errors(by_frame[:, :1], first)[0]) == pytest.approx(best_first)
   one = dataclasses.replace(plain, candidate_search='frame')  # One sample: no search.
   np.testing.assert_array_equal(model.restore(['a red circle'], clip, one), drawn[0])
+
+
+def _check_refine(model, files):
+  """Inpaint refined over a sweep: the plain sample's given pixels reproduced at least
+  as well, its given tokens (hence the pixels they alone decide) untouched; refine=0 is
+  the plain sample."""
+  clip = video_io.read_video(files['clip'])
+  mask = np.asarray(Image.open(files['mask'])) > 0
+  plain = SamplingSettings(temperature=1.0, seed=3)
+  condition = model._ranking_condition('inpaint', video=clip, mask=mask)  # noqa: SLF001
+  before = model.inpaint(['a red circle'], clip, mask, plain)
+  after = model.inpaint(
+    ['a red circle'], clip, mask, dataclasses.replace(plain, refine=1, refine_top_k=3)
+  )
+  assert np.abs(after.astype(int) - before).max() > 0  # Some edit was kept...
+  assert candidates.errors(after, condition)[0] < candidates.errors(before, condition)[0]
+  refine_0 = model.inpaint(['a red circle'], clip, mask, dataclasses.replace(plain, refine=0))
+  np.testing.assert_array_equal(refine_0, before)
 
 
 _BAD_PER_TASK = """
@@ -413,6 +439,10 @@ def _train_error_line(capsys, tmp_path, config_text: str) -> str:
       "config.sampling.per_task.restore.candidate_search='frames': valid: clip, frame",
     ),
     (
+      {'outpaint': {'refine': -2}},
+      'config.sampling.per_task.outpaint.refine=-2: give an integer >= 0 (0 = off)',
+    ),
+    (
       {'inpaint': {'temprature': 0.4}},
       'config.sampling.per_task.inpaint.temprature: unknown field; '
       'valid: cfg_scale, temperature, first_frame_temperature, top_k, top_p',
@@ -425,7 +455,7 @@ def test_a_bad_per_task_setting_is_a_one_line_error(capsys, tmp_path, per_task, 
     capsys, tmp_path, _BAD_PER_TASK.format(path=multitask, per_task=per_task)
   )
   assert line.startswith('videogen train: error: ') and expected in line, line
-  with pytest.raises(ValueError, match=expected.split(';')[0]):
+  with pytest.raises(ValueError, match=re.escape(expected.split(';')[0])):
     SamplingSettings.from_config(ml_collections.ConfigDict({**_SHARED, 'per_task': per_task}))
 
 

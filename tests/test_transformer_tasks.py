@@ -296,15 +296,25 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position, copy_
     model, text_emb, text_mask, cfg_scale=2.0, **{**common, 'temperature': 0.0}
   ).reshape(2, -1)
   graphdef, state = nnx.split(model)
-  forced = sampling.teacher_forced_tokens(
+  forced = sampling.likeliest_tokens(
     graphdef, state, text_emb, text_mask, greedy, jnp.float32(2.0), prefix, guided=True
   )
-  np.testing.assert_array_equal(forced, greedy)
+  np.testing.assert_array_equal(forced[..., 0], greedy)
   # Other targets (not what the model would draw) are not handed back.
-  forced = sampling.teacher_forced_tokens(
-    graphdef, state, text_emb, text_mask, clip, jnp.float32(2.0), prefix, guided=True
+  likeliest = sampling.likeliest_tokens(
+    graphdef, state, text_emb, text_mask, clip, jnp.float32(2.0), prefix, guided=True, count=3
   )
-  assert (np.asarray(forced) != np.asarray(clip))[~kept.reshape(2, -1)].any()
+  generated = ~kept.reshape(2, -1)
+  assert (np.asarray(likeliest[..., 0]) != np.asarray(clip))[generated].any()
+  # The three (refinement's alternatives) are distinct where generated, the canvas's where kept.
+  assert likeliest.shape == (2, clip.shape[1], 3)
+  assert (
+    (np.diff(np.sort(np.asarray(likeliest), axis=-1), axis=-1) > 0).all(axis=-1)[generated].all()
+  )
+  np.testing.assert_array_equal(
+    np.asarray(likeliest)[~generated],
+    np.repeat(np.asarray(canvas).reshape(2, -1)[~generated, None], 3, 1),
+  )
   with pytest.raises(ValueError, match='needs task_prefix'):
     sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
 

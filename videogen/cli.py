@@ -98,6 +98,19 @@ _CANDIDATE_SEARCH = flags.DEFINE_enum(
   'time, the best kept before the next is drawn; inpaint, outpaint, restore, restyle); '
   'default: the run config.',
 )
+_REFINE = flags.DEFINE_integer(
+  'refine',
+  None,
+  'sample --task interpolate|inpaint|outpaint|restore|restyle: sweeps refining the sample '
+  "token by token against the input (each generated token swapped for each of the model's "
+  '--refine_top_k likeliest there when that reproduces the input better); 0 = off; '
+  'default: the run config.',
+)
+_REFINE_TOP_K = flags.DEFINE_integer(
+  'refine_top_k',
+  None,
+  'Tokens tried at each position by a --refine sweep; default: the run config.',
+)
 _FIRST_FRAME = flags.DEFINE_string(
   'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'
 )
@@ -246,12 +259,14 @@ def _sample() -> None:
       num_frames=_NUM_FRAMES.value,
       candidates=_CANDIDATES.value,
       candidate_search=_CANDIDATE_SEARCH.value,
+      refine=_REFINE.value,
+      refine_top_k=_REFINE_TOP_K.value,
     )
   except ValueError as error:  # A config.sampling.per_task the model's config.json spoils.
     _fail('sample', error, 1)
   try:  # Flags that do not fit together or the task (e.g. --candidates for t2v).
     settings.check()
-    candidates.check(task, settings.candidates, settings.candidate_search)
+    candidates.check(task, settings.candidates, settings.candidate_search, settings.refine)
   except ValueError as error:
     raise UsageError(str(error)) from None
   if _TASK.value is not None:

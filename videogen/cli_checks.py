@@ -38,6 +38,8 @@ _SAMPLING = frozenset(
     'seed',
     'candidates',
     'candidate_search',
+    'refine',
+    'refine_top_k',
     'first_frame',
     'prefix_video',
     'num_frames',
@@ -367,6 +369,7 @@ def _check_sampling(sampling: Any) -> None:
     transformer_config.check_candidate_search(
       sampling.get('candidate_search', 'clip'), 'config.sampling.candidate_search'
     )
+    transformer_config.check_refine(sampling, 'config.sampling.')
   except ValueError as error:
     raise InputError(str(error)) from None
 

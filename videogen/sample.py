@@ -101,6 +101,9 @@ def sample_task_to_dir(
     best_of = f', each the best of {count} candidates' if count > 1 else ''
     if count > 1 and settings.candidate_search == 'frame':
       best_of = f', each latent frame the best of {count} candidates'
+    if settings.refine:
+      sweeps = settings.refine
+      best_of += f', refined over {sweeps} sweep{"s" if sweeps > 1 else ""}'
     print(
       f'Wrote {len(videos)} {task} samples of {videos.shape[1]} frames{best_of} to {out}',
       flush=True,

@@ -95,8 +95,9 @@ class Condition:
     return Condition(self.task, self.pixels[:, :frames], keep)
 
 
-def check(task: str, candidates: int, search: str = 'clip') -> None:
-  """ValueError (one line) unless `task` can rank `candidates` samples by `search`."""
+def check(task: str, candidates: int, search: str = 'clip', refine: int = 0) -> None:
+  """ValueError (one line) unless `task` can rank `candidates` samples by `search`
+  and refine its sample over `refine` sweeps."""
   transformer_config.check_candidate_search(search)
   if candidates > 1 and task not in RANKED_TASKS:
     raise ValueError(
@@ -107,6 +108,11 @@ def check(task: str, candidates: int, search: str = 'clip') -> None:
     raise ValueError(
       f"candidate_search='frame': {task} is ranked on whole clips (its condition is not on "
       f"every frame); use 'clip', or a task of {', '.join(FRAME_RANKED_TASKS)}."
+    )
+  if refine > 0 and task not in CONDITIONED_TASKS:
+    raise ValueError(
+      f'refine={refine}: {task} has no pixel condition to refine its sample against; use '
+      f'refine=0, or a task of {", ".join(CONDITIONED_TASKS)}.'
     )
 
 

@@ -146,6 +146,8 @@ def sampling_config() -> ml_collections.ConfigDict:
   config.top_p = 1.0  # Nucleus sampling mass; 1 = off.
   config.candidates = 1  # Samples per output of a task with a pixel condition or uncond; the one reproducing it best (uncond: the steadiest) is kept (transformer/candidates.py); 1 = off.
   config.candidate_search = 'clip'  # How candidates are ranked: 'clip' = whole samples; 'frame' = one latent frame at a time, the best kept before the next is drawn (inpaint, outpaint, restore, restyle; transformer/candidates.py).
+  config.refine = 0  # Sweeps refining a sample of a task with a pixel condition after its candidates: each generated token in turn swapped for each of the model's refine_top_k likeliest there, kept when the sample reproduces the condition better (transformer/refine.py); 0 = off.
+  config.refine_top_k = 4  # Tokens tried at each position by a refine sweep.
   config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
   config.num_prompts = 4  # How many of `prompts` the periodic samples use.
   config.prompts = list(DEFAULT_PROMPTS)  # Fixed prompts of the periodic sample grid.
@@ -168,6 +170,8 @@ PER_TASK_FIELDS = (
   'top_p',
   'candidates',
   'candidate_search',
+  'refine',
+  'refine_top_k',
 )
 
 
@@ -194,9 +198,20 @@ def check_per_task(per_task) -> None:
       fields.get('candidate_search', CANDIDATE_SEARCHES[0]),
       f'config.sampling.per_task.{task}.candidate_search',
     )
+    check_refine(fields, f'config.sampling.per_task.{task}.')
 
 
 def check_candidate_search(search: str, name: str = 'candidate_search') -> None:
   """ValueError (one line) naming `name` unless `search` is one of `CANDIDATE_SEARCHES`."""
   if search not in CANDIDATE_SEARCHES:
     raise ValueError(f'{name}={search!r}: valid: {", ".join(CANDIDATE_SEARCHES)}')
+
+
+def check_refine(fields, prefix: str = '') -> None:
+  """ValueError (one line) naming `prefix` + the field unless `fields`' `refine`
+  (sweeps, >= 0) and `refine_top_k` (tokens tried, >= 1), where given, are in range."""
+  rules = (('refine', 0, '0 = off'), ('refine_top_k', 1, 'tokens tried at each position'))
+  for name, least, meaning in rules:
+    value = fields.get(name, least)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+      raise ValueError(f'{prefix}{name}={value!r}: give an integer >= {least} ({meaning})')

@@ -81,6 +81,11 @@ class SamplingSettings:
       candidates one latent frame at a time, keeping the best of each before
       drawing the next (inpaint, outpaint, restore, restyle;
       `candidates.search_frames`).
+    refine: sweeps refining the kept sample of a task with a pixel condition:
+      each generated token in turn swapped for each of the model's
+      `refine_top_k` likeliest there, kept when the sample reproduces the
+      condition better (`videogen.transformer.refine`); 0 = off.
+    refine_top_k: tokens tried at each position by a refine sweep.
   """
 
   cfg_scale: float = 1.0
@@ -93,6 +98,8 @@ class SamplingSettings:
   window_prefix_frames: int = 1
   candidates: int = 1
   candidate_search: str = 'clip'
+  refine: int = 0
+  refine_top_k: int = 4
 
   @classmethod
   def from_config(
@@ -120,6 +127,8 @@ class SamplingSettings:
       top_p=float(merged['top_p']),
       candidates=int(merged['candidates']),
       candidate_search=str(merged['candidate_search']),
+      refine=int(merged['refine']),
+      refine_top_k=int(merged['refine_top_k']),
       seed=int(config.seed),
       window_prefix_frames=int(config.window_prefix_frames),
     )
@@ -150,6 +159,7 @@ class SamplingSettings:
       if bad:
         raise ValueError(f'{name}={getattr(self, name)} {rule}.')
     transformer_config.check_candidate_search(self.candidate_search)
+    transformer_config.check_refine(dataclasses.asdict(self))
 
 
 class TextToVideo(TaskSampling):
@@ -387,7 +397,7 @@ class TextToVideo(TaskSampling):
     task = self.generate_task(image=image, video=video)
     settings = settings or self.default_settings(task)
     settings.check()
-    candidates.check(task, settings.candidates, settings.candidate_search)
+    candidates.check(task, settings.candidates, settings.candidate_search, settings.refine)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
@@ -422,12 +432,7 @@ class TextToVideo(TaskSampling):
       candidate: k > 0 draws from fold_in(key(seed), k) instead of key(seed)
         (`TaskSampling`'s candidates: other seeds, other candidates).
     """
-    num_frames = settings.num_frames or self.frames_per_clip
-    if num_frames > self.max_frames:
-      raise ValueError(
-        f'num_frames={num_frames} is beyond what the model can generate '
-        f'(at most {self.max_frames}: max_latent_frames={self.spec.max_latent_frames}).'
-      )
+    num_frames = self._num_frames(settings)
     tokens = self._generate_tokens(
       prompts,
       settings,
@@ -440,6 +445,16 @@ class TextToVideo(TaskSampling):
       candidate=candidate,
     )
     return self._decode_uint8(tokens)[:, :num_frames]
+
+  def _num_frames(self, settings: SamplingSettings) -> int:
+    """Frames `settings` asks for (default: a training clip), checked against the model."""
+    num_frames = settings.num_frames or self.frames_per_clip
+    if num_frames > self.max_frames:
+      raise ValueError(
+        f'num_frames={num_frames} is beyond what the model can generate '
+        f'(at most {self.max_frames}: max_latent_frames={self.spec.max_latent_frames}).'
+      )
+    return num_frames
 
   def _generate_tokens(
     self,

@@ -405,8 +405,8 @@ def sample_tokens(
     start = start + window_frames - window_prefix_frames
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'guided'))
-def teacher_forced_tokens(
+@functools.partial(jax.jit, static_argnames=('graphdef', 'guided', 'count'))
+def likeliest_tokens(
   graphdef,
   state,
   text_emb,
@@ -416,14 +416,16 @@ def teacher_forced_tokens(
   task_prefix=None,
   *,
   guided: bool,
+  count: int = 1,
 ):
-  """The most likely token at every clip position given the target's earlier
-  tokens: what greedy sampling draws when every earlier token is right.
+  """The `count` most likely tokens at every clip position given the target's
+  earlier tokens, most likely first. The first is what greedy sampling draws when
+  every earlier token is right (teacher forcing); refinement tries them all.
 
   One forward pass over [task prefix] BOS targets[:-1], guided as sampling is;
   tokens the sampler keeps (inpaint/outpaint's unmasked canvas) are the canvas's.
-  Greedy `sample_tokens` output fed back as `targets` comes back unchanged
-  (i2v/predict's given frames aside: the sampler fixes them, this does not).
+  Greedy `sample_tokens` output fed back as `targets` comes back unchanged as the
+  first (i2v/predict's given frames aside: the sampler fixes them, this does not).
 
   Args:
     graphdef, state: the split transformer.
@@ -432,9 +434,10 @@ def teacher_forced_tokens(
     cfg_scale: float32 scalar (used when `guided`).
     task_prefix: int32 [batch, spec.prefix_length] (multi-task models), else None.
     guided: add null-text rows and apply classifier-free guidance.
+    count: tokens per position.
 
   Returns:
-    int32 [batch, t*h*w].
+    int32 [batch, t*h*w, count].
   """
   model = nnx.merge(graphdef, state)
   spec = model.spec
@@ -451,10 +454,10 @@ def teacher_forced_tokens(
   logits = model(inputs, text_emb, text_mask, text_drop=drop, logits_from=spec.prefix_length)
   if guided:
     logits = guide(logits, cfg_scale)
-  chosen = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  chosen = jax.lax.top_k(logits, count)[1].astype(jnp.int32)
   if task_prefix is not None:
     canvas, keep = tasks.kept_tokens(spec, task_prefix)
-    chosen = jnp.where(keep, canvas, chosen)
+    chosen = jnp.where(keep[..., None], canvas[..., None], chosen)
   return chosen
 
 

@@ -21,7 +21,9 @@ with the task's `config.sampling.per_task` entry over it. With
 `settings.candidates` > 1, a task with a pixel condition (interpolate, inpaint,
 outpaint, restore, restyle) returns, of that many samples, the one that best
 reproduces its condition (interpolate's weighed by how steadily it moves), and
-uncond the steadiest (`videogen.transformer.candidates`).
+uncond the steadiest (`videogen.transformer.candidates`). With `settings.refine`
+> 0, a task with a pixel condition then refines the sample it keeps, token by
+token, against that condition (`videogen.transformer.refine`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from videogen import vq
-from videogen.transformer import candidates, sampling, tasks
+from videogen.transformer import candidates, refine, sampling, tasks
 
 if TYPE_CHECKING:
   from videogen.transformer.inference import SamplingSettings
@@ -205,7 +207,7 @@ class TaskSampling:
     wanted = jnp.concatenate([self._clip_tokens(np.asarray(t)) for t in targets])
     with self._context():
       text_emb, mask = self._embed_prompts(list(prompts))
-      tokens = sampling.teacher_forced_tokens(
+      tokens = sampling.likeliest_tokens(
         self.graphdef,
         self.params,
         text_emb,
@@ -214,7 +216,7 @@ class TaskSampling:
         jnp.float32(settings.cfg_scale),
         self._task_prefix(task, rows, self.frames_per_clip, None, lambda _: canvas),
         guided=settings.cfg_scale != 1.0,
-      )
+      )[..., 0]
     return self._decode_uint8(tokens.reshape(wanted.shape))
 
   def _batch_conditions(self, task, prompts, inputs) -> tuple[jax.Array, jax.Array | None]:
@@ -355,7 +357,9 @@ class TaskSampling:
   def _task(
     self, task, prompts, settings, num_samples, *, canvas=None, prefix=None, ranked=None
   ) -> np.ndarray:
-    """Checks, then `_generate` with the task token and canvas, once per candidate.
+    """Checks, then `_generate` with the task token and canvas: one sample, or the best
+    of `settings.candidates` (whole clips or latent frame by latent frame), refined
+    over `settings.refine` sweeps.
 
     Args:
       ranked: () -> the `candidates.Condition` of the prompts (tasks with a pixel
@@ -364,30 +368,63 @@ class TaskSampling:
     tasks.check_task(self.spec, task)
     settings = settings or self.default_settings(task)
     settings.check()
-    candidates.check(task, settings.candidates, settings.candidate_search)
+    candidates.check(task, settings.candidates, settings.candidate_search, settings.refine)
     if not prompts:
       raise ValueError('No prompts to sample.')
     if num_samples < 1:
       raise ValueError(f'num_samples={num_samples} must be >= 1.')
 
-    def draw(candidate):
-      return self._generate(
-        prompts, settings, num_samples, task=task, canvas=canvas, prefix=prefix, candidate=candidate
-      )
-
-    count = settings.candidates
-    if count == 1:
-      return draw(0)
+    if settings.candidates == 1 and not settings.refine:
+      return self._generate(prompts, settings, num_samples, task=task, canvas=canvas, prefix=prefix)
+    num_frames = self._num_frames(settings)
     condition = ranked() if ranked is not None else candidates.Condition(task)
-    if settings.candidate_search == 'frame':
-      return self._search_frames(task, prompts, settings, num_samples, canvas, condition)
-    # One batch per candidate, so memory stays that of one sample per output.
-    best = draw(0)
-    best_score = candidates.scores(best, condition)
-    for k in range(1, count):
-      drawn = draw(k)
-      score = candidates.scores(drawn, condition)
-      best = np.where((score < best_score)[:, None, None, None, None], drawn, best)
+    search = self._search_frames if settings.candidate_search == 'frame' else self._search_clips
+    if settings.candidates == 1:
+      search = self._search_clips  # One candidate: the plain sample.
+    tokens = search(task, prompts, settings, num_samples, canvas, prefix, condition, num_frames)
+    if settings.refine:
+      tokens = self._refine(
+        task, prompts, settings, num_samples, canvas, condition, tokens, num_frames
+      )
+    return self._decoded(tokens, num_frames)
+
+  def _drawn(self, task, prompts, settings, num_samples, canvas, prefix, latent_frames, k):
+    """Candidate k's tokens, int32 [rows, latent_frames, h, w], gathered on every host."""
+    tokens = self._generate_tokens(
+      prompts,
+      settings,
+      num_samples,
+      task=task,
+      latent_frames=latent_frames,
+      canvas=canvas,
+      prefix=prefix,
+      candidate=k,
+    )
+    return np.asarray(multihost_utils.process_allgather(tokens, tiled=True))
+
+  def _decoded(self, tokens: np.ndarray, num_frames: int) -> np.ndarray:
+    """uint8 [rows, num_frames, H, W, 3] of tokens int32 [rows, t, h, w]."""
+    return self._decode_uint8(self._place(tokens)[0])[:, :num_frames]
+
+  def _search_clips(
+    self, task, prompts, settings, num_samples, canvas, prefix, condition, num_frames
+  ) -> np.ndarray:
+    """The tokens of the best of `settings.candidates` whole samples, row by row.
+
+    One batch per candidate, so memory stays that of one sample per output.
+    """
+    count = settings.candidates
+    latent_frames = self.latent_frames_for(num_frames)
+    best = best_score = None
+    for k in range(count):
+      drawn = self._drawn(task, prompts, settings, num_samples, canvas, prefix, latent_frames, k)
+      if count == 1:
+        return drawn
+      score = candidates.scores(self._decoded(drawn, num_frames), condition)
+      if best is None:
+        best, best_score = drawn, score
+        continue
+      best = np.where((score < best_score)[:, None, None, None], drawn, best)
       best_score = np.minimum(score, best_score)
       logging.info(
         '%s: candidate %d of %d; mean score of the best %.3g',
@@ -398,8 +435,10 @@ class TaskSampling:
       )
     return best
 
-  def _search_frames(self, task, prompts, settings, num_samples, canvas, condition) -> np.ndarray:
-    """`candidates.search_frames` over the clip's latent frames: uint8 [rows, T, H, W, 3].
+  def _search_frames(
+    self, task, prompts, settings, num_samples, canvas, prefix, condition, num_frames
+  ) -> np.ndarray:
+    """`candidates.search_frames` over the clip's latent frames: the chosen tokens.
 
     The k-th draw of latent frame j comes from candidate j * count + k, so the
     first latent frame's draws are those of the whole-clip search.
@@ -408,24 +447,56 @@ class TaskSampling:
 
     def draw(frame, k, chosen):
       kept = None if chosen is None else self._place(chosen)[0]
-      tokens = self._generate_tokens(
-        prompts,
-        settings,
-        num_samples,
-        task=task,
-        latent_frames=frame + 1,
-        canvas=canvas,
-        prefix=kept,
-        candidate=frame * count + k,
+      return self._drawn(
+        task, prompts, settings, num_samples, canvas, kept, frame + 1, frame * count + k
       )
-      return np.asarray(multihost_utils.process_allgather(tokens, tiled=True))
 
     def score(tokens):
       clips = self._decode_uint8(self._place(tokens)[0])
       return candidates.scores(clips, condition.first_frames(clips.shape[1]))
 
-    chosen = candidates.search_frames(draw, score, self.latent_shape[0], count)
-    return self._decode_uint8(self._place(chosen)[0])[:, : self.frames_per_clip]
+    return candidates.search_frames(draw, score, self.latent_frames_for(num_frames), count)
+
+  def _refine(
+    self, task, prompts, settings, num_samples, canvas, condition, tokens, num_frames
+  ) -> np.ndarray:
+    """`refine.refine` of tokens int32 [rows, t, h, w] against `condition`, trying
+    the model's `settings.refine_top_k` likeliest tokens at each generated position."""
+    rows = len(tokens)
+    with self._context():
+      text_emb, mask = self._embed_prompts([p for p in prompts for _ in range(num_samples)])
+      task_prefix = self._task_prefix(task, rows, num_frames, None, canvas)
+      _, keep = tasks.kept_tokens(self.spec, task_prefix)
+    editable = ~np.asarray(multihost_utils.process_allgather(keep, tiled=True))
+
+    def alternatives(current):
+      with self._context():
+        likeliest = sampling.likeliest_tokens(
+          self.graphdef,
+          self.params,
+          text_emb,
+          mask,
+          self._place(current.reshape(rows, -1))[0],
+          jnp.float32(settings.cfg_scale),
+          task_prefix,
+          guided=settings.cfg_scale != 1.0,
+          count=settings.refine_top_k,
+        )
+      gathered = np.asarray(multihost_utils.process_allgather(likeliest, tiled=True))
+      return gathered.reshape(*current.shape, -1)
+
+    def score(current):
+      return candidates.scores(self._decoded(current, num_frames), condition)
+
+    refined, _ = refine.refine(
+      tokens,
+      editable.reshape(tokens.shape),
+      alternatives,
+      score,
+      settings.refine,
+      label=f'{task}: refine',
+    )
+    return refined
 
   def _task_prefix(self, task, rows, num_frames, prefix, canvas) -> jax.Array:
     """int32 [rows, 1 + t*h*w]: the task token and conditioning canvas."""
