@@ -39,8 +39,16 @@ NUM_CLIPS = multitask_figures.NUM_CLIPS
 FIGURES = {
   'uncond': (('valid', '{:.0%}'),),
   'interpolate': (('on_path_2px', '{:.0%}'), ('given_frames_psnr', '{:.1f} dB')),
-  'inpaint': (('unmasked_psnr_minus_recon', '{:+.2f} dB'), ('track_continuous', '{:.0%}')),
-  'outpaint': (('unmasked_psnr_minus_recon', '{:+.2f} dB'), ('track_continuous', '{:.0%}')),
+  'inpaint': (
+    ('unmasked_psnr_minus_recon', '{:+.2f} dB'),
+    ('track_continuous', '{:.0%}'),
+    ('extra_objects', '{:.0%}'),
+  ),
+  'outpaint': (
+    ('unmasked_psnr_minus_recon', '{:+.2f} dB'),
+    ('track_continuous', '{:.0%}'),
+    ('extra_objects', '{:.0%}'),
+  ),
   'restore': (('psnr_gain', '{:+.2f} dB'), ('teacher_forced_psnr_gain', '{:+.2f} dB')),
   'restyle': (('color_accuracy', '{:.0%}'), ('motion_accuracy', '{:.0%}')),
 }
@@ -122,7 +130,7 @@ def main() -> None:
       temperature = model.default_settings(task).temperature
     if temperature == 0 and max(counts) > 1:
       raise SystemExit(f'{task} samples greedily in this run; give --temperature for candidates')
-    cases = [('greedy', {'temperature': 0.0, 'candidates': 1})]
+    cases = [('greedy', {'temperature': 0.0, 'candidates': 1, 'refine': 0})]
     for search in searches:
       if search == 'frame' and task not in candidates.FRAME_RANKED_TASKS:
         continue

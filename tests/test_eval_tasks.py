@@ -29,6 +29,7 @@ def test_real_clips_pass_every_check(seed):
   assert step is not None and shapes_eval.track_continuous(video, spec.color, step + 2.0)
   assert shapes_eval.valid_unconditional(video)
   assert shapes_eval.psnr(video, video) == float('inf')
+  assert not shapes_eval.shows_other_colors(video, [spec.color])
 
 
 def test_broken_clips_fail_the_checks():
@@ -47,6 +48,14 @@ def test_broken_clips_fail_the_checks():
   assert shapes_eval.psnr(noisy, video) == pytest.approx(10 * np.log10(255**2 / 400), rel=0.05)
   mask = np.zeros(video.shape[:3], bool)
   assert np.isfinite(shapes_eval.psnr(noisy, video, ~mask))
+  # A patch of another colour in one frame, of the smallest area counted (32^2 / 64 pixels).
+  other = next(c for c in shapes.PALETTE if c != spec.color)
+  invented = video.copy()
+  invented[3, :4, :4] = shapes.PALETTE[other]
+  assert shapes_eval.shows_other_colors(invented, [spec.color])
+  assert not shapes_eval.shows_other_colors(invented, [spec.color, other])
+  invented[3, :4, 3] = 0  # 12 pixels: a speck, not an object.
+  assert not shapes_eval.shows_other_colors(invented, [spec.color])
 
 
 def test_evaluate_tasks_reports_every_trained_task(tmp_path):
@@ -87,6 +96,8 @@ def test_evaluate_tasks_reports_every_trained_task(tmp_path):
     'task/inpaint/unmasked_psnr_minus_recon',
     'task/inpaint/track_continuous',
     'task/outpaint/track_continuous',
+    'task/inpaint/extra_objects',
+    'task/outpaint/recon_extra_objects',
     'task/restore/psnr_gain',
     'task/restore/psnr_gain_3db',
     'task/restore/copy_psnr_gain',

@@ -257,7 +257,7 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
     # generate new frames sample at 0.2, those whose canvas is the whole clip at their own
     # temperature; every task with a pixel input keeps the best of 16 samples (restore of 32),
-    # uncond the steadiest of 8.
+    # uncond the steadiest of 8; in/outpaint refine theirs over one sweep (tokens of p >= 0.1).
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
     expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
@@ -267,6 +267,8 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     ranked = {'uncond': 8, 'restore': 32}.get(task, 16)
     assert settings.candidates == (ranked if task in candidates.RANKED_TASKS else 1), task
     assert settings.candidate_search == ('frame' if task in ('restore', 'restyle') else 'clip')
+    refined = task in ('inpaint', 'outpaint')
+    assert (settings.refine, settings.refine_min_prob) == ((1, 0.1) if refined else (0, 0)), task
     settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
@@ -338,6 +340,7 @@ def test_per_task_settings_travel_with_the_export_and_the_cli_flags_win(files, c
     (['--refine', '1'], 'refine=1: t2v has no pixel condition to refine its sample against'),
     (inpaint + ['--refine', '-1'], 'refine=-1: give an integer >= 0 (0 = off)'),
     (inpaint + ['--refine', '1', '--refine_top_k', '0'], 'refine_top_k=0: give an integer >= 1'),
+    (inpaint + ['--refine_min_prob', '1.5'], 'refine_min_prob=1.5: give a probability in [0, 1)'),
   ):
     args = ['sample', '--model', str(tmp_path / 'model'), '--prompt', 'a red circle']
     code, err = _main([*args, *extra, '--out', str(tmp_path / 'bad')], capsys)
@@ -384,9 +387,9 @@ def _check_frame_search(model, files):
 
 
 def _check_refine(model, files):
-  """Inpaint refined over a sweep: the plain sample's given pixels reproduced at least
-  as well, its given tokens (hence the pixels they alone decide) untouched; refine=0 is
-  the plain sample."""
+  """Inpaint refined over a sweep reproduces the given pixels better than the plain
+  sample it starts from (the editable tokens alone change: test_transformer_refine);
+  refine=0, or a probability floor no token reaches, gives the plain sample."""
   clip = video_io.read_video(files['clip'])
   mask = np.asarray(Image.open(files['mask'])) > 0
   plain = SamplingSettings(temperature=1.0, seed=3)
@@ -395,10 +398,14 @@ def _check_refine(model, files):
   after = model.inpaint(
     ['a red circle'], clip, mask, dataclasses.replace(plain, refine=1, refine_top_k=3)
   )
-  assert np.abs(after.astype(int) - before).max() > 0  # Some edit was kept...
+  assert np.abs(after.astype(int) - before).max() > 0  # Some edit was kept.
   assert candidates.errors(after, condition)[0] < candidates.errors(before, condition)[0]
   refine_0 = model.inpaint(['a red circle'], clip, mask, dataclasses.replace(plain, refine=0))
   np.testing.assert_array_equal(refine_0, before)
+  # The toy model spreads its guesses thin: no token reaches a probability of 0.5, so
+  # with that floor no edit is tried.
+  floored = dataclasses.replace(plain, refine=1, refine_top_k=3, refine_min_prob=0.5)
+  np.testing.assert_array_equal(model.inpaint(['a red circle'], clip, mask, floored), before)
 
 
 _BAD_PER_TASK = """
@@ -441,6 +448,10 @@ def _train_error_line(capsys, tmp_path, config_text: str) -> str:
     (
       {'outpaint': {'refine': -2}},
       'config.sampling.per_task.outpaint.refine=-2: give an integer >= 0 (0 = off)',
+    ),
+    (
+      {'inpaint': {'refine_min_prob': -0.1}},
+      'config.sampling.per_task.inpaint.refine_min_prob=-0.1: give a probability in [0, 1)',
     ),
     (
       {'inpaint': {'temprature': 0.4}},

@@ -296,25 +296,27 @@ def test_cached_decoding_with_a_task_prefix_equals_the_full_pass(position, copy_
     model, text_emb, text_mask, cfg_scale=2.0, **{**common, 'temperature': 0.0}
   ).reshape(2, -1)
   graphdef, state = nnx.split(model)
-  forced = sampling.likeliest_tokens(
+  forced, _ = sampling.likeliest_tokens(
     graphdef, state, text_emb, text_mask, greedy, jnp.float32(2.0), prefix, guided=True
   )
   np.testing.assert_array_equal(forced[..., 0], greedy)
   # Other targets (not what the model would draw) are not handed back.
-  likeliest = sampling.likeliest_tokens(
+  likeliest, probs = sampling.likeliest_tokens(
     graphdef, state, text_emb, text_mask, clip, jnp.float32(2.0), prefix, guided=True, count=3
   )
+  likeliest, probs = np.asarray(likeliest), np.asarray(probs)
   generated = ~kept.reshape(2, -1)
-  assert (np.asarray(likeliest[..., 0]) != np.asarray(clip))[generated].any()
-  # The three (refinement's alternatives) are distinct where generated, the canvas's where kept.
-  assert likeliest.shape == (2, clip.shape[1], 3)
-  assert (
-    (np.diff(np.sort(np.asarray(likeliest), axis=-1), axis=-1) > 0).all(axis=-1)[generated].all()
-  )
+  assert (likeliest[..., 0] != np.asarray(clip))[generated].any()
+  # The three (refinement's alternatives) are distinct where generated, most likely first,
+  # with the guided softmax's probabilities; where kept, the canvas's token (probability 1).
+  assert likeliest.shape == probs.shape == (2, clip.shape[1], 3)
+  assert (np.diff(np.sort(likeliest, axis=-1), axis=-1) > 0).all(axis=-1)[generated].all()
+  assert (np.diff(probs, axis=-1) <= 0).all() and (probs > 0).all()
+  assert (probs.sum(axis=-1)[generated] <= 1 + 1e-5).all()
   np.testing.assert_array_equal(
-    np.asarray(likeliest)[~generated],
-    np.repeat(np.asarray(canvas).reshape(2, -1)[~generated, None], 3, 1),
+    likeliest[~generated], np.repeat(np.asarray(canvas).reshape(2, -1)[~generated, None], 3, 1)
   )
+  np.testing.assert_array_equal(probs[~generated], 1.0)
   with pytest.raises(ValueError, match='needs task_prefix'):
     sampling.sample_tokens(model, text_emb, text_mask, latent_shape=(2, 4, 4), rng=key)
 

@@ -111,6 +111,12 @@ _REFINE_TOP_K = flags.DEFINE_integer(
   None,
   'Tokens tried at each position by a --refine sweep; default: the run config.',
 )
+_REFINE_MIN_PROB = flags.DEFINE_float(
+  'refine_min_prob',
+  None,
+  'Of the --refine_top_k tokens, only those the model gives at least this probability; '
+  'default: the run config.',
+)
 _FIRST_FRAME = flags.DEFINE_string(
   'first_frame', None, 'Image to start the video from (also --task i2v and interpolate).'
 )
@@ -261,6 +267,7 @@ def _sample() -> None:
       candidate_search=_CANDIDATE_SEARCH.value,
       refine=_REFINE.value,
       refine_top_k=_REFINE_TOP_K.value,
+      refine_min_prob=_REFINE_MIN_PROB.value,
     )
   except ValueError as error:  # A config.sampling.per_task the model's config.json spoils.
     _fail('sample', error, 1)

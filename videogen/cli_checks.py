@@ -40,6 +40,7 @@ _SAMPLING = frozenset(
     'candidate_search',
     'refine',
     'refine_top_k',
+    'refine_min_prob',
     'first_frame',
     'prefix_video',
     'num_frames',

@@ -498,6 +498,26 @@ def max_step(video: np.ndarray, color: str) -> float | None:
   return float(np.linalg.norm(np.diff(np.asarray(track), axis=0), axis=-1).max())
 
 
+def shows_other_colors(
+  video: np.ndarray, colors: Sequence[str], min_area: int | None = None
+) -> bool:
+  """Whether any frame of `video` shows a patch (a connected component of at
+  least `min_area` pixels, default side^2 / 64 as `detect_objects`) of a palette
+  colour outside `colors`: an object, however brief, that should not be there."""
+  video = to_uint8(video)
+  if min_area is None:
+    min_area = max(3, min(video.shape[1:3]) ** 2 // 64)
+  labels = palette_labels(video)
+  for color_index, color in enumerate(_PALETTE_NAMES):
+    if color in colors:
+      continue
+    for frame in labels == color_index:
+      component = _largest_component(frame)
+      if component is not None and np.count_nonzero(component) >= min_area:
+        return True
+  return False
+
+
 def valid_unconditional(video: np.ndarray, steady_fraction: float = 0.8) -> bool:
   """An unconditional sample is valid when it has at least one object and each
   has a palette colour, a shape, and a steady motion: not static, and at least

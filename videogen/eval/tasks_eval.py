@@ -13,7 +13,9 @@ held-out clip per row, and scores it with the checks of
 | inpaint,    | unmasked PSNR vs the clip minus the tokenizer reconstruction's      |
 | outpaint    | (>= -1 dB); objects tracked continuously through the mask (>= 80%); |
 |             | reference: the same for a fill off by one token (the clip's tokens  |
-|             | moved one token sideways), `shifted_fill_psnr_minus_recon`          |
+|             | moved one token sideways), `shifted_fill_psnr_minus_recon`; clips   |
+|             | with a patch, in any frame, of a colour the caption does not name   |
+|             | (`extra_objects`; the reconstruction's: `recon_extra_objects`)      |
 | restore     | PSNR gain of the result over the degraded input (>= 3 dB);          |
 |             | references: the tokenizer's reconstruction of the degraded input    |
 |             | (copying the condition, `copy_psnr_gain`) and of the clean clip     |
@@ -71,6 +73,11 @@ def degrade(videos: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def _colors(caption: str) -> list[tuple[str, str]]:
   return [(spec.color, spec.motion) for spec in shapes.parse_caption(caption)]
+
+
+def _has_extra_object(video: np.ndarray, caption: str) -> bool:
+  """Whether a frame of `video` shows a patch of a colour its caption does not name."""
+  return shapes_eval.shows_other_colors(video, [color for color, _ in _colors(caption)])
 
 
 def _fraction(values: list[bool]) -> float:
@@ -183,6 +190,12 @@ def evaluate_tasks(
           if step is not None:
             continuous.append(shapes_eval.track_continuous(s, color, step + 2.0))
       results[f'{key}/track_continuous'] = _fraction(continuous)
+      # Patches, in any frame, of a colour the caption does not name (a fill that invents an
+      # object); reference: the reconstruction's.
+      for name, clips in (('extra_objects', samples), ('recon_extra_objects', recon)):
+        results[f'{key}/{name}'] = _fraction(
+          [_has_extra_object(c, caption) for c, caption in zip(clips, captions, strict=True)]
+        )
     elif task == 'restore':
       degraded = degrade(videos, seed)
       samples = model.run_task_batch(task, captions, settings, video=list(degraded))

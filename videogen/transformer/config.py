@@ -148,6 +148,7 @@ def sampling_config() -> ml_collections.ConfigDict:
   config.candidate_search = 'clip'  # How candidates are ranked: 'clip' = whole samples; 'frame' = one latent frame at a time, the best kept before the next is drawn (inpaint, outpaint, restore, restyle; transformer/candidates.py).
   config.refine = 0  # Sweeps refining a sample of a task with a pixel condition after its candidates: each generated token in turn swapped for each of the model's refine_top_k likeliest there, kept when the sample reproduces the condition better (transformer/refine.py); 0 = off.
   config.refine_top_k = 4  # Tokens tried at each position by a refine sweep.
+  config.refine_min_prob = 0.0  # Of those, only tokens the model gives at least this probability (guided, at temperature 1).
   config.seed = 0  # Seed of the periodic samples (fixed, so they are comparable across steps).
   config.num_prompts = 4  # How many of `prompts` the periodic samples use.
   config.prompts = list(DEFAULT_PROMPTS)  # Fixed prompts of the periodic sample grid.
@@ -172,6 +173,7 @@ PER_TASK_FIELDS = (
   'candidate_search',
   'refine',
   'refine_top_k',
+  'refine_min_prob',
 )
 
 
@@ -209,9 +211,15 @@ def check_candidate_search(search: str, name: str = 'candidate_search') -> None:
 
 def check_refine(fields, prefix: str = '') -> None:
   """ValueError (one line) naming `prefix` + the field unless `fields`' `refine`
-  (sweeps, >= 0) and `refine_top_k` (tokens tried, >= 1), where given, are in range."""
+  (sweeps, >= 0), `refine_top_k` (tokens tried, >= 1) and `refine_min_prob` (in
+  [0, 1)), where given, are in range."""
   rules = (('refine', 0, '0 = off'), ('refine_top_k', 1, 'tokens tried at each position'))
   for name, least, meaning in rules:
     value = fields.get(name, least)
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
       raise ValueError(f'{prefix}{name}={value!r}: give an integer >= {least} ({meaning})')
+  value = fields.get('refine_min_prob', 0.0)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    raise ValueError(
+      f'{prefix}refine_min_prob={value!r}: give a probability in [0, 1) (0 = every token tried)'
+    )

@@ -86,6 +86,8 @@ class SamplingSettings:
       `refine_top_k` likeliest there, kept when the sample reproduces the
       condition better (`videogen.transformer.refine`); 0 = off.
     refine_top_k: tokens tried at each position by a refine sweep.
+    refine_min_prob: of those, only tokens the model gives at least this
+      probability (guided, at temperature 1); 0 = all.
   """
 
   cfg_scale: float = 1.0
@@ -100,6 +102,7 @@ class SamplingSettings:
   candidate_search: str = 'clip'
   refine: int = 0
   refine_top_k: int = 4
+  refine_min_prob: float = 0.0
 
   @classmethod
   def from_config(
@@ -129,6 +132,7 @@ class SamplingSettings:
       candidate_search=str(merged['candidate_search']),
       refine=int(merged['refine']),
       refine_top_k=int(merged['refine_top_k']),
+      refine_min_prob=float(merged['refine_min_prob']),
       seed=int(config.seed),
       window_prefix_frames=int(config.window_prefix_frames),
     )

@@ -73,7 +73,7 @@ def refine(
           best = np.where(better, trial_score, best)
           changed += int(better.sum())
       logging.info(
-        '%s: sweep %d of %d, latent frame %d of %d; %d tokens changed; mean score %.3g',
+        '%s: sweep %d of %d, latent frame %d of %d; %d edits kept; mean score %.3g',
         label,
         sweep + 1,
         sweeps,

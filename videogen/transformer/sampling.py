@@ -419,8 +419,9 @@ def likeliest_tokens(
   count: int = 1,
 ):
   """The `count` most likely tokens at every clip position given the target's
-  earlier tokens, most likely first. The first is what greedy sampling draws when
-  every earlier token is right (teacher forcing); refinement tries them all.
+  earlier tokens, most likely first, and their probabilities. The first is what
+  greedy sampling draws when every earlier token is right (teacher forcing);
+  refinement tries them all.
 
   One forward pass over [task prefix] BOS targets[:-1], guided as sampling is;
   tokens the sampler keeps (inpaint/outpaint's unmasked canvas) are the canvas's.
@@ -437,7 +438,8 @@ def likeliest_tokens(
     count: tokens per position.
 
   Returns:
-    int32 [batch, t*h*w, count].
+    (tokens int32 [batch, t*h*w, count], their guided probabilities float32
+    [batch, t*h*w, count]; a kept canvas token's is 1).
   """
   model = nnx.merge(graphdef, state)
   spec = model.spec
@@ -454,11 +456,13 @@ def likeliest_tokens(
   logits = model(inputs, text_emb, text_mask, text_drop=drop, logits_from=spec.prefix_length)
   if guided:
     logits = guide(logits, cfg_scale)
-  chosen = jax.lax.top_k(logits, count)[1].astype(jnp.int32)
+  top, chosen = jax.lax.top_k(jax.nn.log_softmax(logits.astype(jnp.float32)), count)
+  probs = jnp.exp(top)
   if task_prefix is not None:
     canvas, keep = tasks.kept_tokens(spec, task_prefix)
     chosen = jnp.where(keep[..., None], canvas[..., None], chosen)
-  return chosen
+    probs = jnp.where(keep[..., None], 1.0, probs)
+  return chosen.astype(jnp.int32), probs
 
 
 def graphdef_spec(graphdef, state):

@@ -216,7 +216,7 @@ class TaskSampling:
         jnp.float32(settings.cfg_scale),
         self._task_prefix(task, rows, self.frames_per_clip, None, lambda _: canvas),
         guided=settings.cfg_scale != 1.0,
-      )[..., 0]
+      )[0][..., 0]
     return self._decode_uint8(tokens.reshape(wanted.shape))
 
   def _batch_conditions(self, task, prompts, inputs) -> tuple[jax.Array, jax.Array | None]:
@@ -461,7 +461,8 @@ class TaskSampling:
     self, task, prompts, settings, num_samples, canvas, condition, tokens, num_frames
   ) -> np.ndarray:
     """`refine.refine` of tokens int32 [rows, t, h, w] against `condition`, trying
-    the model's `settings.refine_top_k` likeliest tokens at each generated position."""
+    the model's `settings.refine_top_k` likeliest tokens at each generated position
+    whose probability is at least `settings.refine_min_prob`."""
     rows = len(tokens)
     with self._context():
       text_emb, mask = self._embed_prompts([p for p in prompts for _ in range(num_samples)])
@@ -471,7 +472,7 @@ class TaskSampling:
 
     def alternatives(current):
       with self._context():
-        likeliest = sampling.likeliest_tokens(
+        likeliest, probs = sampling.likeliest_tokens(
           self.graphdef,
           self.params,
           text_emb,
@@ -482,8 +483,14 @@ class TaskSampling:
           guided=settings.cfg_scale != 1.0,
           count=settings.refine_top_k,
         )
-      gathered = np.asarray(multihost_utils.process_allgather(likeliest, tiled=True))
-      return gathered.reshape(*current.shape, -1)
+      likeliest, probs = (
+        np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in (likeliest, probs)
+      )
+      # A token less likely than the floor is not tried: in its place, the current one.
+      likeliest = np.where(
+        probs >= settings.refine_min_prob, likeliest, current.reshape(rows, -1, 1)
+      )
+      return likeliest.reshape(*current.shape, -1)
 
     def score(current):
       return candidates.scores(self._decoded(current, num_frames), condition)
