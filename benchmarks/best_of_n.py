@@ -2,7 +2,7 @@
 
   python benchmarks/best_of_n.py --workdir runs/multitask [--sampling configs/shapes/multitask.py]
       [--tasks restyle,inpaint] [--counts 1,2,4,8,16] [--searches clip,frame] [--refines 0,1]
-      [--seeds 0] [--out benchmarks/results/best_of_n]
+      [--refine_min_probs 0,0.1] [--seeds 0] [--out benchmarks/results/best_of_n]
 
 Not a speed benchmark: the quality side of `SamplingSettings.candidates`
 (`videogen/transformer/candidates.py`). For every task of the run that candidates
@@ -15,7 +15,8 @@ can rank (uncond, interpolate, inpaint, outpaint, restore, restyle) it scores, w
             ranked as whole clips ('clip') or one latent frame at a time ('frame', for
             inpaint, outpaint, restore and restyle), for each search of `--searches`,
             then refined over each number of sweeps of `--refines` (tasks with a pixel
-            condition; `videogen.transformer.refine`).
+            condition; `videogen.transformer.refine`) with each probability floor of
+            `--refine_min_probs` (default: the run's).
 
 Each row also gives the sampling seconds of its task (sampling and scoring, over
 the seeds). Writes OUT.json and OUT.md and prints the table.
@@ -91,6 +92,9 @@ def main() -> None:
   parser.add_argument(
     '--refines', default='0', help='comma-separated refine sweeps after the candidates'
   )
+  parser.add_argument(
+    '--refine_min_probs', default='', help="comma-separated refine floors; default the run's"
+  )
   parser.add_argument('--seeds', default='0', help='comma-separated sampling seeds (means)')
   parser.add_argument(
     '--temperature', type=float, default=None, help="candidates' temperature (default per task)"
@@ -103,6 +107,7 @@ def main() -> None:
   try:
     counts = [int(c) for c in args.counts.split(',')]
     refines = [int(r) for r in args.refines.split(',')]
+    floors = [float(f) for f in args.refine_min_probs.split(',') if f] or [None]
     seeds = tuple(int(s) for s in args.seeds.split(','))
   except ValueError:
     raise SystemExit(
@@ -112,6 +117,8 @@ def main() -> None:
     raise SystemExit(f'--counts={args.counts}: each must be >= 1')
   if min(refines) < 0:
     raise SystemExit(f'--refines={args.refines}: each must be >= 0 (0 = no refinement)')
+  if any(f is not None and not 0 <= f < 1 for f in floors):
+    raise SystemExit(f'--refine_min_probs={args.refine_min_probs}: each must be in [0, 1)')
   searches = args.searches.split(',')
   for search in searches:
     if search not in candidates.SEARCHES:
@@ -135,13 +142,22 @@ def main() -> None:
       if search == 'frame' and task not in candidates.FRAME_RANKED_TASKS:
         continue
       label = ' by latent frame' if search == 'frame' else ''
+      base = {'temperature': temperature, 'candidate_search': search}
       cases += [
         (
-          f'N = {k}{label}' + (f', refined over {r}' if r else ''),
-          {'temperature': temperature, 'candidates': k, 'candidate_search': search, 'refine': r},
+          f'N = {k}{label}'
+          + (f', refined over {r}' if r else '')
+          + (f' (p >= {f:g})' if r and f is not None else ''),
+          {
+            **base,
+            'candidates': k,
+            'refine': r,
+            **({'refine_min_prob': f} if r and f is not None else {}),
+          },
         )
         for k in counts
         for r in (refines if task in candidates.CONDITIONED_TASKS else [0])
+        for f in (floors if r else [None])
         if k > 1 or search == 'clip'
       ]
     for label, fields in cases:
