@@ -465,14 +465,15 @@ def test_candidates_keep_the_sample_that_scores_best(data_dir, frozen):
   spec = TextToVideo(config, frozen.tokenizer, frozen.text_encoder).spec
   params = nnx.split(Transformer(spec, rngs=nnx.Rngs(0)), nnx.Param, ...)[1]
   model = TextToVideo(config, frozen.tokenizer, frozen.text_encoder, params)
-  drawn = []  # Every batch the sampler draws.
-  generate = model._generate  # noqa: SLF001
+  drawn = []  # Every batch of candidates the sampler draws, decoded.
+  draw = model._drawn  # noqa: SLF001
 
-  def record(*args, **kwargs):
-    drawn.append(generate(*args, **kwargs))
-    return drawn[-1]
+  def record(*args):
+    tokens = draw(*args)
+    drawn.append(model._decoded(tokens, model.frames_per_clip))  # noqa: SLF001
+    return tokens
 
-  model._generate = record  # noqa: SLF001
+  model._drawn = record  # noqa: SLF001
   rng = np.random.default_rng(0)
   clips = rng.integers(0, 256, (2, 5, 16, 16, 3), np.uint8)
   mask = np.zeros((16, 16), bool)
