@@ -257,7 +257,7 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     # Free generation places its objects at 1.0 and sharpens them at 0.1; the tasks that
     # generate new frames sample at 0.2, those whose canvas is the whole clip at their own
     # temperature; every task with a pixel input keeps the best of 16 samples (restore of 32),
-    # uncond the steadiest of 8; in/outpaint refine theirs over one sweep (tokens of p >= 0.1).
+    # uncond the steadiest of 8; in/outpaint refine theirs over two sweeps (tokens of p >= 0.1).
     expected = {'t2v': (0.1, 0, 1.0), 'uncond': (0.1, 0, 1.0), 'i2v': (1.0, 0, None)}
     expected.update({'predict': (0.2, 0, None), 'interpolate': (0.2, 0, None)})
     expected.update({'inpaint': (0.5, 0, None), 'outpaint': (1.0, 0, None)})
@@ -268,7 +268,7 @@ def test_multitask_config_samples_each_task_at_its_own_settings():
     assert settings.candidates == (ranked if task in candidates.RANKED_TASKS else 1), task
     assert settings.candidate_search == ('frame' if task in ('restore', 'restyle') else 'clip')
     refined = task in ('inpaint', 'outpaint')
-    assert (settings.refine, settings.refine_min_prob) == ((1, 0.1) if refined else (0, 0)), task
+    assert (settings.refine, settings.refine_min_prob) == ((2, 0.1) if refined else (0, 0)), task
     settings.check()
     # Fields not set per task are shared; restore alone is unguided.
     assert settings.cfg_scale == (1.0 if task == 'restore' else config.sampling.cfg_scale)
