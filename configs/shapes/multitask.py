@@ -152,7 +152,9 @@ def get_config(arg=None):
     # `videogen` command picks on a CPU-only machine without tcmalloc (glibc in one arena,
     # `videogen/parallel/host_memory.py`); 33.5 min at 0.8 steps/s the same day with glibc's
     # per-thread arenas. On a machine with a 2.6x slower matmul: 0.55 steps/s, 44.7 min.
-    # On 2026-12-05's machines, alone: 0.8 steps/s, 32 min 40 s and 31 min 25 s.
+    # On 2026-12-05's machines, alone: 0.8 steps/s, 32 min 40 s and 31 min 25 s; with the
+    # heads-major `xla` attention (`transformer/attention.py`) on the second: 1.0 steps/s,
+    # 25 min 30 s, its held-out cross-entropies equal to the run before it to four digits.
     # 1600 steps (26 min 19 s) moved every figure within the noise of two seeds; 2800 steps
     # (49.5 min) met interpolate's target and lifted restore to +2.4 dB (README).
     config.num_train_steps = 1400
