@@ -114,14 +114,14 @@ def dot_product_attention(
   scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
   resolved = resolve_backend(backend, query.dtype)
   if resolved in ('xla', 'cudnn'):
-    return _jax_nn_attention(query, key, value, causal, kv_mask, scale, resolved)
+    return _xla_or_cudnn_attention(query, key, value, causal, kv_mask, scale, resolved)
   kernel = _pallas_kernel(pallas_kernel, None)
   if kernel == 'splash':
     return _splash_attention(query, key, value, causal, kv_mask, scale, interpret)
   return _gpu_flash_attention(query, key, value, causal, kv_mask, scale, interpret)
 
 
-def _jax_nn_attention(query, key, value, causal, kv_mask, scale, implementation):
+def _xla_or_cudnn_attention(query, key, value, causal, kv_mask, scale, implementation):
   if implementation == 'cudnn':
     if jax.default_backend() != 'gpu':
       raise ValueError(
